@@ -1,0 +1,37 @@
+# Kangyi: `make run` starts everything, `make test` proves it. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help build run test test-swift test-interop proto check-proto venv clean-data
+
+help:
+	@echo "make run          build and start every service (kangyi dev) over an embedded PostgreSQL"
+	@echo "make test         start a throwaway PostgreSQL, run swift test and the Python interop tests"
+	@echo "make proto        regenerate Sources/KangyiAPI from proto/"
+	@echo "make check-proto  fail if the committed generated code differs from proto/"
+
+build:
+	swift build
+
+run: build
+	.build/debug/kangyi dev
+
+test:
+	scripts/test.sh
+
+proto:
+	scripts/proto.sh
+
+check-proto: proto
+	@if [ -n "$$(git status --porcelain -- Sources/KangyiAPI)" ]; then \
+	  git status --short -- Sources/KangyiAPI; git --no-pager diff --stat -- Sources/KangyiAPI; \
+	  echo "generated code is stale: run 'make proto' and commit the result"; exit 1; fi
+	@echo "generated code matches proto/"
+
+venv:
+	scripts/venv.sh
+
+clean-data:
+	-.build/debug/kangyi db stop --data .data/pg
+	-.build/debug/kangyi db stop --data .data/test-pg
+	rm -rf .data

@@ -1,0 +1,29 @@
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// Builds the PostgreSQL pool from a ``DatabaseURL``. The pool (`PostgresClient`) is itself a lifecycle
+/// service: run it in the process's service group before the first query.
+public enum Database {
+    public static func makeClient(url: DatabaseURL, poolSize: Int, logger: Logger) -> PostgresClient {
+        var configuration = PostgresClient.Configuration(
+            host: url.host, port: url.port, username: url.user, password: url.password, database: url.database,
+            tls: .disable)
+        configuration.options.maximumConnections = poolSize
+        configuration.options.minimumConnections = 0
+        configuration.options.connectTimeout = .seconds(3)
+        configuration.options.keepAliveBehavior = .init(frequency: .seconds(30))
+        return PostgresClient(configuration: configuration, backgroundLogger: logger)
+    }
+
+    /// One connection outside the pool, for migrations' advisory lock and the health probe.
+    public static func connect(url: DatabaseURL, connectTimeout: Duration = .seconds(3), logger: Logger)
+        async throws -> PostgresConnection
+    {
+        var configuration = PostgresConnection.Configuration(
+            host: url.host, port: url.port, username: url.user, password: url.password, database: url.database,
+            tls: .disable)
+        configuration.options.connectTimeout = .nanoseconds(Int64(connectTimeout.components.seconds) * 1_000_000_000)
+        return try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+    }
+}

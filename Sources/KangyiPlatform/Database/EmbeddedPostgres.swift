@@ -1,0 +1,172 @@
+import Foundation
+import Logging
+
+/// A PostgreSQL cluster of the machine's PostgreSQL 15, in a folder of the repository (`.data/pg` for
+/// `kangyi dev`, `.data/test-pg` for tests): created with initdb on first use, started on a free local port,
+/// reused while it runs and on later runs. initdb and postgres refuse to run as root, so as root they run as
+/// the `postgres` user (`runuser`).
+public struct EmbeddedPostgres: Sendable {
+    public let dataDirectory: String
+    /// Off only for throwaway test clusters: durability is not what tests measure.
+    public let durable: Bool
+    let binDirectory: String
+    let logger: Logger
+
+    public init(dataDirectory: String, durable: Bool = true, logger: Logger) {
+        self.dataDirectory = URL(fileURLWithPath: dataDirectory).standardizedFileURL.path
+        self.durable = durable
+        self.logger = logger
+        let candidates = [ProcessInfo.processInfo.environment["KANGYI_PG_BIN"], "/usr/lib/postgresql/15/bin"]
+        self.binDirectory = candidates.compactMap { $0 }.first { FileManager.default.fileExists(atPath: $0 + "/initdb") }
+            ?? "/usr/lib/postgresql/15/bin"
+    }
+
+    /// The superuser URL of the running cluster, starting (and creating) it if needed, on `port` if given
+    /// (a restart keeps its address) or else on a free one.
+    public func start(port requested: Int? = nil) throws -> DatabaseURL {
+        try initializeIfNeeded()
+        if let port = runningPort() {
+            logger.info("reusing embedded PostgreSQL", metadata: ["data": "\(dataDirectory)", "port": "\(port)"])
+            return url(port: port)
+        }
+        let port = try requested ?? FreePort.find()
+        var options = "-c listen_addresses=127.0.0.1 -p \(port) -k \(dataDirectory)"
+        if !durable { options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" }
+        try run(
+            "pg_ctl", ["-D", dataDirectory, "-l", dataDirectory + "/server.log", "-w", "-t", "60", "-o", options, "start"])
+        logger.info("started embedded PostgreSQL", metadata: ["data": "\(dataDirectory)", "port": "\(port)"])
+        return url(port: port)
+    }
+
+    /// Stops the cluster (fast shutdown: clients are disconnected, data is flushed). Safe if not running.
+    public func stop() {
+        guard runningPort() != nil else { return }
+        do {
+            try run("pg_ctl", ["-D", dataDirectory, "-m", "fast", "-w", "-t", "60", "stop"])
+            logger.info("stopped embedded PostgreSQL", metadata: ["data": "\(dataDirectory)"])
+        } catch {
+            logger.error("could not stop embedded PostgreSQL: \(error)")
+        }
+    }
+
+    private func url(port: Int) -> DatabaseURL {
+        DatabaseURL(host: "127.0.0.1", port: port, user: "postgres", database: "postgres")
+    }
+
+    /// The port of a running postmaster of this folder, read from `postmaster.pid` and confirmed by pg_ctl.
+    func runningPort() -> Int? {
+        guard let pidFile = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8) else {
+            return nil
+        }
+        let lines = pidFile.split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.count > 3, let port = Int(lines[3]) else { return nil }
+        guard (try? run("pg_ctl", ["-D", dataDirectory, "status"], quiet: true)) != nil else { return nil }
+        return port
+    }
+
+    private func initializeIfNeeded() throws {
+        let fileManager = FileManager.default
+        if fileManager.fileExists(atPath: dataDirectory + "/PG_VERSION") { return }
+        try fileManager.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        if runsAsRoot {
+            // postgres must own its folder and be able to reach it through every parent.
+            try run("/bin/chown", ["postgres:postgres", dataDirectory], asPostgres: false)
+            try run("/bin/chmod", ["700", dataDirectory], asPostgres: false)
+            var parent = URL(fileURLWithPath: dataDirectory).deletingLastPathComponent()
+            while parent.path != "/" {
+                _ = try? run("/bin/chmod", ["o+x", parent.path], asPostgres: false, quiet: true)
+                parent = parent.deletingLastPathComponent()
+            }
+        }
+        try run("initdb", ["-D", dataDirectory, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        logger.info("created embedded PostgreSQL cluster", metadata: ["data": "\(dataDirectory)"])
+    }
+
+    private var runsAsRoot: Bool { getuid() == 0 }
+
+    @discardableResult
+    private func run(_ tool: String, _ arguments: [String], asPostgres: Bool = true, quiet: Bool = false) throws -> String {
+        let executable = tool.hasPrefix("/") ? tool : binDirectory + "/" + tool
+        let argv = asPostgres && runsAsRoot
+            ? ["/usr/sbin/runuser", "-u", "postgres", "--", executable] + arguments
+            : [executable] + arguments
+        let (status, output) = try ChildProcess.run(argv)
+        guard status == 0 else {
+            throw PlatformError(
+                description: "\(tool) \(arguments.joined(separator: " ")) failed (\(status)): \(quiet ? "" : output)")
+        }
+        return output
+    }
+}
+
+/// Runs a program to completion with posix_spawn and waitpid. Not Foundation's `Process`: its exit
+/// monitoring was seen here to miss the exit of a child whose own child (the postmaster) lives on.
+/// Output goes to a file, not a pipe, which the postmaster would inherit and hold open; the child
+/// starts in "/" because the postgres user cannot read root's working directory.
+enum ChildProcess {
+    static func run(_ argv: [String]) throws -> (status: Int32, output: String) {
+        let outputPath = FileManager.default.temporaryDirectory
+            .appendingPathComponent("kangyi-\(UUID().uuidString).out").path
+        defer { unlink(outputPath) }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        closeInheritedDescriptors(&actions)
+
+        let argv = ["/usr/bin/env", "-C", "/"] + argv  // start in "/" (env -C: chdir, then exec)
+        var cArguments = argv.map { strdup($0) } + [nil]
+        defer { for pointer in cArguments { free(pointer) } }
+        var pid = pid_t()
+        let spawned = posix_spawn(&pid, argv[0], &actions, nil, &cArguments, environ)
+        guard spawned == 0 else {
+            throw PlatformError(description: "could not start \(argv[0]): error \(spawned)")
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        // WIFEXITED / WEXITSTATUS, spelled out (the C macros are not imported).
+        let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (exitCode, output)
+    }
+}
+
+/// The postmaster outlives pg_ctl: if it inherited this process's sockets (a server's listener, a client's
+/// connection) it would hold them open, and a closed connection would never reach its peer. So the
+/// child closes every descriptor above stderr: glibc's closefrom action, looked up at run time because
+/// Swift's Glibc module does not export GNU extensions; else each descriptor open now.
+private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
+        _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
+        return
+    }
+    let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    for descriptor in open.compactMap(Int32.init) where descriptor > 2 {
+        posix_spawn_file_actions_addclose(&actions, descriptor)
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+public enum FreePort {
+    public static func find() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw PlatformError(description: "socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw PlatformError(description: "could not find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

@@ -1,0 +1,79 @@
+import GRPCCore
+import GRPCProtobuf
+import Logging
+
+/// Innermost interceptor: turns whatever a handler throws into the status the caller should see.
+/// - ``ServiceError`` → its code, with `ErrorInfo` (+ `BadRequest`) details; the domain is the gRPC service.
+/// - `RPCError` → unchanged (the library's own, e.g. a message that does not decode).
+/// - PostgreSQL unreachable → UNAVAILABLE; serialization conflict → ABORTED.
+/// - anything else → INTERNAL with a generic message; the detail goes only to the log, without values.
+public struct ErrorMappingInterceptor: ServerInterceptor {
+    let logger: Logger
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    public func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>,
+        context: ServerContext,
+        next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        let domain = context.descriptor.service.fullyQualifiedService
+        let cancellation = context.cancellation
+        do {
+            var response = try await next(request, context)
+            response.wrapProducer { [logger] produce in
+                do { return try await produce() } catch {
+                    throw Self.rpcError(for: error, domain: domain, cancelled: cancellation.isCancelled, logger: logger)
+                }
+            }
+            return response
+        } catch {
+            throw Self.rpcError(for: error, domain: domain, cancelled: cancellation.isCancelled, logger: logger)
+        }
+    }
+
+    /// - Parameter cancelled: the caller went away (or the deadline passed); whatever failed after that,
+    ///   e.g. a write to the closed stream, is a consequence, not a fault worth an error log.
+    public static func rpcError(for error: any Error, domain: String, cancelled: Bool = false, logger: Logger)
+        -> RPCError
+    {
+        if cancelled, !(error is ServiceError) {
+            return RPCError(code: .cancelled, message: "the RPC was cancelled")
+        }
+        switch error {
+        case let error as RPCError:
+            return error
+        case let error as ServiceError:
+            return RPCError(error.googleStatus(domain: domain))
+        case let error as any RPCErrorConvertible:
+            return RPCError(error)
+        case is CancellationError:
+            return RPCError(code: .cancelled, message: "the RPC was cancelled")
+        default:
+            break
+        }
+        let requestID = CallerIdentity.current.requestID
+        switch DatabaseErrorKind(error) {
+        case .unavailable:
+            logger.warning("database unavailable", metadata: ["error": "\(DatabaseErrorKind.redactedDescription(of: error))"])
+            let status = ServiceError.unavailable(reason: "DATABASE_UNAVAILABLE", "the database is unavailable; retry later")
+            return RPCError(status.googleStatus(domain: domain))
+        case .conflict:
+            let status = ServiceError(code: .aborted, reason: "CONCURRENT_UPDATE", message: "a concurrent update conflicted; retry")
+            return RPCError(status.googleStatus(domain: domain))
+        default:
+            logger.error(
+                "unexpected error",
+                metadata: [
+                    "request_id": "\(requestID)",
+                    "error": "\(DatabaseErrorKind.redactedDescription(of: error))",
+                ])
+            let status = ServiceError(
+                code: .internalError, reason: "INTERNAL",
+                message: "internal error; quote request id \(requestID) when reporting it")
+            return RPCError(status.googleStatus(domain: domain))
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import KangyiAPI
+import Logging
+import ServiceLifecycle
+
+/// One gRPC server — a Kangyi service's RPCs plus health and reflection, behind the platform's
+/// interceptors — on the HTTP/2 Posix transport with explicit limits. As a lifecycle service it stops
+/// accepting RPCs on SIGTERM/SIGINT, lets those in flight finish, and ends health watches first (they
+/// would otherwise hold the server open).
+public struct GRPCServerService: Service {
+    public let name: String
+    public let board: HealthBoard
+    let server: GRPCServer<HTTP2ServerTransport.Posix>
+
+    /// - Parameters:
+    ///   - name: the Kangyi service's name (`intake`, ...), used in logs and `dev.json`.
+    ///   - services: the service's own RPC implementations; health and reflection are added here.
+    public init(
+        name: String, services: [any RegistrableRPCService], host: String, port: Int,
+        limits: Settings.ServerLimits, metrics: RPCMetrics, logger: Logger
+    ) {
+        var router = RPCRouter<HTTP2ServerTransport.Posix>()
+        for service in services { service.registerMethods(with: &router) }
+        let ownNames = Set(router.methods.map(\.service.fullyQualifiedService))
+        let board = HealthBoard(services: ownNames.sorted())
+        HealthService(board: board).registerMethods(with: &router)
+        let allNames = ownNames.union([
+            Grpc_Health_V1_Health.descriptor.fullyQualifiedService,
+            Grpc_Reflection_V1_ServerReflection.descriptor.fullyQualifiedService,
+            Grpc_Reflection_V1alpha_ServerReflection.descriptor.fullyQualifiedService,
+        ])
+        let reflection = ReflectionService(serviceNames: Array(allNames))
+        reflection.registerMethods(with: &router)
+        ReflectionServiceV1Alpha(reflection).registerMethods(with: &router)
+        router.registerInterceptors(
+            pipeline: Self.interceptors(metrics: metrics, logger: logger).map { .apply($0, to: .all) })
+
+        let transport = HTTP2ServerTransport.Posix(
+            address: .ipv4(host: host, port: port), transportSecurity: .plaintext,
+            config: Self.transportConfig(limits))
+        self.name = name
+        self.board = board
+        self.server = GRPCServer(transport: transport, router: router)
+    }
+
+    /// Outermost first: request id and caller, then the access log and metrics, then error mapping.
+    public static func interceptors(metrics: RPCMetrics, logger: Logger) -> [any ServerInterceptor] {
+        [
+            RequestContextInterceptor(),
+            CallObserverInterceptor(logger: logger, metrics: metrics),
+            ErrorMappingInterceptor(logger: logger),
+        ]
+    }
+
+    static func transportConfig(_ limits: Settings.ServerLimits) -> HTTP2ServerTransport.Posix.Config {
+        .defaults { config in
+            config.rpc.maxRequestPayloadSize = limits.maxRequestBytes
+            config.http2.maxConcurrentStreams = limits.maxConcurrentStreams
+            config.connection.keepalive = .init(
+                time: limits.keepaliveInterval, timeout: limits.keepaliveTimeout,
+                clientBehavior: .init(minPingIntervalWithoutCalls: .seconds(10), allowWithoutCalls: true))
+            config.connection.maxAge = limits.connectionMaxAge
+            config.connection.maxGraceTime = limits.connectionMaxGrace
+        }
+    }
+
+    /// `host:port` once the server is listening (useful when it was asked for port 0).
+    public func listeningAddress() async throws -> String {
+        guard let address = try await server.listeningAddress, let ipv4 = address.ipv4 else {
+            throw PlatformError(description: "server \(name) is not listening")
+        }
+        return "\(ipv4.host):\(ipv4.port)"
+    }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await server.serve()
+        } onGracefulShutdown: { [board, server] in
+            board.shutDown()
+            server.beginGracefulShutdown()
+        }
+    }
+}

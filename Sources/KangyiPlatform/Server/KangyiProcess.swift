@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// Runs one or more Kangyi services in this process: migrates their schemas, opens the pool, starts a
+/// gRPC server per service (each on its own port) plus the metrics endpoint and the database health
+/// probe, and shuts all of it down gracefully on SIGTERM/SIGINT (servers first, the pool last).
+public struct KangyiProcess: Sendable {
+    public var services: [ServiceDefinition]
+    /// The port each service listens on, by name.
+    public var ports: [String: Int]
+    /// Where the other services of the deployment answer, by name (`host:port`), for service-to-service RPCs.
+    public var peers: [String: String]
+    public var databaseURL: DatabaseURL
+    public var settings: Settings
+    public var logger: Logger
+
+    public init(
+        services: [ServiceDefinition], ports: [String: Int], peers: [String: String], databaseURL: DatabaseURL,
+        settings: Settings, logger: Logger
+    ) {
+        self.services = services
+        self.ports = ports
+        self.peers = peers
+        self.databaseURL = databaseURL
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// Where everything listens, once it does.
+    public struct Addresses: Sendable, Codable {
+        public struct Server: Sendable, Codable {
+            public var name: String
+            public var grpc: String
+        }
+        public var services: [Server]
+        public var metrics: String
+    }
+
+    /// Every migration of the given services, the shared `common` schema first.
+    public static func migrations(of services: [ServiceDefinition]) -> [Migration] {
+        CommonSchema.migrations + services.flatMap(\.migrations)
+    }
+
+    /// Runs until a shutdown signal; `onReady` is called once every server listens.
+    public func run(onReady: @escaping @Sendable (Addresses) async throws -> Void = { _ in }) async throws {
+        try await MigrationRunner(logger: logger).apply(Self.migrations(of: services), url: databaseURL)
+
+        let database = Database.makeClient(url: databaseURL, poolSize: settings.databasePoolSize, logger: logger)
+        let metrics = RPCMetrics()
+        let metricsServer = MetricsHTTPServer(
+            metrics: metrics, host: settings.host, port: settings.metricsPort, logger: logger)
+        let runtime = ServiceRuntime(database: database, settings: settings, logger: logger, peers: peers)
+
+        var servers: [GRPCServerService] = []
+        var background: [any Service] = []
+        for definition in services {
+            let assembled = try await definition.assemble(runtime)
+            background += assembled.background
+            servers.append(
+                GRPCServerService(
+                    name: definition.name, services: assembled.rpcServices, host: settings.host,
+                    port: ports[definition.name] ?? definition.defaultPort, limits: settings.server,
+                    metrics: metrics, logger: logger))
+        }
+        let probe = DatabaseHealthProbe(
+            url: databaseURL, boards: servers.map(\.board), interval: settings.healthProbeInterval, logger: logger)
+
+        // Started in this order, stopped in reverse: servers drain first, the pool closes last.
+        let members: [any Service] = [database, probe, metricsServer] + background + servers
+        let group = ServiceGroup(
+            configuration: .init(
+                services: members.map {
+                    .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                          failureTerminationBehavior: .gracefullyShutdownGroup)
+                },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [],
+                logger: logger))
+
+        let started = servers
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                var listening: [Addresses.Server] = []
+                for server in started {
+                    listening.append(.init(name: server.name, grpc: try await server.listeningAddress()))
+                }
+                try await onReady(Addresses(services: listening, metrics: await metricsServer.listeningAddress()))
+            }
+            try await tasks.next()
+            try await tasks.next()
+        }
+    }
+}

@@ -1,0 +1,95 @@
+import GRPCCore
+import GRPCProtobuf
+
+/// The one error type service code throws. The platform's ``ErrorMappingInterceptor`` turns it into a gRPC
+/// status with `google.rpc.Status` details: an `ErrorInfo` (stable machine-readable `reason`) and, for
+/// invalid input, a `BadRequest` naming each offending field. Messages must never carry personal data.
+public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: RPCError.Code
+    /// A stable UPPER_SNAKE_CASE reason callers can switch on (AIP-193), e.g. `INVALID_PHONE`.
+    public var reason: String
+    /// A developer-facing English message; no personal data.
+    public var message: String
+    /// Field violations, for INVALID_ARGUMENT.
+    public var violations: [FieldViolation]
+    /// Extra machine-readable facts for `ErrorInfo.metadata` (ids, states; never personal data).
+    public var metadata: [String: String]
+
+    public struct FieldViolation: Sendable, Equatable {
+        /// The field path in the request, e.g. `contact.phone`.
+        public var field: String
+        /// Why the value was refused, e.g. "must be a mainland mobile number".
+        public var description: String
+        public var reason: String
+
+        public init(field: String, reason: String, description: String) {
+            self.field = field
+            self.reason = reason
+            self.description = description
+        }
+    }
+
+    public init(
+        code: RPCError.Code, reason: String, message: String, violations: [FieldViolation] = [],
+        metadata: [String: String] = [:]
+    ) {
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.violations = violations
+        self.metadata = metadata
+    }
+
+    public var description: String { "\(code) \(reason): \(message)" }
+
+    // MARK: The cases services use
+
+    /// One or more fields are invalid; the message lists them.
+    public static func invalidArgument(_ violations: [FieldViolation]) -> ServiceError {
+        let summary = violations.map { "\($0.field): \($0.description)" }.joined(separator: "; ")
+        let reason = violations.count == 1 ? violations[0].reason : "INVALID_FIELDS"
+        return ServiceError(code: .invalidArgument, reason: reason, message: summary, violations: violations)
+    }
+
+    public static func invalidArgument(field: String, reason: String, _ description: String) -> ServiceError {
+        .invalidArgument([FieldViolation(field: field, reason: reason, description: description)])
+    }
+
+    public static func notFound(_ resource: String, reason: String? = nil) -> ServiceError {
+        ServiceError(
+            code: .notFound, reason: reason ?? "\(resource.uppercased().replacing(" ", with: "_"))_NOT_FOUND",
+            message: "\(resource) not found")
+    }
+
+    /// The state machine forbids this transition; `state` names the current state.
+    public static func failedPrecondition(reason: String, _ message: String, metadata: [String: String] = [:])
+        -> ServiceError
+    {
+        ServiceError(code: .failedPrecondition, reason: reason, message: message, metadata: metadata)
+    }
+
+    public static func alreadyExists(reason: String, _ message: String) -> ServiceError {
+        ServiceError(code: .alreadyExists, reason: reason, message: message)
+    }
+
+    public static func permissionDenied(reason: String, _ message: String) -> ServiceError {
+        ServiceError(code: .permissionDenied, reason: reason, message: message)
+    }
+
+    public static func unavailable(reason: String, _ message: String) -> ServiceError {
+        ServiceError(code: .unavailable, reason: reason, message: message)
+    }
+
+    /// The `google.rpc.Status` this error travels as.
+    public func googleStatus(domain: String) -> GoogleRPCStatus {
+        var details: [ErrorDetails] = [.errorInfo(reason: reason, domain: domain, metadata: metadata)]
+        if !violations.isEmpty {
+            details.append(
+                .badRequest(
+                    violations: violations.map {
+                        .init(field: $0.field, description: $0.description, reason: $0.reason, localizedMessage: nil)
+                    }))
+        }
+        return GoogleRPCStatus(code: code, message: message, details: details)
+    }
+}

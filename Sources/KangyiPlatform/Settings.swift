@@ -1,0 +1,228 @@
+import Logging
+
+/// Everything a Kangyi process reads from its environment (`KANGYI_*`), with the documented defaults.
+/// A bad value stops start-up with a message that names the variable and what it expects; the value of a
+/// secret (the database URL) is never echoed.
+public struct Settings: Sendable {
+    /// `KANGYI_DATABASE_URL`: `postgres://user[:password]@host[:port]/database`. Unset means
+    /// `kangyi dev` runs its own embedded cluster; `kangyi serve` requires it.
+    public var databaseURL: DatabaseURL?
+    /// `KANGYI_HOST`: the address servers bind to. Default `127.0.0.1`.
+    public var host: String
+    /// `KANGYI_GRPC_PORT`: the port `kangyi serve` listens on. Default: the service's own port.
+    public var grpcPort: Int?
+    /// `KANGYI_METRICS_PORT`: the HTTP port that serves `/metrics`. Default 9464; 0 picks a free port.
+    public var metricsPort: Int
+    /// `KANGYI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical. Default `info`.
+    public var logLevel: Logger.Level
+    /// `KANGYI_DB_POOL_SIZE`: the most connections one process opens to PostgreSQL. Default 20.
+    public var databasePoolSize: Int
+    /// `KANGYI_HEALTH_PROBE_MS`: how often the database is probed for the health service. Default 1000.
+    public var healthProbeInterval: Duration
+    /// `KANGYI_DATA_DIR`: where `kangyi dev` keeps its embedded cluster and `dev.json`. Default `.data`.
+    public var dataDirectory: String
+    /// Limits of the gRPC servers.
+    public var server: ServerLimits
+
+    public struct ServerLimits: Sendable, Equatable {
+        /// `KANGYI_MAX_REQUEST_BYTES`: the largest request message accepted. Default 4 MiB.
+        public var maxRequestBytes: Int
+        /// `KANGYI_MAX_CONCURRENT_STREAMS`: concurrent RPCs per HTTP/2 connection. Default 1000.
+        public var maxConcurrentStreams: Int
+        /// `KANGYI_KEEPALIVE_S`: idle time before the server pings a client. Default 60.
+        public var keepaliveInterval: Duration
+        /// `KANGYI_KEEPALIVE_TIMEOUT_S`: how long a ping may go unanswered. Default 20.
+        public var keepaliveTimeout: Duration
+        /// `KANGYI_CONNECTION_MAX_AGE_S`: connections are asked to go away after this long, so load
+        /// rebalances across replicas. Default 300.
+        public var connectionMaxAge: Duration
+        /// `KANGYI_CONNECTION_MAX_GRACE_S`: how long RPCs on an ageing connection may still run. Default 30.
+        public var connectionMaxGrace: Duration
+
+        public static let defaults = ServerLimits(
+            maxRequestBytes: 4 * 1024 * 1024, maxConcurrentStreams: 1000,
+            keepaliveInterval: .seconds(60), keepaliveTimeout: .seconds(20),
+            connectionMaxAge: .seconds(300), connectionMaxGrace: .seconds(30))
+    }
+
+    public init(
+        databaseURL: DatabaseURL? = nil, host: String = "127.0.0.1", grpcPort: Int? = nil,
+        metricsPort: Int = 9464, logLevel: Logger.Level = .info, databasePoolSize: Int = 20,
+        healthProbeInterval: Duration = .seconds(1), dataDirectory: String = ".data",
+        server: ServerLimits = .defaults
+    ) {
+        self.databaseURL = databaseURL
+        self.host = host
+        self.grpcPort = grpcPort
+        self.metricsPort = metricsPort
+        self.logLevel = logLevel
+        self.databasePoolSize = databasePoolSize
+        self.healthProbeInterval = healthProbeInterval
+        self.dataDirectory = dataDirectory
+        self.server = server
+    }
+
+    /// Reads the settings from an environment (normally `ProcessInfo.processInfo.environment`).
+    public init(environment: [String: String]) throws(SettingsError) {
+        let env = EnvironmentReader(environment)
+        let defaults = Settings()
+        let limits = ServerLimits.defaults
+        self.init(
+            databaseURL: try env.databaseURL("KANGYI_DATABASE_URL"),
+            host: try env.string("KANGYI_HOST", default: defaults.host),
+            grpcPort: try env.optionalInt("KANGYI_GRPC_PORT", in: 0...65535),
+            metricsPort: try env.int("KANGYI_METRICS_PORT", default: defaults.metricsPort, in: 0...65535),
+            logLevel: try env.logLevel("KANGYI_LOG_LEVEL", default: defaults.logLevel),
+            databasePoolSize: try env.int("KANGYI_DB_POOL_SIZE", default: defaults.databasePoolSize, in: 1...500),
+            healthProbeInterval: .milliseconds(
+                try env.int("KANGYI_HEALTH_PROBE_MS", default: 1000, in: 50...60_000)),
+            dataDirectory: try env.string("KANGYI_DATA_DIR", default: defaults.dataDirectory),
+            server: ServerLimits(
+                maxRequestBytes: try env.int(
+                    "KANGYI_MAX_REQUEST_BYTES", default: limits.maxRequestBytes, in: 1024...(64 << 20)),
+                maxConcurrentStreams: try env.int(
+                    "KANGYI_MAX_CONCURRENT_STREAMS", default: limits.maxConcurrentStreams, in: 1...100_000),
+                keepaliveInterval: .seconds(try env.int("KANGYI_KEEPALIVE_S", default: 60, in: 1...86_400)),
+                keepaliveTimeout: .seconds(try env.int("KANGYI_KEEPALIVE_TIMEOUT_S", default: 20, in: 1...3_600)),
+                connectionMaxAge: .seconds(
+                    try env.int("KANGYI_CONNECTION_MAX_AGE_S", default: 300, in: 1...604_800)),
+                connectionMaxGrace: .seconds(
+                    try env.int("KANGYI_CONNECTION_MAX_GRACE_S", default: 30, in: 0...3_600))))
+    }
+}
+
+/// A start-up error that names the variable and what it expects.
+public struct SettingsError: Error, CustomStringConvertible, Equatable {
+    public var variable: String
+    public var expected: String
+    public var description: String { "\(variable) is not valid: expected \(expected)" }
+}
+
+/// A PostgreSQL connection URL, split into the parts postgres-nio needs.
+public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String?
+    public var database: String
+
+    public init(host: String, port: Int, user: String, password: String? = nil, database: String) {
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.database = database
+    }
+
+    /// Parses `postgres://user[:password]@host[:port]/database` (or `postgresql://`).
+    public init?(_ string: String) {
+        let schemes = ["postgres://", "postgresql://"]
+        guard let scheme = schemes.first(where: { string.hasPrefix($0) }) else { return nil }
+        var rest = Substring(string.dropFirst(scheme.count))
+        if let query = rest.firstIndex(of: "?") { rest = rest[..<query] }
+        guard let at = rest.lastIndex(of: "@"), let slash = rest[at...].firstIndex(of: "/") else { return nil }
+        let credentials = rest[..<at]
+        let hostPort = rest[rest.index(after: at)..<slash]
+        let database = rest[rest.index(after: slash)...]
+        let userPart = credentials.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let user = userPart.first, !user.isEmpty, !database.isEmpty, !hostPort.isEmpty else { return nil }
+        let hostParts = hostPort.split(separator: ":", maxSplits: 1)
+        let port = hostParts.count == 2 ? Int(hostParts[1]) : 5432
+        guard let port, (1...65535).contains(port) else { return nil }
+        self.init(
+            host: String(hostParts[0]), port: port, user: String(user),
+            password: userPart.count == 2 ? String(userPart[1]).removingPercentEncodingIfAny : nil,
+            database: String(database))
+    }
+
+    /// The URL with its password, for handing to tools and tests; never log it.
+    public var string: String {
+        let credentials = password.map { "\(user):\($0)" } ?? user
+        return "postgres://\(credentials)@\(host):\(port)/\(database)"
+    }
+
+    /// Safe to log: the password is replaced.
+    public var description: String {
+        "postgres://\(user)\(password == nil ? "" : ":***")@\(host):\(port)/\(database)"
+    }
+
+    public func with(database: String) -> DatabaseURL {
+        var copy = self
+        copy.database = database
+        return copy
+    }
+}
+
+extension String {
+    fileprivate var removingPercentEncodingIfAny: String {
+        guard contains("%") else { return self }
+        var bytes: [UInt8] = []
+        var iterator = utf8.makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Typed reads of `KANGYI_*` variables; an empty value counts as unset.
+struct EnvironmentReader {
+    let environment: [String: String]
+    init(_ environment: [String: String]) { self.environment = environment }
+
+    private func raw(_ name: String) -> String? {
+        guard let value = environment[name]?.trimmingWhitespace, !value.isEmpty else { return nil }
+        return value
+    }
+
+    func string(_ name: String, default value: String) throws(SettingsError) -> String {
+        raw(name) ?? value
+    }
+
+    func optionalInt(_ name: String, in range: ClosedRange<Int>) throws(SettingsError) -> Int? {
+        guard let text = raw(name) else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw SettingsError(
+                variable: name,
+                expected: "an integer from \(range.lowerBound) to \(range.upperBound), got \"\(text)\"")
+        }
+        return value
+    }
+
+    func int(_ name: String, default value: Int, in range: ClosedRange<Int>) throws(SettingsError) -> Int {
+        try optionalInt(name, in: range) ?? value
+    }
+
+    func logLevel(_ name: String, default value: Logger.Level) throws(SettingsError) -> Logger.Level {
+        guard let text = raw(name) else { return value }
+        guard let level = Logger.Level(rawValue: text.lowercased()) else {
+            let names = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+            throw SettingsError(variable: name, expected: "one of \(names), got \"\(text)\"")
+        }
+        return level
+    }
+
+    func databaseURL(_ name: String) throws(SettingsError) -> DatabaseURL? {
+        guard let text = raw(name) else { return nil }
+        guard let url = DatabaseURL(text) else {
+            // The value may hold a password: describe the shape, never echo it.
+            throw SettingsError(variable: name, expected: "postgres://user[:password]@host[:port]/database")
+        }
+        return url
+    }
+}
+
+extension String {
+    var trimmingWhitespace: String {
+        var scalars = Substring(self)
+        while let first = scalars.first, first.isWhitespace { scalars.removeFirst() }
+        while let last = scalars.last, last.isWhitespace { scalars.removeLast() }
+        return String(scalars)
+    }
+}

@@ -1,0 +1,20 @@
+import KangyiIntake
+import KangyiPlatform
+
+/// Every Kangyi service this binary can run, in start-up order. Adding a service is adding its
+/// definition here (and its library target in Package.swift).
+enum Catalog {
+    static let all: [ServiceDefinition] = [Intake.definition]
+
+    static func named(_ name: String) -> ServiceDefinition? { all.first { $0.name == name } }
+
+    static var names: String { all.map(\.name).joined(separator: ", ") }
+
+    /// Where each service answers when it runs in its own process: `KANGYI_<NAME>_ADDRESS`, or the local
+    /// default port (Kubernetes sets the variable to the service's DNS name).
+    static func peerAddresses(environment: [String: String]) -> [String: String] {
+        Dictionary(uniqueKeysWithValues: all.map { service in
+            (service.name, environment["KANGYI_\(service.name.uppercased())_ADDRESS"] ?? "127.0.0.1:\(service.defaultPort)")
+        })
+    }
+}

@@ -1,0 +1,79 @@
+import KangyiPlatform
+import KangyiTestSupport
+import Logging
+import PostgresNIO
+import Testing
+
+@Suite struct MigrationRunnerTests {
+    let logger = TestDatabase.logger
+
+    static let steps = [
+        Migration(schema: "demo", version: 2, name: "add column", statements: ["ALTER TABLE demo.things ADD COLUMN size int"]),
+        Migration(schema: "demo", version: 1, name: "create", statements: ["CREATE SCHEMA demo", "CREATE TABLE demo.things (id int PRIMARY KEY)"]),
+    ]
+
+    @Test func appliesInOrderRecordsAndNeverRepeats() async throws {
+        let url = try await TestDatabase.fresh("migrate")
+        let runner = MigrationRunner(logger: logger)
+        let first = try await runner.apply(CommonSchema.migrations + Self.steps, url: url)
+        #expect(first.map { "\($0.schema)/\($0.version)" } == ["common/1", "demo/1", "demo/2"])
+        let second = try await runner.apply(CommonSchema.migrations + Self.steps, url: url)
+        #expect(second.isEmpty)
+
+        try await withPostgresClient(url) { client in
+            let rows = try await client.query(
+                "SELECT schema_name, version FROM public.kangyi_schema_migrations ORDER BY schema_name, version",
+                logger: logger)
+            var recorded: [String] = []
+            for try await (schema, version) in rows.decode((String, Int).self) { recorded.append("\(schema)/\(version)") }
+            #expect(recorded == ["common/1", "demo/1", "demo/2"])
+            let reference = try await ReferenceData.load(from: client, logger: logger)
+            #expect(reference.districts.count == 13)
+            #expect(reference.categories.map(\.code) == [
+                "epidemic_policy", "transport", "medical", "education", "food_supply", "health_code", "other",
+            ])
+            #expect(reference.department("commerce") != nil)
+        }
+    }
+
+    @Test func aFailingStepLeavesNothingBehind() async throws {
+        let url = try await TestDatabase.fresh("migratefail")
+        let broken = Migration(
+            schema: "demo", version: 1, name: "half",
+            statements: ["CREATE SCHEMA demo", "CREATE TABLE demo.a (id int)", "CREATE TABLE demo.a (id int)"])
+        await #expect(throws: (any Error).self) {
+            try await MigrationRunner(logger: logger).apply([broken], url: url)
+        }
+        try await withPostgresClient(url) { client in
+            let rows = try await client.query(
+                "SELECT count(*)::int FROM pg_namespace WHERE nspname = 'demo'", logger: logger)
+            for try await count in rows.decode(Int.self) { #expect(count == 0) }
+            let recorded = try await client.query(
+                "SELECT count(*)::int FROM public.kangyi_schema_migrations", logger: logger)
+            for try await count in recorded.decode(Int.self) { #expect(count == 0) }
+        }
+    }
+
+    @Test func aStepRewrittenAfterItRanStopsStartUp() async throws {
+        let url = try await TestDatabase.fresh("migratedrift")
+        let runner = MigrationRunner(logger: logger)
+        try await runner.apply([Self.steps[1]], url: url)
+        var rewritten = Self.steps[1]
+        rewritten.statements[1] = "CREATE TABLE demo.things (id bigint PRIMARY KEY)"
+        await #expect(throws: PlatformError.self) { try await runner.apply([rewritten], url: url) }
+    }
+
+    @Test func replicasStartingTogetherMigrateOnce() async throws {
+        let url = try await TestDatabase.fresh("migraterace")
+        let applied = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    try await MigrationRunner(logger: logger).apply(CommonSchema.migrations + Self.steps, url: url).count
+                }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        // One runner did all three steps; the others waited on the lock and found nothing to do.
+        #expect(applied.sorted() == [0, 0, 0, 3])
+    }
+}

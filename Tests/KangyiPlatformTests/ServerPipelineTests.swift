@@ -1,0 +1,140 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import GRPCProtobuf
+import SwiftProtobuf
+import KangyiPlatform
+import KangyiTestSupport
+import Logging
+import Testing
+
+/// The platform's server as services get it: a real HTTP/2 port, the interceptors, error mapping, the
+/// access log and metrics, graceful shutdown.
+@Suite struct ServerPipelineTests {
+    let logs = LogCapture()
+    let metrics = RPCMetrics()
+
+    func makeServer() -> GRPCServerService {
+        GRPCServerService(
+            name: "echo", services: [TestEchoService()], host: "127.0.0.1", port: 0, limits: .defaults,
+            metrics: metrics, logger: logs.logger())
+    }
+
+    func withEcho(_ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Void) async throws {
+        let server = makeServer()
+        try await withServiceGroup([server]) { _ in
+            let address = try await server.listeningAddress()
+            try await withClient(address) { client in try await body(client) }
+        }
+    }
+
+    @Test func echoesTheCallersRequestIDAndMintsOneWhenMissing() async throws {
+        try await withEcho { client in
+            let (body, metadata) = try await client.say("hi", metadata: ["x-request-id": "req-42"])
+            #expect(body == "anonymous|req-42")
+            #expect(Array(metadata[stringValues: "x-request-id"]) == ["req-42"])
+
+            let (minted, mintedMetadata) = try await client.say("hi")
+            let id = String(minted.split(separator: "|")[1])
+            #expect(id.count == 32)
+            #expect(Array(mintedMetadata[stringValues: "x-request-id"]) == [id])
+        }
+    }
+
+    @Test func callerIdentityComesFromGatewayMetadata() async throws {
+        try await withEcho { client in
+            let (body, _) = try await client.say(
+                "hi", metadata: ["x-kangyi-caller": "health-commission", "x-kangyi-scopes": "intake.read pii.read"])
+            #expect(body.hasPrefix("health-commission|"))
+        }
+    }
+
+    @Test func invalidInputBecomesInvalidArgumentWithFieldViolations() async throws {
+        try await withEcho { client in
+            do {
+                _ = try await client.say("invalid")
+                Issue.record("expected INVALID_ARGUMENT")
+            } catch let error as RPCError {
+                #expect(error.code == .invalidArgument)
+                let status = try #require(try error.unpackGoogleRPCStatus())
+                #expect(status.code == .invalidArgument)
+                let info = try #require(status.details.compactMap(\.errorInfo).first)
+                #expect(info.reason == "INVALID_VALUE")
+                #expect(info.domain == "kangyi.test.v1.Echo")
+                let violation = try #require(status.details.compactMap(\.badRequest).first?.violations.first)
+                #expect(violation.field == "value")
+                #expect(violation.violationDescription.contains("must not be"))
+                #expect(Array(error.metadata[stringValues: "x-request-id"]).count == 1)
+            }
+            await #expect { try await client.say("missing") } throws: { ($0 as? RPCError)?.code == .notFound }
+        }
+    }
+
+    @Test func unexpectedErrorsAreInternalWithTheDetailOnlyInTheLog() async throws {
+        try await withEcho { client in
+            do {
+                _ = try await client.say("boom", metadata: ["x-request-id": "req-boom"])
+                Issue.record("expected INTERNAL")
+            } catch let error as RPCError {
+                #expect(error.code == .internalError)
+                #expect(error.message.contains("req-boom"))
+                #expect(!error.message.contains("13800138000"))
+            }
+        }
+        let errors = logs.all.filter { $0.level == .error }
+        #expect(errors.count == 1)
+        #expect(errors.first?.metadata["request_id"] == "req-boom")
+        // The error's own description quoted a phone number: not even the log repeats it.
+        #expect(!logs.all.contains { $0.text.contains("13800138000") })
+    }
+
+    @Test func oneLogLineAndOneCountPerRPCWithoutMessageContents() async throws {
+        try await withEcho { client in
+            _ = try await client.say("13912345678", metadata: ["x-request-id": "req-1", "x-kangyi-caller": "staff-7"])
+            _ = try? await client.say("invalid", metadata: ["x-request-id": "req-2"])
+            #expect(try await client.count() == ["1", "2", "3"])
+            await #expect(throws: RPCError.self) { try await client.count(metadata: ["x-kangyi-caller": "fail-late"]) }
+        }
+        let lines = logs.all.filter { $0.message == "rpc" }
+        #expect(lines.count == 4)
+        let first = try #require(lines.first { $0.metadata["request_id"] == "req-1" })
+        #expect(first.metadata["method"] == "kangyi.test.v1.Echo/Say")
+        #expect(first.metadata["code"] == "ok")
+        #expect(first.metadata["caller"] == "staff-7")
+        #expect(Double(first.metadata["duration_ms"] ?? "") != nil)
+        #expect(lines.first { $0.metadata["request_id"] == "req-2" }?.metadata["code"] == "invalid_argument")
+        #expect(lines.filter { $0.metadata["method"] == "kangyi.test.v1.Echo/Count" }.map { $0.metadata["code"] } .sorted { ($0 ?? "") < ($1 ?? "") } == ["failed_precondition", "ok"])
+        #expect(!logs.all.contains { $0.text.contains("13912345678") })
+
+        let exposition = metrics.exposition()
+        #expect(exposition.contains(#"kangyi_rpc_total{method="kangyi.test.v1.Echo/Say",code="ok"} 1"#))
+        #expect(exposition.contains(#"kangyi_rpc_total{method="kangyi.test.v1.Echo/Say",code="invalid_argument"} 1"#))
+        #expect(exposition.contains("kangyi_rpc_duration_seconds_bucket"))
+    }
+
+    @Test func unknownMethodsAreUnimplemented() async throws {
+        try await withEcho { client in
+            let missing = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Echo", method: "Nope")
+            await #expect {
+                try await client.unary(
+                    request: ClientRequest(message: Google_Protobuf_StringValue()), descriptor: missing,
+                    serializer: ProtobufSerializer<Google_Protobuf_StringValue>(),
+                    deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(), options: .defaults
+                ) { try $0.message }
+            } throws: { ($0 as? RPCError)?.code == .unimplemented }
+        }
+    }
+
+    @Test func gracefulShutdownLetsInFlightRPCsFinish() async throws {
+        let server = makeServer()
+        let result = try await withServiceGroup([server]) { group in
+            let address = try await server.listeningAddress()
+            return try await withClient(address) { client in
+                async let answer = client.slow(milliseconds: 700)
+                try await Task.sleep(for: .milliseconds(200))
+                await group.triggerGracefulShutdown()  // as SIGTERM would
+                return try await answer
+            }
+        }
+        #expect(result == "done")
+    }
+}

@@ -1,0 +1,85 @@
+import GRPCCore
+import GRPCProtobuf
+import KangyiPlatform
+import SwiftProtobuf
+
+/// A service only tests use, registered by hand (no proto of its own): `kangyi.test.v1.Echo`.
+/// `Say` answers with the caller's identity, or fails on cue; `Count` streams; `Slow` takes its time.
+struct TestEchoService: RegistrableRPCService {
+    static let say = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Echo", method: "Say")
+    static let count = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Echo", method: "Count")
+    static let slow = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Echo", method: "Slow")
+
+    struct Boom: Error, CustomStringConvertible {
+        var description: String { "boom: 13800138000 leaked" }
+    }
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        router.registerHandler(
+            forMethod: Self.say, deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(),
+            serializer: ProtobufSerializer<Google_Protobuf_StringValue>()
+        ) { request, _ in
+            let message = try await ServerRequest(stream: request).message
+            switch message.value {
+            case "invalid":
+                throw ServiceError.invalidArgument(field: "value", reason: "INVALID_VALUE", "must not be \"invalid\"")
+            case "missing":
+                throw ServiceError.notFound("thing")
+            case "boom":
+                throw Boom()
+            default:
+                let identity = CallerIdentity.current
+                return StreamingServerResponse(
+                    single: ServerResponse(message: .with { $0.value = "\(identity.caller)|\(identity.requestID)" }))
+            }
+        }
+        router.registerHandler(
+            forMethod: Self.count, deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(),
+            serializer: ProtobufSerializer<Google_Protobuf_StringValue>()
+        ) { _, _ in
+            StreamingServerResponse { writer in
+                for index in 1...3 { try await writer.write(.with { $0.value = "\(index)" }) }
+                if CallerIdentity.current.caller == "fail-late" { throw ServiceError.failedPrecondition(reason: "LATE", "late failure") }
+                return [:]
+            }
+        }
+        router.registerHandler(
+            forMethod: Self.slow, deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(),
+            serializer: ProtobufSerializer<Google_Protobuf_StringValue>()
+        ) { request, _ in
+            let message = try await ServerRequest(stream: request).message
+            try await Task.sleep(for: .milliseconds(Int(message.value) ?? 500))
+            return StreamingServerResponse(single: ServerResponse(message: .with { $0.value = "done" }))
+        }
+    }
+}
+
+extension GRPCClient {
+    func say(_ value: String, metadata: Metadata = [:]) async throws -> (String, Metadata) {
+        try await unary(
+            request: ClientRequest(message: Google_Protobuf_StringValue.with { $0.value = value }, metadata: metadata),
+            descriptor: TestEchoService.say, serializer: ProtobufSerializer<Google_Protobuf_StringValue>(),
+            deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(), options: .defaults
+        ) { response in (try response.message.value, response.metadata) }
+    }
+
+    func slow(milliseconds: Int) async throws -> String {
+        try await unary(
+            request: ClientRequest(message: Google_Protobuf_StringValue.with { $0.value = "\(milliseconds)" }),
+            descriptor: TestEchoService.slow, serializer: ProtobufSerializer<Google_Protobuf_StringValue>(),
+            deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(), options: .defaults
+        ) { try $0.message.value }
+    }
+
+    func count(metadata: Metadata = [:]) async throws -> [String] {
+        try await serverStreaming(
+            request: ClientRequest(message: Google_Protobuf_StringValue(), metadata: metadata),
+            descriptor: TestEchoService.count, serializer: ProtobufSerializer<Google_Protobuf_StringValue>(),
+            deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(), options: .defaults
+        ) { response in
+            var values: [String] = []
+            for try await message in response.messages { values.append(message.value) }
+            return values
+        }
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# `make test`: everything a fresh machine of this kind needs, then every test. Exits non-zero on any failure.
+#  1. Debian packages (PostgreSQL 15 is in the image; protoc for the interop stubs comes from grpcio-tools).
+#  2. A throwaway PostgreSQL cluster in .data/test-pg (fsync off), started or reused.
+#  3. swift test, against that cluster.
+#  4. The Python grpcio interop tests, against real `kangyi dev` processes on real ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-apt.sh postgresql-15:/usr/lib/postgresql/15/bin/initdb \
+  postgresql-contrib:/usr/share/postgresql/15/extension/pg_trgm.control
+
+swift build --build-tests
+KANGYI_TEST_DATABASE_URL=$(.build/debug/kangyi db start --data .data/test-pg --throwaway)
+export KANGYI_TEST_DATABASE_URL
+echo "test database: ${KANGYI_TEST_DATABASE_URL%%@*}@${KANGYI_TEST_DATABASE_URL#*@}"
+
+swift test --skip-build
+
+scripts/venv.sh
+KANGYI_BIN=$PWD/.build/debug/kangyi .venv/bin/python -m pytest -q Tests/Interop

@@ -1,0 +1,11 @@
+import KangyiPlatform
+
+/// The intake service as the platform runs it: `kangyi serve intake`, or inside `kangyi dev`.
+public enum Intake {
+    public static let definition = ServiceDefinition(
+        name: "intake", defaultPort: 50051, migrations: IntakeMigrations.all
+    ) { runtime in
+        let reference = ReferenceDataCache(client: runtime.database, logger: runtime.logger)
+        return AssembledService(rpcServices: [IntakeService(reference: reference)])
+    }
+}
