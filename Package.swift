@@ -53,7 +53,13 @@ let package = Package(
         // One library per service; its whole path — RPCs, store, migrations, README — in one folder.
         .target(
             name: "KangyiIntake",
-            dependencies: ["KangyiAPI", "KangyiPlatform", .product(name: "GRPCCore", package: "grpc-swift-2")],
+            dependencies: [
+                "KangyiAPI", "KangyiPlatform",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "services/intake",
             exclude: ["README.md"]
         ),
@@ -92,7 +98,11 @@ let package = Package(
         ),
         .testTarget(
             name: "IntakeTests",
-            dependencies: ["KangyiIntake", "KangyiTestSupport", .product(name: "GRPCCore", package: "grpc-swift-2")]
+            dependencies: [
+                "KangyiIntake", "KangyiTestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

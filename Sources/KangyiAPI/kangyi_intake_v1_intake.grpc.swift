@@ -20,6 +20,45 @@ public enum Kangyi_Intake_V1_IntakeService: Sendable {
     public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "kangyi.intake.v1.IntakeService")
     /// Namespace for method metadata.
     public enum Method: Sendable {
+        /// Namespace for "SubmitHelpRequest" metadata.
+        public enum SubmitHelpRequest: Sendable {
+            /// Request type for "SubmitHelpRequest".
+            public typealias Input = Kangyi_Intake_V1_SubmitHelpRequestRequest
+            /// Response type for "SubmitHelpRequest".
+            public typealias Output = Kangyi_Intake_V1_SubmitHelpRequestResponse
+            /// Descriptor for "SubmitHelpRequest".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "kangyi.intake.v1.IntakeService"),
+                method: "SubmitHelpRequest",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetHelpRequest" metadata.
+        public enum GetHelpRequest: Sendable {
+            /// Request type for "GetHelpRequest".
+            public typealias Input = Kangyi_Intake_V1_GetHelpRequestRequest
+            /// Response type for "GetHelpRequest".
+            public typealias Output = Kangyi_Intake_V1_GetHelpRequestResponse
+            /// Descriptor for "GetHelpRequest".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "kangyi.intake.v1.IntakeService"),
+                method: "GetHelpRequest",
+                type: .unary
+            )
+        }
+        /// Namespace for "LookupHelpRequest" metadata.
+        public enum LookupHelpRequest: Sendable {
+            /// Request type for "LookupHelpRequest".
+            public typealias Input = Kangyi_Intake_V1_LookupHelpRequestRequest
+            /// Response type for "LookupHelpRequest".
+            public typealias Output = Kangyi_Intake_V1_LookupHelpRequestResponse
+            /// Descriptor for "LookupHelpRequest".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "kangyi.intake.v1.IntakeService"),
+                method: "LookupHelpRequest",
+                type: .unary
+            )
+        }
         /// Namespace for "ListCategories" metadata.
         public enum ListCategories: Sendable {
             /// Request type for "ListCategories".
@@ -35,6 +74,9 @@ public enum Kangyi_Intake_V1_IntakeService: Sendable {
         }
         /// Descriptors for all methods in the "kangyi.intake.v1.IntakeService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            SubmitHelpRequest.descriptor,
+            GetHelpRequest.descriptor,
+            LookupHelpRequest.descriptor,
             ListCategories.descriptor
         ]
     }
@@ -62,6 +104,65 @@ extension Kangyi_Intake_V1_IntakeService {
     /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
     /// or ``SimpleServiceProtocol`` instead.
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "SubmitHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a help request and answers with its ticket, once it is durably committed. Idempotent on
+        /// > (caller, request_id): a retry with the same content returns the original answer; the same id with
+        /// > different content is refused (ALREADY_EXISTS, reason REQUEST_ID_REUSED). A likely repeat of an
+        /// > earlier request (same phone and category within 24 h, or near-identical text) is stored and linked
+        /// > to it, raising the earlier one's priority.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Kangyi_Intake_V1_SubmitHelpRequestRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Kangyi_Intake_V1_SubmitHelpRequestResponse` messages.
+        func submitHelpRequest(
+            request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_SubmitHelpRequestRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_SubmitHelpRequestResponse>
+
+        /// Handle the "GetHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One request by id, for staff. The phone is masked without the personal-data scope.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Kangyi_Intake_V1_GetHelpRequestRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Kangyi_Intake_V1_GetHelpRequestResponse` messages.
+        func getHelpRequest(
+            request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_GetHelpRequestRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_GetHelpRequestResponse>
+
+        /// Handle the "LookupHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a citizen uses to follow progress: ticket plus the phone it was filed with. A wrong phone and
+        /// > an unknown ticket answer alike (NOT_FOUND), so the look-up reveals nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Kangyi_Intake_V1_LookupHelpRequestRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Kangyi_Intake_V1_LookupHelpRequestResponse` messages.
+        func lookupHelpRequest(
+            request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_LookupHelpRequestRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_LookupHelpRequestResponse>
+
         /// Handle the "ListCategories" method.
         ///
         /// > Source IDL Documentation:
@@ -89,6 +190,65 @@ extension Kangyi_Intake_V1_IntakeService {
     /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
     /// use ``StreamingServiceProtocol``.
     public protocol ServiceProtocol: Kangyi_Intake_V1_IntakeService.StreamingServiceProtocol {
+        /// Handle the "SubmitHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a help request and answers with its ticket, once it is durably committed. Idempotent on
+        /// > (caller, request_id): a retry with the same content returns the original answer; the same id with
+        /// > different content is refused (ALREADY_EXISTS, reason REQUEST_ID_REUSED). A likely repeat of an
+        /// > earlier request (same phone and category within 24 h, or near-identical text) is stored and linked
+        /// > to it, raising the earlier one's priority.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_SubmitHelpRequestRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Kangyi_Intake_V1_SubmitHelpRequestResponse` message.
+        func submitHelpRequest(
+            request: GRPCCore.ServerRequest<Kangyi_Intake_V1_SubmitHelpRequestRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_SubmitHelpRequestResponse>
+
+        /// Handle the "GetHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One request by id, for staff. The phone is masked without the personal-data scope.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_GetHelpRequestRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Kangyi_Intake_V1_GetHelpRequestResponse` message.
+        func getHelpRequest(
+            request: GRPCCore.ServerRequest<Kangyi_Intake_V1_GetHelpRequestRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_GetHelpRequestResponse>
+
+        /// Handle the "LookupHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a citizen uses to follow progress: ticket plus the phone it was filed with. A wrong phone and
+        /// > an unknown ticket answer alike (NOT_FOUND), so the look-up reveals nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_LookupHelpRequestRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Kangyi_Intake_V1_LookupHelpRequestResponse` message.
+        func lookupHelpRequest(
+            request: GRPCCore.ServerRequest<Kangyi_Intake_V1_LookupHelpRequestRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_LookupHelpRequestResponse>
+
         /// Handle the "ListCategories" method.
         ///
         /// > Source IDL Documentation:
@@ -114,6 +274,65 @@ extension Kangyi_Intake_V1_IntakeService {
     /// doesn't provide access to request or response metadata. If you need access to these
     /// then use ``ServiceProtocol`` instead.
     public protocol SimpleServiceProtocol: Kangyi_Intake_V1_IntakeService.ServiceProtocol {
+        /// Handle the "SubmitHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a help request and answers with its ticket, once it is durably committed. Idempotent on
+        /// > (caller, request_id): a retry with the same content returns the original answer; the same id with
+        /// > different content is refused (ALREADY_EXISTS, reason REQUEST_ID_REUSED). A likely repeat of an
+        /// > earlier request (same phone and category within 24 h, or near-identical text) is stored and linked
+        /// > to it, raising the earlier one's priority.
+        ///
+        /// - Parameters:
+        ///   - request: A `Kangyi_Intake_V1_SubmitHelpRequestRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Kangyi_Intake_V1_SubmitHelpRequestResponse` to respond with.
+        func submitHelpRequest(
+            request: Kangyi_Intake_V1_SubmitHelpRequestRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Kangyi_Intake_V1_SubmitHelpRequestResponse
+
+        /// Handle the "GetHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One request by id, for staff. The phone is masked without the personal-data scope.
+        ///
+        /// - Parameters:
+        ///   - request: A `Kangyi_Intake_V1_GetHelpRequestRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Kangyi_Intake_V1_GetHelpRequestResponse` to respond with.
+        func getHelpRequest(
+            request: Kangyi_Intake_V1_GetHelpRequestRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Kangyi_Intake_V1_GetHelpRequestResponse
+
+        /// Handle the "LookupHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a citizen uses to follow progress: ticket plus the phone it was filed with. A wrong phone and
+        /// > an unknown ticket answer alike (NOT_FOUND), so the look-up reveals nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A `Kangyi_Intake_V1_LookupHelpRequestRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Kangyi_Intake_V1_LookupHelpRequestResponse` to respond with.
+        func lookupHelpRequest(
+            request: Kangyi_Intake_V1_LookupHelpRequestRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Kangyi_Intake_V1_LookupHelpRequestResponse
+
         /// Handle the "ListCategories" method.
         ///
         /// > Source IDL Documentation:
@@ -139,6 +358,39 @@ extension Kangyi_Intake_V1_IntakeService {
 extension Kangyi_Intake_V1_IntakeService.StreamingServiceProtocol {
     public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
         router.registerHandler(
+            forMethod: Kangyi_Intake_V1_IntakeService.Method.SubmitHelpRequest.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_SubmitHelpRequestRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_SubmitHelpRequestResponse>(),
+            handler: { request, context in
+                try await self.submitHelpRequest(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Kangyi_Intake_V1_IntakeService.Method.GetHelpRequest.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_GetHelpRequestRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_GetHelpRequestResponse>(),
+            handler: { request, context in
+                try await self.getHelpRequest(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Kangyi_Intake_V1_IntakeService.Method.LookupHelpRequest.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_LookupHelpRequestRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_LookupHelpRequestResponse>(),
+            handler: { request, context in
+                try await self.lookupHelpRequest(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Kangyi_Intake_V1_IntakeService.Method.ListCategories.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_ListCategoriesRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_ListCategoriesResponse>(),
@@ -155,6 +407,39 @@ extension Kangyi_Intake_V1_IntakeService.StreamingServiceProtocol {
 // Default implementation of streaming methods from 'StreamingServiceProtocol'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Kangyi_Intake_V1_IntakeService.ServiceProtocol {
+    public func submitHelpRequest(
+        request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_SubmitHelpRequestRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_SubmitHelpRequestResponse> {
+        let response = try await self.submitHelpRequest(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getHelpRequest(
+        request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_GetHelpRequestRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_GetHelpRequestResponse> {
+        let response = try await self.getHelpRequest(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func lookupHelpRequest(
+        request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_LookupHelpRequestRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_LookupHelpRequestResponse> {
+        let response = try await self.lookupHelpRequest(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
     public func listCategories(
         request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_ListCategoriesRequest>,
         context: GRPCCore.ServerContext
@@ -170,6 +455,45 @@ extension Kangyi_Intake_V1_IntakeService.ServiceProtocol {
 // Default implementation of methods from 'ServiceProtocol'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Kangyi_Intake_V1_IntakeService.SimpleServiceProtocol {
+    public func submitHelpRequest(
+        request: GRPCCore.ServerRequest<Kangyi_Intake_V1_SubmitHelpRequestRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_SubmitHelpRequestResponse> {
+        return GRPCCore.ServerResponse<Kangyi_Intake_V1_SubmitHelpRequestResponse>(
+            message: try await self.submitHelpRequest(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getHelpRequest(
+        request: GRPCCore.ServerRequest<Kangyi_Intake_V1_GetHelpRequestRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_GetHelpRequestResponse> {
+        return GRPCCore.ServerResponse<Kangyi_Intake_V1_GetHelpRequestResponse>(
+            message: try await self.getHelpRequest(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func lookupHelpRequest(
+        request: GRPCCore.ServerRequest<Kangyi_Intake_V1_LookupHelpRequestRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_LookupHelpRequestResponse> {
+        return GRPCCore.ServerResponse<Kangyi_Intake_V1_LookupHelpRequestResponse>(
+            message: try await self.lookupHelpRequest(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
     public func listCategories(
         request: GRPCCore.ServerRequest<Kangyi_Intake_V1_ListCategoriesRequest>,
         context: GRPCCore.ServerContext
@@ -193,6 +517,80 @@ extension Kangyi_Intake_V1_IntakeService {
     /// You don't need to implement this protocol directly, use the generated
     /// implementation, ``Client``.
     public protocol ClientProtocol: Sendable {
+        /// Call the "SubmitHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a help request and answers with its ticket, once it is durably committed. Idempotent on
+        /// > (caller, request_id): a retry with the same content returns the original answer; the same id with
+        /// > different content is refused (ALREADY_EXISTS, reason REQUEST_ID_REUSED). A likely repeat of an
+        /// > earlier request (same phone and category within 24 h, or near-identical text) is stored and linked
+        /// > to it, raising the earlier one's priority.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_SubmitHelpRequestRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_SubmitHelpRequestRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_SubmitHelpRequestResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func submitHelpRequest<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_SubmitHelpRequestRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_SubmitHelpRequestRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_SubmitHelpRequestResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_SubmitHelpRequestResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One request by id, for staff. The phone is masked without the personal-data scope.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_GetHelpRequestRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_GetHelpRequestRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_GetHelpRequestResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getHelpRequest<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_GetHelpRequestRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_GetHelpRequestRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_GetHelpRequestResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_GetHelpRequestResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "LookupHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a citizen uses to follow progress: ticket plus the phone it was filed with. A wrong phone and
+        /// > an unknown ticket answer alike (NOT_FOUND), so the look-up reveals nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_LookupHelpRequestRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_LookupHelpRequestRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_LookupHelpRequestResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func lookupHelpRequest<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_LookupHelpRequestRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_LookupHelpRequestRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_LookupHelpRequestResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_LookupHelpRequestResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "ListCategories" method.
         ///
         /// > Source IDL Documentation:
@@ -231,6 +629,113 @@ extension Kangyi_Intake_V1_IntakeService {
         ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
         public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
             self.client = client
+        }
+
+        /// Call the "SubmitHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a help request and answers with its ticket, once it is durably committed. Idempotent on
+        /// > (caller, request_id): a retry with the same content returns the original answer; the same id with
+        /// > different content is refused (ALREADY_EXISTS, reason REQUEST_ID_REUSED). A likely repeat of an
+        /// > earlier request (same phone and category within 24 h, or near-identical text) is stored and linked
+        /// > to it, raising the earlier one's priority.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_SubmitHelpRequestRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_SubmitHelpRequestRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_SubmitHelpRequestResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func submitHelpRequest<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_SubmitHelpRequestRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_SubmitHelpRequestRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_SubmitHelpRequestResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_SubmitHelpRequestResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Kangyi_Intake_V1_IntakeService.Method.SubmitHelpRequest.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One request by id, for staff. The phone is masked without the personal-data scope.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_GetHelpRequestRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_GetHelpRequestRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_GetHelpRequestResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getHelpRequest<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_GetHelpRequestRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_GetHelpRequestRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_GetHelpRequestResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_GetHelpRequestResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Kangyi_Intake_V1_IntakeService.Method.GetHelpRequest.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "LookupHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > What a citizen uses to follow progress: ticket plus the phone it was filed with. A wrong phone and
+        /// > an unknown ticket answer alike (NOT_FOUND), so the look-up reveals nothing.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_LookupHelpRequestRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_LookupHelpRequestRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_LookupHelpRequestResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func lookupHelpRequest<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_LookupHelpRequestRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_LookupHelpRequestRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_LookupHelpRequestResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_LookupHelpRequestResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Kangyi_Intake_V1_IntakeService.Method.LookupHelpRequest.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
         }
 
         /// Call the "ListCategories" method.
@@ -272,6 +777,98 @@ extension Kangyi_Intake_V1_IntakeService {
 // Helpers providing default arguments to 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Kangyi_Intake_V1_IntakeService.ClientProtocol {
+    /// Call the "SubmitHelpRequest" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores a help request and answers with its ticket, once it is durably committed. Idempotent on
+    /// > (caller, request_id): a retry with the same content returns the original answer; the same id with
+    /// > different content is refused (ALREADY_EXISTS, reason REQUEST_ID_REUSED). A likely repeat of an
+    /// > earlier request (same phone and category within 24 h, or near-identical text) is stored and linked
+    /// > to it, raising the earlier one's priority.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Kangyi_Intake_V1_SubmitHelpRequestRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func submitHelpRequest<Result>(
+        request: GRPCCore.ClientRequest<Kangyi_Intake_V1_SubmitHelpRequestRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_SubmitHelpRequestResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.submitHelpRequest(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_SubmitHelpRequestRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_SubmitHelpRequestResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetHelpRequest" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One request by id, for staff. The phone is masked without the personal-data scope.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Kangyi_Intake_V1_GetHelpRequestRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getHelpRequest<Result>(
+        request: GRPCCore.ClientRequest<Kangyi_Intake_V1_GetHelpRequestRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_GetHelpRequestResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getHelpRequest(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_GetHelpRequestRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_GetHelpRequestResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LookupHelpRequest" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What a citizen uses to follow progress: ticket plus the phone it was filed with. A wrong phone and
+    /// > an unknown ticket answer alike (NOT_FOUND), so the look-up reveals nothing.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Kangyi_Intake_V1_LookupHelpRequestRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func lookupHelpRequest<Result>(
+        request: GRPCCore.ClientRequest<Kangyi_Intake_V1_LookupHelpRequestRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_LookupHelpRequestResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.lookupHelpRequest(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_LookupHelpRequestRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_LookupHelpRequestResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ListCategories" method.
     ///
     /// > Source IDL Documentation:
@@ -305,6 +902,110 @@ extension Kangyi_Intake_V1_IntakeService.ClientProtocol {
 // Helpers providing sugared APIs for 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Kangyi_Intake_V1_IntakeService.ClientProtocol {
+    /// Call the "SubmitHelpRequest" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores a help request and answers with its ticket, once it is durably committed. Idempotent on
+    /// > (caller, request_id): a retry with the same content returns the original answer; the same id with
+    /// > different content is refused (ALREADY_EXISTS, reason REQUEST_ID_REUSED). A likely repeat of an
+    /// > earlier request (same phone and category within 24 h, or near-identical text) is stored and linked
+    /// > to it, raising the earlier one's priority.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func submitHelpRequest<Result>(
+        _ message: Kangyi_Intake_V1_SubmitHelpRequestRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_SubmitHelpRequestResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Kangyi_Intake_V1_SubmitHelpRequestRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.submitHelpRequest(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetHelpRequest" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One request by id, for staff. The phone is masked without the personal-data scope.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getHelpRequest<Result>(
+        _ message: Kangyi_Intake_V1_GetHelpRequestRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_GetHelpRequestResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Kangyi_Intake_V1_GetHelpRequestRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getHelpRequest(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LookupHelpRequest" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > What a citizen uses to follow progress: ticket plus the phone it was filed with. A wrong phone and
+    /// > an unknown ticket answer alike (NOT_FOUND), so the look-up reveals nothing.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func lookupHelpRequest<Result>(
+        _ message: Kangyi_Intake_V1_LookupHelpRequestRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_LookupHelpRequestResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Kangyi_Intake_V1_LookupHelpRequestRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.lookupHelpRequest(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "ListCategories" method.
     ///
     /// > Source IDL Documentation:

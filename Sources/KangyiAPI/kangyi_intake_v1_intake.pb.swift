@@ -20,6 +20,444 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// Why the request is pressing, as the citizen states it.
+public nonisolated enum Kangyi_Intake_V1_Urgency: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// treated as ROUTINE
+  case unspecified // = 0
+  case routine // = 1
+  case urgent // = 2
+
+  /// Health or life at risk (medicine running out, no food left).
+  case critical // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .routine
+    case 2: self = .urgent
+    case 3: self = .critical
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .routine: return 1
+    case .urgent: return 2
+    case .critical: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Kangyi_Intake_V1_Urgency] = [
+    .unspecified,
+    .routine,
+    .urgent,
+    .critical,
+  ]
+
+}
+
+/// Groups that get a green channel or a higher priority.
+public nonisolated enum Kangyi_Intake_V1_SpecialGroup: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case pregnant // = 1
+  case elderly // = 2
+  case disabled // = 3
+  case livingAlone // = 4
+  case child // = 5
+  case chronicIllness // = 6
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .pregnant
+    case 2: self = .elderly
+    case 3: self = .disabled
+    case 4: self = .livingAlone
+    case 5: self = .child
+    case 6: self = .chronicIllness
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .pregnant: return 1
+    case .elderly: return 2
+    case .disabled: return 3
+    case .livingAlone: return 4
+    case .child: return 5
+    case .chronicIllness: return 6
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Kangyi_Intake_V1_SpecialGroup] = [
+    .unspecified,
+    .pregnant,
+    .elderly,
+    .disabled,
+    .livingAlone,
+    .child,
+    .chronicIllness,
+  ]
+
+}
+
+/// The public status a citizen sees; the verification service moves it.
+public nonisolated enum Kangyi_Intake_V1_HelpRequestStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case submitted // = 1
+  case verified // = 2
+  case rejected // = 3
+  case duplicate // = 4
+  case assigned // = 5
+  case resolved // = 6
+  case closed // = 7
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .submitted
+    case 2: self = .verified
+    case 3: self = .rejected
+    case 4: self = .duplicate
+    case 5: self = .assigned
+    case 6: self = .resolved
+    case 7: self = .closed
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .submitted: return 1
+    case .verified: return 2
+    case .rejected: return 3
+    case .duplicate: return 4
+    case .assigned: return 5
+    case .resolved: return 6
+    case .closed: return 7
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Kangyi_Intake_V1_HelpRequestStatus] = [
+    .unspecified,
+    .submitted,
+    .verified,
+    .rejected,
+    .duplicate,
+    .assigned,
+    .resolved,
+    .closed,
+  ]
+
+}
+
+/// How to reach the person who asked.
+public nonisolated struct Kangyi_Intake_V1_Contact: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A mainland mobile number; "+86", spaces and dashes are accepted and removed.
+  public var phone: String = String()
+
+  public var name: String = String()
+
+  public var address: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Kangyi_Intake_V1_HelpRequest: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  /// What the citizen quotes, e.g. "KY26112100000042".
+  public var ticket: String {
+    get {_storage._ticket}
+    set {_uniqueStorage()._ticket = newValue}
+  }
+
+  public var category: String {
+    get {_storage._category}
+    set {_uniqueStorage()._category = newValue}
+  }
+
+  /// District code from common.districts, e.g. "420106".
+  public var district: String {
+    get {_storage._district}
+    set {_uniqueStorage()._district = newValue}
+  }
+
+  /// Masked (138****5678) unless the caller holds the personal-data scope.
+  public var contact: Kangyi_Intake_V1_Contact {
+    get {_storage._contact ?? Kangyi_Intake_V1_Contact()}
+    set {_uniqueStorage()._contact = newValue}
+  }
+  /// Returns true if `contact` has been explicitly set.
+  public var hasContact: Bool {_storage._contact != nil}
+  /// Clears the value of `contact`. Subsequent reads from it will return its default value.
+  public mutating func clearContact() {_uniqueStorage()._contact = nil}
+
+  public var description_p: String {
+    get {_storage._description_p}
+    set {_uniqueStorage()._description_p = newValue}
+  }
+
+  public var location: Kangyi_Common_V1_GeoPoint {
+    get {_storage._location ?? Kangyi_Common_V1_GeoPoint()}
+    set {_uniqueStorage()._location = newValue}
+  }
+  /// Returns true if `location` has been explicitly set.
+  public var hasLocation: Bool {_storage._location != nil}
+  /// Clears the value of `location`. Subsequent reads from it will return its default value.
+  public mutating func clearLocation() {_uniqueStorage()._location = nil}
+
+  public var specialGroups: [Kangyi_Intake_V1_SpecialGroup] {
+    get {_storage._specialGroups}
+    set {_uniqueStorage()._specialGroups = newValue}
+  }
+
+  public var urgency: Kangyi_Intake_V1_Urgency {
+    get {_storage._urgency}
+    set {_uniqueStorage()._urgency = newValue}
+  }
+
+  public var status: Kangyi_Intake_V1_HelpRequestStatus {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  /// Stored priority (urgency + special groups + repeats); see services/intake/README.md.
+  public var priority: Int32 {
+    get {_storage._priority}
+    set {_uniqueStorage()._priority = newValue}
+  }
+
+  /// priority plus the waiting-time term at the moment of the answer.
+  public var effectivePriority: Int32 {
+    get {_storage._effectivePriority}
+    set {_uniqueStorage()._effectivePriority = newValue}
+  }
+
+  /// Special groups that skip the ordinary queue.
+  public var greenChannel: Bool {
+    get {_storage._greenChannel}
+    set {_uniqueStorage()._greenChannel = newValue}
+  }
+
+  /// Set when this request repeats an earlier one.
+  public var repeatOf: String {
+    get {_storage._repeatOf}
+    set {_uniqueStorage()._repeatOf = newValue}
+  }
+
+  /// How many later requests repeat this one.
+  public var repeatCount: Int32 {
+    get {_storage._repeatCount}
+    set {_uniqueStorage()._repeatCount = newValue}
+  }
+
+  public var createTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createTime = newValue}
+  }
+  /// Returns true if `createTime` has been explicitly set.
+  public var hasCreateTime: Bool {_storage._createTime != nil}
+  /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
+  public mutating func clearCreateTime() {_uniqueStorage()._createTime = nil}
+
+  public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._updateTime = newValue}
+  }
+  /// Returns true if `updateTime` has been explicitly set.
+  public var hasUpdateTime: Bool {_storage._updateTime != nil}
+  /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Kangyi_Intake_V1_SubmitHelpRequestRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The caller's idempotency key (1-128 printable characters); reuse it when retrying.
+  public var requestID: String = String()
+
+  public var category: String = String()
+
+  public var district: String = String()
+
+  public var contact: Kangyi_Intake_V1_Contact {
+    get {_contact ?? Kangyi_Intake_V1_Contact()}
+    set {_contact = newValue}
+  }
+  /// Returns true if `contact` has been explicitly set.
+  public var hasContact: Bool {self._contact != nil}
+  /// Clears the value of `contact`. Subsequent reads from it will return its default value.
+  public mutating func clearContact() {self._contact = nil}
+
+  /// 1-4000 characters (Unicode scalars).
+  public var description_p: String = String()
+
+  /// Optional.
+  public var location: Kangyi_Common_V1_GeoPoint {
+    get {_location ?? Kangyi_Common_V1_GeoPoint()}
+    set {_location = newValue}
+  }
+  /// Returns true if `location` has been explicitly set.
+  public var hasLocation: Bool {self._location != nil}
+  /// Clears the value of `location`. Subsequent reads from it will return its default value.
+  public mutating func clearLocation() {self._location = nil}
+
+  public var specialGroups: [Kangyi_Intake_V1_SpecialGroup] = []
+
+  public var urgency: Kangyi_Intake_V1_Urgency = .unspecified
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _contact: Kangyi_Intake_V1_Contact? = nil
+  fileprivate var _location: Kangyi_Common_V1_GeoPoint? = nil
+}
+
+public nonisolated struct Kangyi_Intake_V1_SubmitHelpRequestResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var helpRequest: Kangyi_Intake_V1_HelpRequest {
+    get {_helpRequest ?? Kangyi_Intake_V1_HelpRequest()}
+    set {_helpRequest = newValue}
+  }
+  /// Returns true if `helpRequest` has been explicitly set.
+  public var hasHelpRequest: Bool {self._helpRequest != nil}
+  /// Clears the value of `helpRequest`. Subsequent reads from it will return its default value.
+  public mutating func clearHelpRequest() {self._helpRequest = nil}
+
+  /// True when this answer repeats an earlier one for the same request_id.
+  public var replayed: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _helpRequest: Kangyi_Intake_V1_HelpRequest? = nil
+}
+
+public nonisolated struct Kangyi_Intake_V1_GetHelpRequestRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Kangyi_Intake_V1_GetHelpRequestResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var helpRequest: Kangyi_Intake_V1_HelpRequest {
+    get {_helpRequest ?? Kangyi_Intake_V1_HelpRequest()}
+    set {_helpRequest = newValue}
+  }
+  /// Returns true if `helpRequest` has been explicitly set.
+  public var hasHelpRequest: Bool {self._helpRequest != nil}
+  /// Clears the value of `helpRequest`. Subsequent reads from it will return its default value.
+  public mutating func clearHelpRequest() {self._helpRequest = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _helpRequest: Kangyi_Intake_V1_HelpRequest? = nil
+}
+
+public nonisolated struct Kangyi_Intake_V1_LookupHelpRequestRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ticket: String = String()
+
+  public var phone: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Kangyi_Intake_V1_LookupHelpRequestResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var helpRequest: Kangyi_Intake_V1_HelpRequest {
+    get {_helpRequest ?? Kangyi_Intake_V1_HelpRequest()}
+    set {_helpRequest = newValue}
+  }
+  /// Returns true if `helpRequest` has been explicitly set.
+  public var hasHelpRequest: Bool {self._helpRequest != nil}
+  /// Clears the value of `helpRequest`. Subsequent reads from it will return its default value.
+  public mutating func clearHelpRequest() {self._helpRequest = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _helpRequest: Kangyi_Intake_V1_HelpRequest? = nil
+}
+
 public nonisolated struct Kangyi_Intake_V1_ListCategoriesRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -45,6 +483,481 @@ public nonisolated struct Kangyi_Intake_V1_ListCategoriesResponse: Sendable {
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "kangyi.intake.v1"
+
+nonisolated extension Kangyi_Intake_V1_Urgency: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0URGENCY_UNSPECIFIED\0\u{1}URGENCY_ROUTINE\0\u{1}URGENCY_URGENT\0\u{1}URGENCY_CRITICAL\0")
+}
+
+nonisolated extension Kangyi_Intake_V1_SpecialGroup: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SPECIAL_GROUP_UNSPECIFIED\0\u{1}SPECIAL_GROUP_PREGNANT\0\u{1}SPECIAL_GROUP_ELDERLY\0\u{1}SPECIAL_GROUP_DISABLED\0\u{1}SPECIAL_GROUP_LIVING_ALONE\0\u{1}SPECIAL_GROUP_CHILD\0\u{1}SPECIAL_GROUP_CHRONIC_ILLNESS\0")
+}
+
+nonisolated extension Kangyi_Intake_V1_HelpRequestStatus: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0HELP_REQUEST_STATUS_UNSPECIFIED\0\u{1}HELP_REQUEST_STATUS_SUBMITTED\0\u{1}HELP_REQUEST_STATUS_VERIFIED\0\u{1}HELP_REQUEST_STATUS_REJECTED\0\u{1}HELP_REQUEST_STATUS_DUPLICATE\0\u{1}HELP_REQUEST_STATUS_ASSIGNED\0\u{1}HELP_REQUEST_STATUS_RESOLVED\0\u{1}HELP_REQUEST_STATUS_CLOSED\0")
+}
+
+nonisolated extension Kangyi_Intake_V1_Contact: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Contact"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}phone\0\u{1}name\0\u{1}address\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.phone) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.phone.isEmpty {
+      try visitor.visitSingularStringField(value: self.phone, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kangyi_Intake_V1_Contact, rhs: Kangyi_Intake_V1_Contact) -> Bool {
+    if lhs.phone != rhs.phone {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kangyi_Intake_V1_HelpRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HelpRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ticket\0\u{1}category\0\u{1}district\0\u{1}contact\0\u{1}description\0\u{1}location\0\u{3}special_groups\0\u{1}urgency\0\u{1}status\0\u{1}priority\0\u{3}effective_priority\0\u{3}green_channel\0\u{3}repeat_of\0\u{3}repeat_count\0\u{3}create_time\0\u{3}update_time\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _ticket: String = String()
+    var _category: String = String()
+    var _district: String = String()
+    var _contact: Kangyi_Intake_V1_Contact? = nil
+    var _description_p: String = String()
+    var _location: Kangyi_Common_V1_GeoPoint? = nil
+    var _specialGroups: [Kangyi_Intake_V1_SpecialGroup] = []
+    var _urgency: Kangyi_Intake_V1_Urgency = .unspecified
+    var _status: Kangyi_Intake_V1_HelpRequestStatus = .unspecified
+    var _priority: Int32 = 0
+    var _effectivePriority: Int32 = 0
+    var _greenChannel: Bool = false
+    var _repeatOf: String = String()
+    var _repeatCount: Int32 = 0
+    var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _ticket = source._ticket
+      _category = source._category
+      _district = source._district
+      _contact = source._contact
+      _description_p = source._description_p
+      _location = source._location
+      _specialGroups = source._specialGroups
+      _urgency = source._urgency
+      _status = source._status
+      _priority = source._priority
+      _effectivePriority = source._effectivePriority
+      _greenChannel = source._greenChannel
+      _repeatOf = source._repeatOf
+      _repeatCount = source._repeatCount
+      _createTime = source._createTime
+      _updateTime = source._updateTime
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._ticket) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._category) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._district) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._contact) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._description_p) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._location) }()
+        case 8: try { try decoder.decodeRepeatedEnumField(value: &_storage._specialGroups) }()
+        case 9: try { try decoder.decodeSingularEnumField(value: &_storage._urgency) }()
+        case 10: try { try decoder.decodeSingularEnumField(value: &_storage._status) }()
+        case 11: try { try decoder.decodeSingularInt32Field(value: &_storage._priority) }()
+        case 12: try { try decoder.decodeSingularInt32Field(value: &_storage._effectivePriority) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._greenChannel) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._repeatOf) }()
+        case 15: try { try decoder.decodeSingularInt32Field(value: &_storage._repeatCount) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
+        case 17: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._ticket.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._ticket, fieldNumber: 2)
+      }
+      if !_storage._category.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._category, fieldNumber: 3)
+      }
+      if !_storage._district.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._district, fieldNumber: 4)
+      }
+      try { if let v = _storage._contact {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      if !_storage._description_p.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._description_p, fieldNumber: 6)
+      }
+      try { if let v = _storage._location {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      if !_storage._specialGroups.isEmpty {
+        try visitor.visitPackedEnumField(value: _storage._specialGroups, fieldNumber: 8)
+      }
+      if _storage._urgency != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._urgency, fieldNumber: 9)
+      }
+      if _storage._status != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._status, fieldNumber: 10)
+      }
+      if _storage._priority != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._priority, fieldNumber: 11)
+      }
+      if _storage._effectivePriority != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._effectivePriority, fieldNumber: 12)
+      }
+      if _storage._greenChannel != false {
+        try visitor.visitSingularBoolField(value: _storage._greenChannel, fieldNumber: 13)
+      }
+      if !_storage._repeatOf.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._repeatOf, fieldNumber: 14)
+      }
+      if _storage._repeatCount != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._repeatCount, fieldNumber: 15)
+      }
+      try { if let v = _storage._createTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
+      try { if let v = _storage._updateTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kangyi_Intake_V1_HelpRequest, rhs: Kangyi_Intake_V1_HelpRequest) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._ticket != rhs_storage._ticket {return false}
+        if _storage._category != rhs_storage._category {return false}
+        if _storage._district != rhs_storage._district {return false}
+        if _storage._contact != rhs_storage._contact {return false}
+        if _storage._description_p != rhs_storage._description_p {return false}
+        if _storage._location != rhs_storage._location {return false}
+        if _storage._specialGroups != rhs_storage._specialGroups {return false}
+        if _storage._urgency != rhs_storage._urgency {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._priority != rhs_storage._priority {return false}
+        if _storage._effectivePriority != rhs_storage._effectivePriority {return false}
+        if _storage._greenChannel != rhs_storage._greenChannel {return false}
+        if _storage._repeatOf != rhs_storage._repeatOf {return false}
+        if _storage._repeatCount != rhs_storage._repeatCount {return false}
+        if _storage._createTime != rhs_storage._createTime {return false}
+        if _storage._updateTime != rhs_storage._updateTime {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kangyi_Intake_V1_SubmitHelpRequestRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubmitHelpRequestRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}category\0\u{1}district\0\u{1}contact\0\u{1}description\0\u{1}location\0\u{3}special_groups\0\u{1}urgency\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.category) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.district) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._contact) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._location) }()
+      case 7: try { try decoder.decodeRepeatedEnumField(value: &self.specialGroups) }()
+      case 8: try { try decoder.decodeSingularEnumField(value: &self.urgency) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 1)
+    }
+    if !self.category.isEmpty {
+      try visitor.visitSingularStringField(value: self.category, fieldNumber: 2)
+    }
+    if !self.district.isEmpty {
+      try visitor.visitSingularStringField(value: self.district, fieldNumber: 3)
+    }
+    try { if let v = self._contact {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 5)
+    }
+    try { if let v = self._location {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if !self.specialGroups.isEmpty {
+      try visitor.visitPackedEnumField(value: self.specialGroups, fieldNumber: 7)
+    }
+    if self.urgency != .unspecified {
+      try visitor.visitSingularEnumField(value: self.urgency, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kangyi_Intake_V1_SubmitHelpRequestRequest, rhs: Kangyi_Intake_V1_SubmitHelpRequestRequest) -> Bool {
+    if lhs.requestID != rhs.requestID {return false}
+    if lhs.category != rhs.category {return false}
+    if lhs.district != rhs.district {return false}
+    if lhs._contact != rhs._contact {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs._location != rhs._location {return false}
+    if lhs.specialGroups != rhs.specialGroups {return false}
+    if lhs.urgency != rhs.urgency {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kangyi_Intake_V1_SubmitHelpRequestResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SubmitHelpRequestResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}help_request\0\u{1}replayed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._helpRequest) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.replayed) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._helpRequest {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.replayed != false {
+      try visitor.visitSingularBoolField(value: self.replayed, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kangyi_Intake_V1_SubmitHelpRequestResponse, rhs: Kangyi_Intake_V1_SubmitHelpRequestResponse) -> Bool {
+    if lhs._helpRequest != rhs._helpRequest {return false}
+    if lhs.replayed != rhs.replayed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kangyi_Intake_V1_GetHelpRequestRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetHelpRequestRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kangyi_Intake_V1_GetHelpRequestRequest, rhs: Kangyi_Intake_V1_GetHelpRequestRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kangyi_Intake_V1_GetHelpRequestResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetHelpRequestResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}help_request\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._helpRequest) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._helpRequest {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kangyi_Intake_V1_GetHelpRequestResponse, rhs: Kangyi_Intake_V1_GetHelpRequestResponse) -> Bool {
+    if lhs._helpRequest != rhs._helpRequest {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kangyi_Intake_V1_LookupHelpRequestRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LookupHelpRequestRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ticket\0\u{1}phone\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.ticket) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.phone) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.ticket.isEmpty {
+      try visitor.visitSingularStringField(value: self.ticket, fieldNumber: 1)
+    }
+    if !self.phone.isEmpty {
+      try visitor.visitSingularStringField(value: self.phone, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kangyi_Intake_V1_LookupHelpRequestRequest, rhs: Kangyi_Intake_V1_LookupHelpRequestRequest) -> Bool {
+    if lhs.ticket != rhs.ticket {return false}
+    if lhs.phone != rhs.phone {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Kangyi_Intake_V1_LookupHelpRequestResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LookupHelpRequestResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}help_request\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._helpRequest) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._helpRequest {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Kangyi_Intake_V1_LookupHelpRequestResponse, rhs: Kangyi_Intake_V1_LookupHelpRequestResponse) -> Bool {
+    if lhs._helpRequest != rhs._helpRequest {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
 
 nonisolated extension Kangyi_Intake_V1_ListCategoriesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListCategoriesRequest"

@@ -47,6 +47,12 @@ public struct CallerIdentity: Sendable, Equatable {
     }
 }
 
+/// Scope names the gateway grants and services check.
+public enum Scope {
+    /// Read personal data (phone and ID numbers, names, addresses) unmasked.
+    public static let personalData = "pii.read"
+}
+
 /// Request ids: random, 128 bits, hex.
 public enum RequestID {
     public static func mint() -> String {

@@ -3,6 +3,49 @@ import KangyiPlatform
 /// Schema `intake`: owned and written by the intake service only.
 enum IntakeMigrations {
     static let all: [Migration] = [
-        Migration(schema: "intake", version: 1, name: "schema", statements: ["CREATE SCHEMA IF NOT EXISTS intake"])
+        Migration(schema: "intake", version: 1, name: "schema", statements: ["CREATE SCHEMA IF NOT EXISTS intake"]),
+        Migration(
+            schema: "intake", version: 2, name: "help requests",
+            statements: [
+                // Tickets are what citizens quote: date + a sequence, unique by construction. Guessing one
+                // gains nothing, since a look-up also needs the phone it was filed with.
+                "CREATE SEQUENCE intake.ticket_seq",
+                """
+                CREATE TABLE intake.help_requests (
+                    id uuid PRIMARY KEY,
+                    ticket text NOT NULL UNIQUE,
+                    -- idempotency: one row per caller and request_id; content_hash tells a retry from reuse
+                    caller text NOT NULL,
+                    request_id text NOT NULL,
+                    content_hash text NOT NULL,
+                    category text NOT NULL REFERENCES common.help_categories (code),
+                    district text NOT NULL REFERENCES common.districts (code),
+                    phone text NOT NULL CHECK (phone ~ '^1[3-9][0-9]{9}$'),
+                    contact_name text NOT NULL DEFAULT '',
+                    address text NOT NULL DEFAULT '',
+                    description text NOT NULL CHECK (length(description) BETWEEN 1 AND 4000),
+                    latitude double precision CHECK (latitude BETWEEN -90 AND 90),
+                    longitude double precision CHECK (longitude BETWEEN -180 AND 180),
+                    special_groups text[] NOT NULL DEFAULT '{}',
+                    urgency text NOT NULL CHECK (urgency IN ('routine', 'urgent', 'critical')),
+                    status text NOT NULL DEFAULT 'submitted' CHECK (status IN
+                        ('submitted', 'verified', 'rejected', 'duplicate', 'assigned', 'resolved', 'closed')),
+                    priority integer NOT NULL,
+                    green_channel boolean NOT NULL,
+                    repeat_of uuid REFERENCES intake.help_requests (id),
+                    repeat_count integer NOT NULL DEFAULT 0,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (caller, request_id))
+                """,
+                // Duplicate detection: the same phone and category recently; similar text in a category.
+                "CREATE INDEX help_requests_phone_category ON intake.help_requests (phone, category, created_at)",
+                "CREATE INDEX help_requests_description_trgm ON intake.help_requests USING gin (description gin_trgm_ops)",
+                // The staff queue and listings: green channel, priority, age.
+                """
+                CREATE INDEX help_requests_queue ON intake.help_requests
+                    (green_channel DESC, priority DESC, created_at, id) WHERE repeat_of IS NULL
+                """,
+            ]),
     ]
 }

@@ -10,12 +10,25 @@ public struct ReferenceData: Sendable {
         public var name: String
         public var nameEn: String
         public var isUrban: Bool
+
+        public init(code: String, name: String, nameEn: String, isUrban: Bool) {
+            self.code = code
+            self.name = name
+            self.nameEn = nameEn
+            self.isUrban = isUrban
+        }
     }
 
     public struct Department: Sendable, Equatable {
         public var code: String
         public var name: String
         public var nameEn: String
+
+        public init(code: String, name: String, nameEn: String) {
+            self.code = code
+            self.name = name
+            self.nameEn = nameEn
+        }
     }
 
     public struct Category: Sendable, Equatable {
@@ -23,6 +36,13 @@ public struct ReferenceData: Sendable {
         public var name: String
         public var nameEn: String
         public var defaultDepartment: String
+
+        public init(code: String, name: String, nameEn: String, defaultDepartment: String) {
+            self.code = code
+            self.name = name
+            self.nameEn = nameEn
+            self.defaultDepartment = defaultDepartment
+        }
     }
 
     /// In display order.

@@ -1,0 +1,61 @@
+import GRPCCore
+import KangyiAPI
+@testable import KangyiIntake
+import KangyiPlatform
+import KangyiTestSupport
+import PostgresNIO
+
+/// An intake service over a fresh, migrated database of its own, with its group committer running.
+struct IntakeHarness: Sendable {
+    let service: IntakeService
+    let client: PostgresClient
+
+    static func run(_ label: String, _ body: @Sendable (IntakeHarness) async throws -> Void) async throws {
+        let url = try await TestDatabase.migrated(label, Intake.definition.migrations)
+        try await withPostgresClient(url, poolSize: 20) { client in
+            let store = PostgresIntakeStore(client: client, logger: TestDatabase.logger)
+            let service = IntakeService(store: store, reference: ReferenceDataCache(client: client, logger: TestDatabase.logger))
+            try await withServiceGroup([store.committer]) { _ in
+                try await body(IntakeHarness(service: service, client: client))
+            }
+        }
+    }
+
+    /// Submits as `caller` (with the personal-data scope, so answers are unmasked).
+    func submit(_ request: Kangyi_Intake_V1_SubmitHelpRequestRequest, caller: String = "test-caller")
+        async throws -> Kangyi_Intake_V1_SubmitHelpRequestResponse
+    {
+        try await CallerIdentity.$current.withValue(
+            CallerIdentity(requestID: "r", caller: caller, scopes: [Scope.personalData])
+        ) {
+            try await service.submitHelpRequest(request: request, context: .testing)
+        }
+    }
+
+    func count(_ sql: String = "SELECT count(*)::int FROM intake.help_requests") async throws -> Int {
+        for try await value in try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger).decode(Int.self) {
+            return value
+        }
+        return 0
+    }
+}
+
+/// A valid submission; tests change what they examine.
+func submission(
+    _ requestID: String = "req-\(RequestID.mint())", phone: String = "13812345678", category: String = "food_supply",
+    description: String = "家里没有米和油了，老人独居，需要送菜。"
+) -> Kangyi_Intake_V1_SubmitHelpRequestRequest {
+    .with {
+        $0.requestID = requestID
+        $0.category = category
+        $0.district = "420106"
+        $0.contact = .with {
+            $0.phone = phone
+            $0.name = "张三"
+            $0.address = "武昌区中山路1号"
+        }
+        $0.description_p = description
+        $0.urgency = .urgent
+        $0.specialGroups = [.elderly, .livingAlone]
+    }
+}

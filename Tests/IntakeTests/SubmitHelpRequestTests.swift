@@ -1,0 +1,201 @@
+import GRPCCore
+import KangyiAPI
+@testable import KangyiIntake
+import KangyiPlatform
+import KangyiTestSupport
+import Testing
+
+/// SubmitHelpRequest on real PostgreSQL: durability, idempotency, repeats, group commit.
+@Suite struct SubmitHelpRequestTests {
+    @Test func storesAndAnswersWithATicket() async throws {
+        try await IntakeHarness.run("submit") { intake in
+            let answer = try await intake.submit(submission())
+            let request = answer.helpRequest
+            #expect(!answer.replayed)
+            #expect(request.ticket.hasPrefix("KY") && request.ticket.count == 16)
+            #expect(request.status == .submitted)
+            #expect(request.contact.phone == "13812345678")
+            #expect(request.priority == 30 + 35)  // urgent + elderly 20 + living alone 15
+            #expect(request.greenChannel)
+            #expect(try await intake.count() == 1)
+        }
+    }
+
+    @Test func aRejectedRequestLeavesNothingBehind() async throws {
+        try await IntakeHarness.run("reject") { intake in
+            var bad = submission()
+            bad.contact.phone = "not a phone"
+            await #expect { try await intake.submit(bad) } throws: { ($0 as? ServiceError)?.code == .invalidArgument }
+            let rows = try await intake.count()
+            #expect(rows == 0)
+        }
+    }
+
+    @Test func aRetryReturnsTheOriginalAndStoresNothingNew() async throws {
+        try await IntakeHarness.run("idempotent") { intake in
+            let first = try await intake.submit(submission("retry-1"))
+            let again = try await intake.submit(submission("retry-1"))
+            #expect(again.replayed)
+            #expect(again.helpRequest.id == first.helpRequest.id)
+            #expect(again.helpRequest.ticket == first.helpRequest.ticket)
+            #expect(try await intake.count() == 1)
+            // Another caller may use the same request_id for its own request.
+            let other = try await intake.submit(submission("retry-1"), caller: "another-system")
+            #expect(!other.replayed)
+            #expect(try await intake.count() == 2)
+        }
+    }
+
+    @Test func theSameIdWithOtherContentIsRefusedWithAStableReason() async throws {
+        try await IntakeHarness.run("reuse") { intake in
+            _ = try await intake.submit(submission("reused"))
+            await #expect {
+                try await intake.submit(submission("reused", description: "完全不同的求助内容"))
+            } throws: { error in
+                let error = error as? ServiceError
+                return error?.code == .alreadyExists && error?.reason == "REQUEST_ID_REUSED"
+            }
+            #expect(try await intake.count() == 1)
+        }
+    }
+
+    @Test func concurrentDuplicateSendsStoreOneRow() async throws {
+        try await IntakeHarness.run("concurrentdup") { intake in
+            let answers = try await withThrowingTaskGroup(of: Kangyi_Intake_V1_SubmitHelpRequestResponse.self) { group in
+                for _ in 0..<50 { group.addTask { try await intake.submit(submission("same-id")) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(Set(answers.map(\.helpRequest.id)).count == 1)
+            #expect(answers.filter { !$0.replayed }.count == 1)
+            #expect(try await intake.count() == 1)
+        }
+    }
+
+    @Test func groupCommitStoresExactlyNAndEveryTicketExists() async throws {
+        try await IntakeHarness.run("groupcommit") { intake in
+            let n = 300
+            let answers = try await withThrowingTaskGroup(of: Kangyi_Intake_V1_SubmitHelpRequestResponse.self) { group in
+                for index in 0..<n {
+                    group.addTask {
+                        // distinct phones and texts: no repeats, so every answer is a new row
+                        try await intake.submit(submission(
+                            "burst-\(index)", phone: "139\(String(format: "%08d", index))",
+                            description: "第\(index)号求助：\(RequestID.mint())"))
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(answers.count == n)
+            #expect(Set(answers.map(\.helpRequest.ticket)).count == n)
+            #expect(try await intake.count() == n)
+            let tickets = answers.map { "'\($0.helpRequest.ticket)'" }.joined(separator: ",")
+            #expect(try await intake.count("SELECT count(*)::int FROM intake.help_requests WHERE ticket IN (\(tickets))") == n)
+        }
+    }
+
+    @Test func samePhoneAndCategoryIsLinkedAsARepeatAndRaisesTheOriginal() async throws {
+        try await IntakeHarness.run("repeats") { intake in
+            let original = try await intake.submit(submission(description: "需要买降压药")).helpRequest
+            let again = try await intake.submit(submission(description: "还是没有买到降压药，请帮忙")).helpRequest
+            #expect(again.repeatOf == original.id)
+            let third = try await intake.submit(submission(phone: "+86 138 1234 5678", description: "第三次求助")).helpRequest
+            #expect(third.repeatOf == original.id)  // linked to the original, not to the repeat
+
+            let stored = try await intake.service.getHelpRequest(request: .with { $0.id = original.id }, context: .testing)
+            #expect(stored.helpRequest.repeatCount == 2)
+            #expect(stored.helpRequest.priority == original.priority + 2 * Int32(Priority.perRepeat))
+            // A different category is a different need, not a repeat.
+            let other = try await intake.submit(submission(category: "medical", description: "需要看病")).helpRequest
+            #expect(other.repeatOf.isEmpty)
+            #expect(try await intake.count() == 4)  // repeats are stored, never dropped
+        }
+    }
+
+    @Test func nearIdenticalTextFromAnotherPhoneIsARepeat() async throws {
+        try await IntakeHarness.run("similartext") { intake in
+            let text = "武昌区中山路小区封控第三天，全楼二十户人家缺少蔬菜和大米，请尽快安排配送"
+            let original = try await intake.submit(submission(phone: "13800000001", description: text)).helpRequest
+            let similar = try await intake.submit(submission(phone: "13800000002", description: text + "。")).helpRequest
+            #expect(similar.repeatOf == original.id)
+            let different = try await intake.submit(submission(phone: "13800000003", description: "孩子发烧需要就医")).helpRequest
+            #expect(different.repeatOf.isEmpty)
+        }
+    }
+
+    @Test func repeatsWithinOneBatchAreLinkedToo() async throws {
+        try await IntakeHarness.run("batchrepeats") { intake in
+            let answers = try await withThrowingTaskGroup(of: Kangyi_Intake_V1_HelpRequest.self) { group in
+                for index in 0..<20 {
+                    group.addTask { try await intake.submit(submission("same-phone-\(index)", description: "求助\(index)")).helpRequest }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let originals = answers.filter { $0.repeatOf.isEmpty }
+            #expect(originals.count == 1)
+            #expect(answers.allSatisfy { $0.repeatOf.isEmpty || $0.repeatOf == originals[0].id })
+            let stored = try await intake.service.getHelpRequest(request: .with { $0.id = originals[0].id }, context: .testing)
+            #expect(stored.helpRequest.repeatCount == 19)
+        }
+    }
+}
+
+@Suite struct LookupAndGetTests {
+    @Test func aCitizenFindsTheirRequestWithTicketAndPhone() async throws {
+        try await IntakeHarness.run("lookup") { intake in
+            let filed = try await intake.submit(submission()).helpRequest
+            let found = try await intake.service.lookupHelpRequest(
+                request: .with { $0.ticket = filed.ticket; $0.phone = "+86 138-1234-5678" }, context: .testing)
+            #expect(found.helpRequest.id == filed.id)
+            #expect(found.helpRequest.contact.phone == "138****5678")  // no personal-data scope: masked
+            #expect(found.helpRequest.contact.address.isEmpty)
+        }
+    }
+
+    @Test func aWrongPhoneAndAnUnknownTicketAnswerAlike() async throws {
+        try await IntakeHarness.run("lookupmiss") { intake in
+            let filed = try await intake.submit(submission()).helpRequest
+            func failure(_ ticket: String, _ phone: String) async -> String? {
+                do {
+                    _ = try await intake.service.lookupHelpRequest(
+                        request: .with { $0.ticket = ticket; $0.phone = phone }, context: .testing)
+                    return nil
+                } catch { return "\(error)" }
+            }
+            let wrongPhone = await failure(filed.ticket, "13900000000")
+            let unknownTicket = await failure("KY26010199999999", "13812345678")
+            let garbage = await failure("x", "y")
+            #expect(wrongPhone != nil)
+            #expect(wrongPhone == unknownTicket)
+            #expect(wrongPhone == garbage)
+        }
+    }
+
+    @Test func staffReadByIdWithOrWithoutThePersonalDataScope() async throws {
+        try await IntakeHarness.run("get") { intake in
+            let filed = try await intake.submit(submission()).helpRequest
+            let masked = try await intake.service.getHelpRequest(request: .with { $0.id = filed.id }, context: .testing)
+            #expect(masked.helpRequest.contact.phone == "138****5678")
+            let full = try await CallerIdentity.$current.withValue(.init(requestID: "r", scopes: [Scope.personalData])) {
+                try await intake.service.getHelpRequest(request: .with { $0.id = filed.id }, context: .testing)
+            }
+            #expect(full.helpRequest.contact.phone == "13812345678")
+            await #expect { try await intake.service.getHelpRequest(request: .with { $0.id = "nope" }, context: .testing) }
+                throws: { ($0 as? ServiceError)?.code == .invalidArgument }
+            await #expect {
+                try await intake.service.getHelpRequest(request: .with { $0.id = "00000000-0000-0000-0000-000000000000" }, context: .testing)
+            } throws: { ($0 as? ServiceError)?.code == .notFound }
+        }
+    }
+}
+
+@Suite struct ListCategoriesTests {
+    @Test func listsTheSeedCategoriesInDisplayOrder() async throws {
+        try await IntakeHarness.run("categories") { intake in
+            let response = try await intake.service.listCategories(request: .init(), context: .testing)
+            #expect(response.categories.map(\.code) == [
+                "epidemic_policy", "transport", "medical", "education", "food_supply", "health_code", "other",
+            ])
+            #expect(response.categories.first { $0.code == "food_supply" }?.name == "生活物资")
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import KangyiPlatform
+import Logging
+import PostgresNIO
+
+/// Where help requests live. The service talks to this protocol; ``PostgresIntakeStore`` is the real one.
+protocol IntakeStore: Sendable {
+    func submit(_ request: NewHelpRequest) async throws -> SubmitOutcome
+    func helpRequest(id: UUID) async throws -> StoredHelpRequest?
+    func helpRequest(ticket: String) async throws -> StoredHelpRequest?
+}
+
+/// Help requests in schema `intake`. Submissions go through a ``GroupCommitter``: each batch is one
+/// transaction that settles idempotency, links repeats, inserts every new row with one INSERT and raises
+/// the priority of the requests they repeat.
+struct PostgresIntakeStore: IntakeStore {
+    /// How far back a request counts as repeated by a new one with the same phone and category.
+    static let repeatWindow = "24 hours"
+    /// How alike two descriptions must be (pg_trgm similarity) to count as the same request.
+    static let textSimilarity = 0.8
+
+    let client: PostgresClient
+    let committer: GroupCommitter<NewHelpRequest, SubmitOutcome>
+    let logger: Logger
+
+    init(client: PostgresClient, logger: Logger, maxBatch: Int = 500, lanes: Int = 2) {
+        self.client = client
+        self.logger = logger
+        let batches = SubmissionBatches(client: client, logger: logger)
+        self.committer = GroupCommitter(maxBatch: maxBatch, lanes: lanes) { await batches.commit($0) }
+    }
+
+    func submit(_ request: NewHelpRequest) async throws -> SubmitOutcome {
+        try await committer.submit(request)
+    }
+
+    func helpRequest(id: UUID) async throws -> StoredHelpRequest? {
+        try await one(PostgresQuery(unsafeSQL: "SELECT \(HelpRequestRow.columns) FROM intake.help_requests WHERE id = $1", binds: binds(id)))
+    }
+
+    func helpRequest(ticket: String) async throws -> StoredHelpRequest? {
+        try await one(PostgresQuery(unsafeSQL: "SELECT \(HelpRequestRow.columns) FROM intake.help_requests WHERE ticket = $1", binds: binds(ticket)))
+    }
+
+    private func one(_ query: PostgresQuery) async throws -> StoredHelpRequest? {
+        for try await row in try await client.query(query, logger: logger) {
+            return try HelpRequestRow.decode(row)
+        }
+        return nil
+    }
+}
+
+func binds(_ values: any PostgresEncodable & Sendable...) -> PostgresBindings {
+    var bindings = PostgresBindings()
+    for value in values { try! bindings.append(value, context: .default) }
+    return bindings
+}
+
+/// The columns of `intake.help_requests` a ``StoredHelpRequest`` is read from.
+enum HelpRequestRow {
+    static let columns = """
+        id, ticket, category, district, phone, contact_name, address, description, latitude, longitude, \
+        special_groups, urgency, status, priority, green_channel, repeat_of, repeat_count, created_at, updated_at
+        """
+
+    static func decode(_ row: PostgresRow) throws -> StoredHelpRequest {
+        let row = row.makeRandomAccess()
+        let latitude = try row["latitude"].decode(Double?.self)
+        let longitude = try row["longitude"].decode(Double?.self)
+        return StoredHelpRequest(
+            id: try row["id"].decode(UUID.self),
+            ticket: try row["ticket"].decode(String.self),
+            category: try row["category"].decode(String.self),
+            district: try row["district"].decode(String.self),
+            phone: try row["phone"].decode(String.self),
+            contactName: try row["contact_name"].decode(String.self),
+            address: try row["address"].decode(String.self),
+            description: try row["description"].decode(String.self),
+            location: latitude.flatMap { lat in longitude.map { .init(latitude: lat, longitude: $0) } },
+            specialGroups: try row["special_groups"].decode([String].self).compactMap(SpecialGroup.init(rawValue:)),
+            urgency: Urgency(rawValue: try row["urgency"].decode(String.self)) ?? .routine,
+            status: HelpRequestStatus(rawValue: try row["status"].decode(String.self)) ?? .submitted,
+            priority: try row["priority"].decode(Int.self),
+            greenChannel: try row["green_channel"].decode(Bool.self),
+            repeatOf: try row["repeat_of"].decode(UUID?.self),
+            repeatCount: try row["repeat_count"].decode(Int.self),
+            createdAt: try row["created_at"].decode(Date.self),
+            updatedAt: try row["updated_at"].decode(Date.self))
+    }
+}

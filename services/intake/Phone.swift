@@ -1,0 +1,42 @@
+/// Mainland China mobile numbers: the one form stored (11 digits) and the one form shown to callers
+/// without the personal-data scope (`138****5678`).
+enum Phone {
+    /// "+86 138-1234-5678", "0086 13812345678", "(138) 1234 5678" → "13812345678"; nil if it is not a
+    /// mainland mobile number (11 digits, starting 13–19).
+    static func normalize(_ raw: String) -> String? {
+        var digits = ""
+        for character in raw {
+            if let digit = character.wholeNumberValue, character.isASCII {
+                digits.append(Character(String(digit)))
+            } else if !" -()+.\u{3000}".contains(character) {
+                return nil
+            }
+        }
+        let trimmed = raw.trimmingSpaces
+        if trimmed.hasPrefix("+") && !trimmed.hasPrefix("+86") { return nil }  // another country's number
+        if trimmed.hasPrefix("+86") || (digits.count == 13 && digits.hasPrefix("86")) {
+            digits.removeFirst(2)
+        } else if digits.count == 15 && digits.hasPrefix("0086") {
+            digits.removeFirst(4)
+        }
+        let bytes = Array(digits.utf8)
+        guard bytes.count == 11, bytes[0] == UInt8(ascii: "1"), (UInt8(ascii: "3")...UInt8(ascii: "9")).contains(bytes[1])
+        else { return nil }
+        return digits
+    }
+
+    /// "13812345678" → "138****5678".
+    static func mask(_ phone: String) -> String {
+        guard phone.count == 11 else { return String(repeating: "*", count: phone.count) }
+        return phone.prefix(3) + "****" + phone.suffix(4)
+    }
+}
+
+extension String {
+    var trimmingSpaces: Substring {
+        var text = Substring(self)
+        while let first = text.first, first.isWhitespace { text.removeFirst() }
+        while let last = text.last, last.isWhitespace { text.removeLast() }
+        return text
+    }
+}
