@@ -59,6 +59,58 @@ public enum Kangyi_Intake_V1_IntakeService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ListHelpRequests" metadata.
+        public enum ListHelpRequests: Sendable {
+            /// Request type for "ListHelpRequests".
+            public typealias Input = Kangyi_Intake_V1_ListHelpRequestsRequest
+            /// Response type for "ListHelpRequests".
+            public typealias Output = Kangyi_Intake_V1_ListHelpRequestsResponse
+            /// Descriptor for "ListHelpRequests".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "kangyi.intake.v1.IntakeService"),
+                method: "ListHelpRequests",
+                type: .unary
+            )
+        }
+        /// Namespace for "WatchHelpRequests" metadata.
+        public enum WatchHelpRequests: Sendable {
+            /// Request type for "WatchHelpRequests".
+            public typealias Input = Kangyi_Intake_V1_WatchHelpRequestsRequest
+            /// Response type for "WatchHelpRequests".
+            public typealias Output = Kangyi_Intake_V1_WatchHelpRequestsResponse
+            /// Descriptor for "WatchHelpRequests".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "kangyi.intake.v1.IntakeService"),
+                method: "WatchHelpRequests",
+                type: .serverStreaming
+            )
+        }
+        /// Namespace for "TransitionHelpRequest" metadata.
+        public enum TransitionHelpRequest: Sendable {
+            /// Request type for "TransitionHelpRequest".
+            public typealias Input = Kangyi_Intake_V1_TransitionHelpRequestRequest
+            /// Response type for "TransitionHelpRequest".
+            public typealias Output = Kangyi_Intake_V1_TransitionHelpRequestResponse
+            /// Descriptor for "TransitionHelpRequest".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "kangyi.intake.v1.IntakeService"),
+                method: "TransitionHelpRequest",
+                type: .unary
+            )
+        }
+        /// Namespace for "SubmitSuggestion" metadata.
+        public enum SubmitSuggestion: Sendable {
+            /// Request type for "SubmitSuggestion".
+            public typealias Input = Kangyi_Intake_V1_SubmitSuggestionRequest
+            /// Response type for "SubmitSuggestion".
+            public typealias Output = Kangyi_Intake_V1_SubmitSuggestionResponse
+            /// Descriptor for "SubmitSuggestion".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "kangyi.intake.v1.IntakeService"),
+                method: "SubmitSuggestion",
+                type: .unary
+            )
+        }
         /// Namespace for "ListCategories" metadata.
         public enum ListCategories: Sendable {
             /// Request type for "ListCategories".
@@ -77,6 +129,10 @@ public enum Kangyi_Intake_V1_IntakeService: Sendable {
             SubmitHelpRequest.descriptor,
             GetHelpRequest.descriptor,
             LookupHelpRequest.descriptor,
+            ListHelpRequests.descriptor,
+            WatchHelpRequests.descriptor,
+            TransitionHelpRequest.descriptor,
+            SubmitSuggestion.descriptor,
             ListCategories.descriptor
         ]
     }
@@ -162,6 +218,80 @@ extension Kangyi_Intake_V1_IntakeService {
             request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_LookupHelpRequestRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_LookupHelpRequestResponse>
+
+        /// Handle the "ListHelpRequests" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Requests matching filters, a page at a time, by priority (green channel first) or by time.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Kangyi_Intake_V1_ListHelpRequestsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Kangyi_Intake_V1_ListHelpRequestsResponse` messages.
+        func listHelpRequests(
+            request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_ListHelpRequestsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_ListHelpRequestsResponse>
+
+        /// Handle the "WatchHelpRequests" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > New and changed requests as they commit, from a cursor; resume with the last cursor received and
+        /// > nothing is missed or repeated. An empty cursor starts from the first request ever stored.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Kangyi_Intake_V1_WatchHelpRequestsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Kangyi_Intake_V1_WatchHelpRequestsResponse` messages.
+        func watchHelpRequests(
+            request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_WatchHelpRequestsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_WatchHelpRequestsResponse>
+
+        /// Handle the "TransitionHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves the public status (for the verification service). Idempotent on transition_id; a transition
+        /// > the lifecycle forbids is FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Kangyi_Intake_V1_TransitionHelpRequestRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Kangyi_Intake_V1_TransitionHelpRequestResponse` messages.
+        func transitionHelpRequest(
+            request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_TransitionHelpRequestRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_TransitionHelpRequestResponse>
+
+        /// Handle the "SubmitSuggestion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a suggestion (no ticket, no follow-up). Idempotent on (caller, request_id).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Kangyi_Intake_V1_SubmitSuggestionRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Kangyi_Intake_V1_SubmitSuggestionResponse` messages.
+        func submitSuggestion(
+            request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_SubmitSuggestionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_SubmitSuggestionResponse>
 
         /// Handle the "ListCategories" method.
         ///
@@ -249,6 +379,80 @@ extension Kangyi_Intake_V1_IntakeService {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_LookupHelpRequestResponse>
 
+        /// Handle the "ListHelpRequests" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Requests matching filters, a page at a time, by priority (green channel first) or by time.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_ListHelpRequestsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Kangyi_Intake_V1_ListHelpRequestsResponse` message.
+        func listHelpRequests(
+            request: GRPCCore.ServerRequest<Kangyi_Intake_V1_ListHelpRequestsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_ListHelpRequestsResponse>
+
+        /// Handle the "WatchHelpRequests" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > New and changed requests as they commit, from a cursor; resume with the last cursor received and
+        /// > nothing is missed or repeated. An empty cursor starts from the first request ever stored.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_WatchHelpRequestsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Kangyi_Intake_V1_WatchHelpRequestsResponse` messages.
+        func watchHelpRequests(
+            request: GRPCCore.ServerRequest<Kangyi_Intake_V1_WatchHelpRequestsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_WatchHelpRequestsResponse>
+
+        /// Handle the "TransitionHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves the public status (for the verification service). Idempotent on transition_id; a transition
+        /// > the lifecycle forbids is FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_TransitionHelpRequestRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Kangyi_Intake_V1_TransitionHelpRequestResponse` message.
+        func transitionHelpRequest(
+            request: GRPCCore.ServerRequest<Kangyi_Intake_V1_TransitionHelpRequestRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_TransitionHelpRequestResponse>
+
+        /// Handle the "SubmitSuggestion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a suggestion (no ticket, no follow-up). Idempotent on (caller, request_id).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_SubmitSuggestionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Kangyi_Intake_V1_SubmitSuggestionResponse` message.
+        func submitSuggestion(
+            request: GRPCCore.ServerRequest<Kangyi_Intake_V1_SubmitSuggestionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_SubmitSuggestionResponse>
+
         /// Handle the "ListCategories" method.
         ///
         /// > Source IDL Documentation:
@@ -333,6 +537,81 @@ extension Kangyi_Intake_V1_IntakeService {
             context: GRPCCore.ServerContext
         ) async throws -> Kangyi_Intake_V1_LookupHelpRequestResponse
 
+        /// Handle the "ListHelpRequests" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Requests matching filters, a page at a time, by priority (green channel first) or by time.
+        ///
+        /// - Parameters:
+        ///   - request: A `Kangyi_Intake_V1_ListHelpRequestsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Kangyi_Intake_V1_ListHelpRequestsResponse` to respond with.
+        func listHelpRequests(
+            request: Kangyi_Intake_V1_ListHelpRequestsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Kangyi_Intake_V1_ListHelpRequestsResponse
+
+        /// Handle the "WatchHelpRequests" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > New and changed requests as they commit, from a cursor; resume with the last cursor received and
+        /// > nothing is missed or repeated. An empty cursor starts from the first request ever stored.
+        ///
+        /// - Parameters:
+        ///   - request: A `Kangyi_Intake_V1_WatchHelpRequestsRequest` message.
+        ///   - response: A response stream of `Kangyi_Intake_V1_WatchHelpRequestsResponse` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func watchHelpRequests(
+            request: Kangyi_Intake_V1_WatchHelpRequestsRequest,
+            response: GRPCCore.RPCWriter<Kangyi_Intake_V1_WatchHelpRequestsResponse>,
+            context: GRPCCore.ServerContext
+        ) async throws
+
+        /// Handle the "TransitionHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves the public status (for the verification service). Idempotent on transition_id; a transition
+        /// > the lifecycle forbids is FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A `Kangyi_Intake_V1_TransitionHelpRequestRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Kangyi_Intake_V1_TransitionHelpRequestResponse` to respond with.
+        func transitionHelpRequest(
+            request: Kangyi_Intake_V1_TransitionHelpRequestRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Kangyi_Intake_V1_TransitionHelpRequestResponse
+
+        /// Handle the "SubmitSuggestion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a suggestion (no ticket, no follow-up). Idempotent on (caller, request_id).
+        ///
+        /// - Parameters:
+        ///   - request: A `Kangyi_Intake_V1_SubmitSuggestionRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Kangyi_Intake_V1_SubmitSuggestionResponse` to respond with.
+        func submitSuggestion(
+            request: Kangyi_Intake_V1_SubmitSuggestionRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Kangyi_Intake_V1_SubmitSuggestionResponse
+
         /// Handle the "ListCategories" method.
         ///
         /// > Source IDL Documentation:
@@ -391,6 +670,50 @@ extension Kangyi_Intake_V1_IntakeService.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Kangyi_Intake_V1_IntakeService.Method.ListHelpRequests.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_ListHelpRequestsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_ListHelpRequestsResponse>(),
+            handler: { request, context in
+                try await self.listHelpRequests(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Kangyi_Intake_V1_IntakeService.Method.WatchHelpRequests.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_WatchHelpRequestsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_WatchHelpRequestsResponse>(),
+            handler: { request, context in
+                try await self.watchHelpRequests(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Kangyi_Intake_V1_IntakeService.Method.TransitionHelpRequest.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_TransitionHelpRequestRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_TransitionHelpRequestResponse>(),
+            handler: { request, context in
+                try await self.transitionHelpRequest(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Kangyi_Intake_V1_IntakeService.Method.SubmitSuggestion.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_SubmitSuggestionRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_SubmitSuggestionResponse>(),
+            handler: { request, context in
+                try await self.submitSuggestion(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Kangyi_Intake_V1_IntakeService.Method.ListCategories.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_ListCategoriesRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_ListCategoriesResponse>(),
@@ -434,6 +757,50 @@ extension Kangyi_Intake_V1_IntakeService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_LookupHelpRequestResponse> {
         let response = try await self.lookupHelpRequest(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listHelpRequests(
+        request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_ListHelpRequestsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_ListHelpRequestsResponse> {
+        let response = try await self.listHelpRequests(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func watchHelpRequests(
+        request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_WatchHelpRequestsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_WatchHelpRequestsResponse> {
+        let response = try await self.watchHelpRequests(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
+    }
+
+    public func transitionHelpRequest(
+        request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_TransitionHelpRequestRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_TransitionHelpRequestResponse> {
+        let response = try await self.transitionHelpRequest(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func submitSuggestion(
+        request: GRPCCore.StreamingServerRequest<Kangyi_Intake_V1_SubmitSuggestionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_SubmitSuggestionResponse> {
+        let response = try await self.submitSuggestion(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -487,6 +854,62 @@ extension Kangyi_Intake_V1_IntakeService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_LookupHelpRequestResponse> {
         return GRPCCore.ServerResponse<Kangyi_Intake_V1_LookupHelpRequestResponse>(
             message: try await self.lookupHelpRequest(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listHelpRequests(
+        request: GRPCCore.ServerRequest<Kangyi_Intake_V1_ListHelpRequestsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_ListHelpRequestsResponse> {
+        return GRPCCore.ServerResponse<Kangyi_Intake_V1_ListHelpRequestsResponse>(
+            message: try await self.listHelpRequests(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func watchHelpRequests(
+        request: GRPCCore.ServerRequest<Kangyi_Intake_V1_WatchHelpRequestsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_WatchHelpRequestsResponse> {
+        return GRPCCore.StreamingServerResponse<Kangyi_Intake_V1_WatchHelpRequestsResponse>(
+            metadata: [:],
+            producer: { writer in
+                try await self.watchHelpRequests(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
+    public func transitionHelpRequest(
+        request: GRPCCore.ServerRequest<Kangyi_Intake_V1_TransitionHelpRequestRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_TransitionHelpRequestResponse> {
+        return GRPCCore.ServerResponse<Kangyi_Intake_V1_TransitionHelpRequestResponse>(
+            message: try await self.transitionHelpRequest(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func submitSuggestion(
+        request: GRPCCore.ServerRequest<Kangyi_Intake_V1_SubmitSuggestionRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Kangyi_Intake_V1_SubmitSuggestionResponse> {
+        return GRPCCore.ServerResponse<Kangyi_Intake_V1_SubmitSuggestionResponse>(
+            message: try await self.submitSuggestion(
                 request: request.message,
                 context: context
             ),
@@ -589,6 +1012,100 @@ extension Kangyi_Intake_V1_IntakeService {
             deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_LookupHelpRequestResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_LookupHelpRequestResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListHelpRequests" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Requests matching filters, a page at a time, by priority (green channel first) or by time.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_ListHelpRequestsRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_ListHelpRequestsRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_ListHelpRequestsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listHelpRequests<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_ListHelpRequestsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_ListHelpRequestsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_ListHelpRequestsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_ListHelpRequestsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "WatchHelpRequests" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > New and changed requests as they commit, from a cursor; resume with the last cursor received and
+        /// > nothing is missed or repeated. An empty cursor starts from the first request ever stored.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_WatchHelpRequestsRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_WatchHelpRequestsRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_WatchHelpRequestsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func watchHelpRequests<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_WatchHelpRequestsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_WatchHelpRequestsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_WatchHelpRequestsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Kangyi_Intake_V1_WatchHelpRequestsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "TransitionHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves the public status (for the verification service). Idempotent on transition_id; a transition
+        /// > the lifecycle forbids is FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_TransitionHelpRequestRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_TransitionHelpRequestRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_TransitionHelpRequestResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func transitionHelpRequest<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_TransitionHelpRequestRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_TransitionHelpRequestRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_TransitionHelpRequestResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_TransitionHelpRequestResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SubmitSuggestion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a suggestion (no ticket, no follow-up). Idempotent on (caller, request_id).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_SubmitSuggestionRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_SubmitSuggestionRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_SubmitSuggestionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func submitSuggestion<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_SubmitSuggestionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_SubmitSuggestionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_SubmitSuggestionResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_SubmitSuggestionResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ListCategories" method.
@@ -738,6 +1255,142 @@ extension Kangyi_Intake_V1_IntakeService {
             )
         }
 
+        /// Call the "ListHelpRequests" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Requests matching filters, a page at a time, by priority (green channel first) or by time.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_ListHelpRequestsRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_ListHelpRequestsRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_ListHelpRequestsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listHelpRequests<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_ListHelpRequestsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_ListHelpRequestsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_ListHelpRequestsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_ListHelpRequestsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Kangyi_Intake_V1_IntakeService.Method.ListHelpRequests.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "WatchHelpRequests" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > New and changed requests as they commit, from a cursor; resume with the last cursor received and
+        /// > nothing is missed or repeated. An empty cursor starts from the first request ever stored.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_WatchHelpRequestsRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_WatchHelpRequestsRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_WatchHelpRequestsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func watchHelpRequests<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_WatchHelpRequestsRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_WatchHelpRequestsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_WatchHelpRequestsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Kangyi_Intake_V1_WatchHelpRequestsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Kangyi_Intake_V1_IntakeService.Method.WatchHelpRequests.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "TransitionHelpRequest" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Moves the public status (for the verification service). Idempotent on transition_id; a transition
+        /// > the lifecycle forbids is FAILED_PRECONDITION naming the current status.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_TransitionHelpRequestRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_TransitionHelpRequestRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_TransitionHelpRequestResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func transitionHelpRequest<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_TransitionHelpRequestRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_TransitionHelpRequestRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_TransitionHelpRequestResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_TransitionHelpRequestResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Kangyi_Intake_V1_IntakeService.Method.TransitionHelpRequest.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SubmitSuggestion" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Stores a suggestion (no ticket, no follow-up). Idempotent on (caller, request_id).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Kangyi_Intake_V1_SubmitSuggestionRequest` message.
+        ///   - serializer: A serializer for `Kangyi_Intake_V1_SubmitSuggestionRequest` messages.
+        ///   - deserializer: A deserializer for `Kangyi_Intake_V1_SubmitSuggestionResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func submitSuggestion<Result>(
+            request: GRPCCore.ClientRequest<Kangyi_Intake_V1_SubmitSuggestionRequest>,
+            serializer: some GRPCCore.MessageSerializer<Kangyi_Intake_V1_SubmitSuggestionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Kangyi_Intake_V1_SubmitSuggestionResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_SubmitSuggestionResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Kangyi_Intake_V1_IntakeService.Method.SubmitSuggestion.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "ListCategories" method.
         ///
         /// > Source IDL Documentation:
@@ -864,6 +1517,122 @@ extension Kangyi_Intake_V1_IntakeService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_LookupHelpRequestRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_LookupHelpRequestResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListHelpRequests" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Requests matching filters, a page at a time, by priority (green channel first) or by time.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Kangyi_Intake_V1_ListHelpRequestsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listHelpRequests<Result>(
+        request: GRPCCore.ClientRequest<Kangyi_Intake_V1_ListHelpRequestsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_ListHelpRequestsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listHelpRequests(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_ListHelpRequestsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_ListHelpRequestsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "WatchHelpRequests" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > New and changed requests as they commit, from a cursor; resume with the last cursor received and
+    /// > nothing is missed or repeated. An empty cursor starts from the first request ever stored.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Kangyi_Intake_V1_WatchHelpRequestsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func watchHelpRequests<Result>(
+        request: GRPCCore.ClientRequest<Kangyi_Intake_V1_WatchHelpRequestsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Kangyi_Intake_V1_WatchHelpRequestsResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.watchHelpRequests(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_WatchHelpRequestsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_WatchHelpRequestsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "TransitionHelpRequest" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Moves the public status (for the verification service). Idempotent on transition_id; a transition
+    /// > the lifecycle forbids is FAILED_PRECONDITION naming the current status.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Kangyi_Intake_V1_TransitionHelpRequestRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func transitionHelpRequest<Result>(
+        request: GRPCCore.ClientRequest<Kangyi_Intake_V1_TransitionHelpRequestRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_TransitionHelpRequestResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.transitionHelpRequest(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_TransitionHelpRequestRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_TransitionHelpRequestResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SubmitSuggestion" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores a suggestion (no ticket, no follow-up). Idempotent on (caller, request_id).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Kangyi_Intake_V1_SubmitSuggestionRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func submitSuggestion<Result>(
+        request: GRPCCore.ClientRequest<Kangyi_Intake_V1_SubmitSuggestionRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_SubmitSuggestionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.submitSuggestion(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Kangyi_Intake_V1_SubmitSuggestionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Kangyi_Intake_V1_SubmitSuggestionResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1000,6 +1769,138 @@ extension Kangyi_Intake_V1_IntakeService.ClientProtocol {
             metadata: metadata
         )
         return try await self.lookupHelpRequest(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListHelpRequests" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Requests matching filters, a page at a time, by priority (green channel first) or by time.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listHelpRequests<Result>(
+        _ message: Kangyi_Intake_V1_ListHelpRequestsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_ListHelpRequestsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Kangyi_Intake_V1_ListHelpRequestsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listHelpRequests(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "WatchHelpRequests" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > New and changed requests as they commit, from a cursor; resume with the last cursor received and
+    /// > nothing is missed or repeated. An empty cursor starts from the first request ever stored.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func watchHelpRequests<Result>(
+        _ message: Kangyi_Intake_V1_WatchHelpRequestsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Kangyi_Intake_V1_WatchHelpRequestsResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Kangyi_Intake_V1_WatchHelpRequestsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.watchHelpRequests(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "TransitionHelpRequest" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Moves the public status (for the verification service). Idempotent on transition_id; a transition
+    /// > the lifecycle forbids is FAILED_PRECONDITION naming the current status.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func transitionHelpRequest<Result>(
+        _ message: Kangyi_Intake_V1_TransitionHelpRequestRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_TransitionHelpRequestResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Kangyi_Intake_V1_TransitionHelpRequestRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.transitionHelpRequest(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SubmitSuggestion" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Stores a suggestion (no ticket, no follow-up). Idempotent on (caller, request_id).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func submitSuggestion<Result>(
+        _ message: Kangyi_Intake_V1_SubmitSuggestionRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Kangyi_Intake_V1_SubmitSuggestionResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Kangyi_Intake_V1_SubmitSuggestionRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.submitSuggestion(
             request: request,
             options: options,
             onResponse: handleResponse

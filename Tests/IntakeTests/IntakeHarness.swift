@@ -10,10 +10,12 @@ struct IntakeHarness: Sendable {
     let service: IntakeService
     let client: PostgresClient
 
+    func store() -> IntakeStore { service.store }
+
     static func run(_ label: String, _ body: @Sendable (IntakeHarness) async throws -> Void) async throws {
         let url = try await TestDatabase.migrated(label, Intake.definition.migrations)
         try await withPostgresClient(url, poolSize: 20) { client in
-            let store = PostgresIntakeStore(client: client, logger: TestDatabase.logger)
+            let store = IntakeStore(client: client, logger: TestDatabase.logger)
             let service = IntakeService(store: store, reference: ReferenceDataCache(client: client, logger: TestDatabase.logger))
             try await withServiceGroup([store.committer]) { _ in
                 try await body(IntakeHarness(service: service, client: client))

@@ -13,9 +13,11 @@ import Testing
     let logs = LogCapture()
     let metrics = RPCMetrics()
 
+    let echo = TestEchoService()
+
     func makeServer() -> GRPCServerService {
         GRPCServerService(
-            name: "echo", services: [TestEchoService()], host: "127.0.0.1", port: 0, limits: .defaults,
+            name: "echo", services: [echo], host: "127.0.0.1", port: 0, limits: .defaults,
             metrics: metrics, logger: logs.logger())
     }
 
@@ -130,8 +132,8 @@ import Testing
             let address = try await server.listeningAddress()
             return try await withClient(address) { client in
                 async let answer = client.slow(milliseconds: 700)
-                try await Task.sleep(for: .milliseconds(200))
-                await group.triggerGracefulShutdown()  // as SIGTERM would
+                while echo.slowStarted.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                await group.triggerGracefulShutdown()  // as SIGTERM would, with the RPC in flight
                 return try await answer
             }
         }

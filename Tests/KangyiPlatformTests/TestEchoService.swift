@@ -2,10 +2,20 @@ import GRPCCore
 import GRPCProtobuf
 import KangyiPlatform
 import SwiftProtobuf
+import Synchronization
 
 /// A service only tests use, registered by hand (no proto of its own): `kangyi.test.v1.Echo`.
 /// `Say` answers with the caller's identity, or fails on cue; `Count` streams; `Slow` takes its time.
 struct TestEchoService: RegistrableRPCService {
+    /// How many `Slow` calls have reached their handler: tests wait on it instead of guessing a delay.
+    let slowStarted = Counter()
+
+    final class Counter: Sendable {
+        private let value = Mutex(0)
+        func increment() { value.withLock { $0 += 1 } }
+        var count: Int { value.withLock { $0 } }
+    }
+
     static let say = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Echo", method: "Say")
     static let count = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Echo", method: "Count")
     static let slow = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Echo", method: "Slow")
@@ -48,6 +58,7 @@ struct TestEchoService: RegistrableRPCService {
             serializer: ProtobufSerializer<Google_Protobuf_StringValue>()
         ) { request, _ in
             let message = try await ServerRequest(stream: request).message
+            slowStarted.increment()
             try await Task.sleep(for: .milliseconds(Int(message.value) ?? 500))
             return StreamingServerResponse(single: ServerResponse(message: .with { $0.value = "done" }))
         }

@@ -5,7 +5,7 @@ public enum Intake {
     public static let definition = ServiceDefinition(
         name: "intake", defaultPort: 50051, migrations: IntakeMigrations.all
     ) { runtime in
-        let store = PostgresIntakeStore(client: runtime.database, logger: runtime.logger)
+        let store = IntakeStore(client: runtime.database, logger: runtime.logger)
         let reference = ReferenceDataCache(client: runtime.database, logger: runtime.logger)
         return AssembledService(
             rpcServices: [IntakeService(store: store, reference: reference)],

@@ -47,5 +47,58 @@ enum IntakeMigrations {
                     (green_channel DESC, priority DESC, created_at, id) WHERE repeat_of IS NULL
                 """,
             ]),
+        Migration(
+            schema: "intake", version: 3, name: "change feed, transitions, suggestions",
+            statements: [
+                // The change feed behind WatchHelpRequests: every insert and update stamps the row with its
+                // transaction id and a sequence number. A watcher reads only rows whose transaction is older
+                // than every transaction still running (pg_snapshot_xmin), in (xid, seq) order, so a row
+                // that commits late can never land behind a cursor already handed out.
+                "CREATE SEQUENCE intake.change_seq",
+                """
+                ALTER TABLE intake.help_requests
+                    ADD COLUMN change_xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                    ADD COLUMN change_seq bigint NOT NULL DEFAULT nextval('intake.change_seq')
+                """,
+                "CREATE INDEX help_requests_changes ON intake.help_requests (change_xid, change_seq)",
+                """
+                CREATE FUNCTION intake.stamp_change() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    NEW.change_xid := pg_current_xact_id();
+                    NEW.change_seq := nextval('intake.change_seq');
+                    NEW.updated_at := now();
+                    RETURN NEW;
+                END $$
+                """,
+                """
+                CREATE TRIGGER help_requests_stamp_change BEFORE UPDATE ON intake.help_requests
+                    FOR EACH ROW EXECUTE FUNCTION intake.stamp_change()
+                """,
+                // Status moves requested by the verification service, idempotent on transition_id.
+                """
+                CREATE TABLE intake.status_transitions (
+                    transition_id text PRIMARY KEY,
+                    help_request_id uuid NOT NULL REFERENCES intake.help_requests (id),
+                    from_status text NOT NULL,
+                    to_status text NOT NULL,
+                    actor text NOT NULL,
+                    reason text NOT NULL DEFAULT '',
+                    created_at timestamptz NOT NULL DEFAULT now())
+                """,
+                "CREATE INDEX status_transitions_request ON intake.status_transitions (help_request_id, created_at)",
+                """
+                CREATE TABLE intake.suggestions (
+                    id uuid PRIMARY KEY,
+                    caller text NOT NULL,
+                    request_id text NOT NULL,
+                    content_hash text NOT NULL,
+                    category text REFERENCES common.help_categories (code),
+                    district text REFERENCES common.districts (code),
+                    text text NOT NULL CHECK (length(text) BETWEEN 1 AND 4000),
+                    phone text CHECK (phone ~ '^1[3-9][0-9]{9}$'),
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (caller, request_id))
+                """,
+            ]),
     ]
 }

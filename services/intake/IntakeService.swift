@@ -2,14 +2,15 @@ import Foundation
 import GRPCCore
 import KangyiAPI
 import KangyiPlatform
+import ServiceLifecycle
 import SwiftProtobuf
 
 /// `kangyi.intake.v1.IntakeService`: the RPCs, translating between the wire and the intake domain.
 public struct IntakeService: Kangyi_Intake_V1_IntakeService.SimpleServiceProtocol {
-    let store: any IntakeStore
+    let store: IntakeStore
     let reference: ReferenceDataCache
 
-    init(store: any IntakeStore, reference: ReferenceDataCache) {
+    init(store: IntakeStore, reference: ReferenceDataCache) {
         self.store = store
         self.reference = reference
     }
@@ -53,6 +54,118 @@ public struct IntakeService: Kangyi_Intake_V1_IntakeService.SimpleServiceProtoco
         return .with { $0.helpRequest = row.wire(for: .current) }
     }
 
+    public func listHelpRequests(
+        request: Kangyi_Intake_V1_ListHelpRequestsRequest, context: ServerContext
+    ) async throws -> Kangyi_Intake_V1_ListHelpRequestsResponse {
+        let filter = try HelpRequestFilter(request, reference: try await reference.get())
+        let pageSize = try Self.pageSize(request.pageSize)
+        let after = try PageToken.decode(request.pageToken, filter: filter)
+        // One more row than asked tells whether another page follows.
+        let rows = try await store.list(filter, after: after, limit: pageSize + 1)
+        let page = rows.prefix(pageSize)
+        let identity = CallerIdentity.current
+        return .with {
+            $0.helpRequests = page.map { $0.wire(for: identity) }
+            if rows.count > pageSize, let last = page.last {
+                $0.nextPageToken = PageToken.encode(last.pageKey, filter: filter)
+            }
+        }
+    }
+
+    static func pageSize(_ requested: Int32) throws -> Int {
+        guard (0...500).contains(requested) else {
+            throw ServiceError.invalidArgument(field: "page_size", reason: "PAGE_SIZE_OUT_OF_RANGE", "must be 0-500 (0 means 50)")
+        }
+        return requested == 0 ? 50 : Int(requested)
+    }
+
+    public func watchHelpRequests(
+        request: Kangyi_Intake_V1_WatchHelpRequestsRequest,
+        response: RPCWriter<Kangyi_Intake_V1_WatchHelpRequestsResponse>,
+        context: ServerContext
+    ) async throws {
+        guard var cursor = FeedCursor(token: request.cursor) else {
+            throw ServiceError.invalidArgument(field: "cursor", reason: "INVALID_CURSOR", "not a cursor this service issued")
+        }
+        let identity = CallerIdentity.current
+        // Poll the feed; end when the caller goes away or the server shuts down.
+        while !context.cancellation.isCancelled && !Task.isShuttingDownGracefully {
+            let changes = try await store.changes(after: cursor, limit: 500)
+            for (row, position) in changes {
+                try await response.write(.with {
+                    $0.helpRequest = row.wire(for: identity)
+                    $0.cursor = position.token
+                })
+                cursor = position
+            }
+            if changes.count < 500 { try? await Task.sleep(for: Self.watchPollInterval) }
+        }
+    }
+
+    /// How often an idle watch looks for new changes.
+    static let watchPollInterval: Duration = .milliseconds(200)
+
+    public func transitionHelpRequest(
+        request: Kangyi_Intake_V1_TransitionHelpRequestRequest, context: ServerContext
+    ) async throws -> Kangyi_Intake_V1_TransitionHelpRequestResponse {
+        var violations: [ServiceError.FieldViolation] = []
+        let id = UUID(uuidString: request.id)
+        if id == nil { violations.append(.init(field: "id", reason: "INVALID_ID", description: "must be a help request id (a UUID)")) }
+        if !SubmissionValidator.isValidRequestID(request.transitionID) {
+            violations.append(.init(field: "transition_id", reason: "INVALID_TRANSITION_ID", description: "required: 1-128 printable ASCII characters"))
+        }
+        let status = HelpRequestStatus(request.toStatus)
+        if status == nil { violations.append(.init(field: "to_status", reason: "INVALID_STATUS", description: "required: a known status")) }
+        if request.reason.unicodeScalars.count > 1000 {
+            violations.append(.init(field: "reason", reason: "REASON_TOO_LONG", description: "at most 1000 characters"))
+        }
+        guard violations.isEmpty, let id, let status else { throw ServiceError.invalidArgument(violations) }
+        let identity = CallerIdentity.current
+        let (row, replayed) = try await store.transition(
+            id: id, transitionID: request.transitionID, to: status, actor: identity.caller, reason: request.reason)
+        return .with {
+            $0.helpRequest = row.wire(for: identity)
+            $0.replayed = replayed
+        }
+    }
+
+    public func submitSuggestion(
+        request: Kangyi_Intake_V1_SubmitSuggestionRequest, context: ServerContext
+    ) async throws -> Kangyi_Intake_V1_SubmitSuggestionResponse {
+        let data = try await reference.get()
+        var violations: [ServiceError.FieldViolation] = []
+        if !SubmissionValidator.isValidRequestID(request.requestID) {
+            violations.append(.init(field: "request_id", reason: "INVALID_REQUEST_ID", description: "required: 1-128 printable ASCII characters"))
+        }
+        if !request.category.isEmpty && data.category(request.category) == nil {
+            violations.append(.init(field: "category", reason: "UNKNOWN_CATEGORY", description: "unknown category"))
+        }
+        if !request.district.isEmpty && data.district(request.district) == nil {
+            violations.append(.init(field: "district", reason: "UNKNOWN_DISTRICT", description: "unknown district code"))
+        }
+        let text = String(request.text.trimmingSpaces)
+        if !(1...SubmissionValidator.maxDescriptionScalars).contains(text.unicodeScalars.count) {
+            violations.append(.init(field: "text", reason: "INVALID_TEXT_LENGTH", description: "must be 1-4000 characters"))
+        }
+        var phone: String?
+        if !request.contact.phone.isEmpty {
+            phone = Phone.normalize(request.contact.phone)
+            if phone == nil {
+                violations.append(.init(field: "contact.phone", reason: "INVALID_PHONE", description: "must be a mainland mobile number"))
+            }
+        }
+        guard violations.isEmpty else { throw ServiceError.invalidArgument(violations) }
+        let stored = try await store.submitSuggestion(
+            caller: CallerIdentity.current.caller, requestID: request.requestID,
+            category: request.category.isEmpty ? nil : request.category,
+            district: request.district.isEmpty ? nil : request.district, text: text, phone: phone)
+        return .with {
+            $0.id = stored.id.uuidString.lowercased()
+            $0.createTime = Google_Protobuf_Timestamp(date: stored.createdAt)
+            $0.replayed = stored.replayed
+        }
+    }
+
     public func listCategories(
         request: Kangyi_Intake_V1_ListCategoriesRequest, context: ServerContext
     ) async throws -> Kangyi_Intake_V1_ListCategoriesResponse {
@@ -71,6 +184,10 @@ public struct IntakeService: Kangyi_Intake_V1_IntakeService.SimpleServiceProtoco
 }
 
 extension StoredHelpRequest {
+    var pageKey: PageKey {
+        PageKey(green: greenChannel, priority: priority, createdAtMicros: Int64((createdAt.timeIntervalSince1970 * 1e6).rounded()), id: id)
+    }
+
     /// The wire form. Personal data is masked unless the caller holds the personal-data scope.
     func wire(for identity: CallerIdentity, now: Date = Date()) -> Kangyi_Intake_V1_HelpRequest {
         let unmasked = identity.has(scope: Scope.personalData)

@@ -3,17 +3,10 @@ import KangyiPlatform
 import Logging
 import PostgresNIO
 
-/// Where help requests live. The service talks to this protocol; ``PostgresIntakeStore`` is the real one.
-protocol IntakeStore: Sendable {
-    func submit(_ request: NewHelpRequest) async throws -> SubmitOutcome
-    func helpRequest(id: UUID) async throws -> StoredHelpRequest?
-    func helpRequest(ticket: String) async throws -> StoredHelpRequest?
-}
-
-/// Help requests in schema `intake`. Submissions go through a ``GroupCommitter``: each batch is one
+/// Help requests and suggestions in schema `intake`. Submissions go through a ``GroupCommitter``: each batch is one
 /// transaction that settles idempotency, links repeats, inserts every new row with one INSERT and raises
 /// the priority of the requests they repeat.
-struct PostgresIntakeStore: IntakeStore {
+struct IntakeStore: Sendable {
     /// How far back a request counts as repeated by a new one with the same phone and category.
     static let repeatWindow = "24 hours"
     /// How alike two descriptions must be (pg_trgm similarity) to count as the same request.

@@ -19,7 +19,7 @@ struct SubmissionBatches: Sendable {
 
     func commit(_ items: [NewHelpRequest]) async -> [Result<SubmitOutcome, any Error>] {
         do {
-            return try await client.withTransaction(logger: logger) { connection in
+            return try await client.transaction(logger: logger) { connection in
                 try await commit(items, on: connection)
             }
         } catch {
@@ -173,10 +173,10 @@ struct SubmissionBatches: Sendable {
                 CROSS JOIN LATERAL (
                     SELECT h.id FROM intake.help_requests h
                     WHERE h.repeat_of IS NULL AND h.category = b.category
-                      AND h.created_at > now() - interval '\(PostgresIntakeStore.repeatWindow)'
+                      AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
                       AND (h.phone = b.phone
                            OR (h.district = b.district AND h.description % b.description
-                               AND similarity(h.description, b.description) >= \(PostgresIntakeStore.textSimilarity)))
+                               AND similarity(h.description, b.description) >= \(IntakeStore.textSimilarity)))
                     ORDER BY h.created_at, h.id
                     LIMIT 1) m
                 """,
@@ -202,7 +202,7 @@ struct SubmissionBatches: Sendable {
                            || lpad(nextval('intake.ticket_seq')::text, 8, '0'),
                        caller, request_id, md5(content), category, district, phone, contact_name, address,
                        description, CASE WHEN located THEN latitude END, CASE WHEN located THEN longitude END,
-                       string_to_array(nullif(groups, ''), ','), urgency, priority, green, nullif(repeat_of, '')::uuid
+                       coalesce(string_to_array(nullif(groups, ''), ','), '{}'), urgency, priority, green, nullif(repeat_of, '')::uuid
                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                             $8::text[], $9::text[], $10::text[], $11::bool[], $12::float8[], $13::float8[],
                             $14::text[], $15::text[], $16::int[], $17::bool[], $18::text[])

@@ -30,7 +30,8 @@ public struct EmbeddedPostgres: Sendable {
             return url(port: port)
         }
         let port = try requested ?? FreePort.find()
-        var options = "-c listen_addresses=127.0.0.1 -p \(port) -k \(dataDirectory)"
+        // terse: the server log must not quote rows (DETAIL lines would carry phone numbers).
+        var options = "-c listen_addresses=127.0.0.1 -p \(port) -k \(dataDirectory) -c log_error_verbosity=terse"
         if !durable { options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" }
         try run(
             "pg_ctl", ["-D", dataDirectory, "-l", dataDirectory + "/server.log", "-w", "-t", "60", "-o", options, "start"])
