@@ -2,11 +2,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help build run test test-swift test-interop proto check-proto venv clean-data
+.PHONY: help build run test bench proto check-proto venv clean-data
 
 help:
 	@echo "make run          build and start every service (kangyi dev) over an embedded PostgreSQL"
 	@echo "make test         start a throwaway PostgreSQL, run swift test and the Python interop tests"
+	@echo "make bench        release build, durable PostgreSQL: service rates as ratios against baselines"
 	@echo "make proto        regenerate Sources/KangyiAPI from proto/"
 	@echo "make check-proto  fail if the committed generated code differs from proto/"
 
@@ -18,6 +19,9 @@ run: build
 
 test:
 	scripts/test.sh
+
+bench:
+	scripts/bench.sh
 
 proto:
 	scripts/proto.sh

@@ -70,6 +70,7 @@ let package = Package(
                 "KangyiPlatform",
                 "KangyiIntake",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
         // Shared by the test targets: a real PostgreSQL database per test, log capture, servers on ports.

@@ -34,6 +34,16 @@ struct IntakeHarness: Sendable {
         }
     }
 
+    /// The change feed after `cursor`, waited on (up to 10 s) until it holds `count` changes.
+    func changes(after cursor: FeedCursor, count: Int) async throws -> [(StoredHelpRequest, FeedCursor)] {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            let changes = try await store().changes(after: cursor, limit: 100)
+            if changes.count >= count || ContinuousClock.now > deadline { return changes }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
     func count(_ sql: String = "SELECT count(*)::int FROM intake.help_requests") async throws -> Int {
         for try await value in try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger).decode(Int.self) {
             return value

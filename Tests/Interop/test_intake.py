@@ -22,7 +22,7 @@ def intake(kangyi):
     return intake_pb2_grpc.IntakeServiceStub(kangyi.channel())
 
 
-def test_submit_lookup_and_retry(intake):
+def test_submit_lookup_and_retry(intake, kangyi):
     request_id = f"py-{uuid.uuid4()}"
     phone = f"+86 139-{uuid.uuid4().int % 10**8:08d}"
     first = intake.SubmitHelpRequest(help_request(request_id, phone), metadata=PII, timeout=10).help_request
@@ -39,6 +39,12 @@ def test_submit_lookup_and_retry(intake):
     with pytest.raises(grpc.RpcError) as wrong:
         intake.LookupHelpRequest(pb.LookupHelpRequestRequest(ticket=first.ticket, phone="13000000000"), timeout=5)
     assert wrong.value.code() == grpc.StatusCode.NOT_FOUND
+
+    # Personal data never reaches the log: not the phone in any form, not the name.
+    digits = "".join(c for c in phone if c.isdigit())[-11:]
+    log = kangyi.log()
+    assert digits not in log and "李四" not in log
+    assert any(line.get("method") == "kangyi.intake.v1.IntakeService/SubmitHelpRequest" for line in kangyi.log_lines())
 
 
 def test_invalid_input_names_the_field(intake):

@@ -45,7 +45,8 @@ import Testing
             name: "echo", services: [TestEchoService()], host: "127.0.0.1", port: 0, limits: .defaults,
             metrics: RPCMetrics(), logger: TestDatabase.logger)
         let probe = DatabaseHealthProbe(
-            url: url, boards: [server.board], interval: Settings().healthProbeInterval, logger: TestDatabase.logger)
+            url: url, boards: [server.board], interval: .milliseconds(250), timeout: .seconds(1),
+            logger: TestDatabase.logger)
 
         try await withServiceGroup([probe, server]) { _ in
             let address = try await server.listeningAddress()

@@ -100,5 +100,17 @@ enum IntakeMigrations {
                     UNIQUE (caller, request_id))
                 """,
             ]),
+        Migration(
+            schema: "intake", version: 4, name: "bounded repeat detection",
+            statements: [
+                // Text repeats are looked for among the latest requests of a category and district (a
+                // bounded scan of this index), not through a trigram index whose candidates grow with the
+                // day's volume and which every insert had to maintain.
+                "DROP INDEX intake.help_requests_description_trgm",
+                """
+                CREATE INDEX help_requests_recent ON intake.help_requests (category, district, created_at DESC)
+                    WHERE repeat_of IS NULL
+                """,
+            ]),
     ]
 }

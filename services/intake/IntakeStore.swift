@@ -11,6 +11,8 @@ struct IntakeStore: Sendable {
     static let repeatWindow = "24 hours"
     /// How alike two descriptions must be (pg_trgm similarity) to count as the same request.
     static let textSimilarity = 0.8
+    /// How many of the latest requests in the same category and district a text is compared with.
+    static let textCandidates = 50
 
     let client: PostgresClient
     let committer: GroupCommitter<NewHelpRequest, SubmitOutcome>

@@ -171,13 +171,23 @@ struct SubmissionBatches: Sendable {
                 FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[])
                      AS b(position, phone, category, district, description)
                 CROSS JOIN LATERAL (
-                    SELECT h.id FROM intake.help_requests h
-                    WHERE h.repeat_of IS NULL AND h.category = b.category
-                      AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
-                      AND (h.phone = b.phone
-                           OR (h.district = b.district AND h.description % b.description
-                               AND similarity(h.description, b.description) >= \(IntakeStore.textSimilarity)))
-                    ORDER BY h.created_at, h.id
+                    SELECT c.id FROM (
+                        (SELECT h.id, h.created_at FROM intake.help_requests h
+                         WHERE h.phone = b.phone AND h.category = b.category AND h.repeat_of IS NULL
+                           AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
+                         ORDER BY h.created_at, h.id LIMIT 1)
+                        UNION ALL
+                        -- Text is compared with a bounded number of recent requests, so the cost of a
+                        -- submission does not grow with the day's volume.
+                        (SELECT r.id, r.created_at FROM (
+                            SELECT h.id, h.created_at, h.description FROM intake.help_requests h
+                            WHERE h.category = b.category AND h.district = b.district AND h.repeat_of IS NULL
+                              AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
+                            ORDER BY h.created_at DESC LIMIT \(IntakeStore.textCandidates)) r
+                         WHERE similarity(r.description, b.description) >= \(IntakeStore.textSimilarity)
+                         ORDER BY r.created_at, r.id LIMIT 1)
+                    ) c
+                    ORDER BY c.created_at, c.id
                     LIMIT 1) m
                 """,
             binds: binds(Array(0..<items.count), items.map(\.phone), items.map(\.category), items.map(\.district),
@@ -229,16 +239,22 @@ struct SubmissionBatches: Sendable {
     }
 
     /// Each repeated request gains its repeats and the priority they bring (capped, see ``Priority``).
+    /// The rows are locked in id order first: two batches raising the same originals in different
+    /// orders would otherwise deadlock.
     private func raise(_ repeats: [UUID: Int], on connection: PostgresConnection) async throws {
         guard !repeats.isEmpty else { return }
-        let ids = Array(repeats.keys)
+        let ids = repeats.keys.sorted { $0.uuidString < $1.uuidString }
+        try await connection.query(
+            PostgresQuery(
+                unsafeSQL: "SELECT id FROM intake.help_requests WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+                binds: binds(ids)),
+            logger: logger)
         let query = PostgresQuery(
             unsafeSQL: """
                 UPDATE intake.help_requests h
                 SET priority = h.priority - LEAST(h.repeat_count * \(Priority.perRepeat), \(Priority.repeatCap))
                                + LEAST((h.repeat_count + r.n) * \(Priority.perRepeat), \(Priority.repeatCap)),
-                    repeat_count = h.repeat_count + r.n,
-                    updated_at = now()
+                    repeat_count = h.repeat_count + r.n
                 FROM unnest($1::uuid[], $2::int[]) AS r(id, n)
                 WHERE h.id = r.id
                 """,

@@ -69,15 +69,18 @@ public struct KangyiProcess: Sendable {
 
         // Started in this order, stopped in reverse: servers drain first, the pool closes last.
         let members: [any Service] = [database, probe, metricsServer] + background + servers
-        let group = ServiceGroup(
-            configuration: .init(
-                services: members.map {
-                    .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
-                          failureTerminationBehavior: .gracefullyShutdownGroup)
-                },
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                cancellationSignals: [],
-                logger: logger))
+        var configuration = ServiceGroupConfiguration(
+            services: members.map {
+                .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                      failureTerminationBehavior: .gracefullyShutdownGroup)
+            },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            cancellationSignals: [],
+            logger: logger)
+        // Past this, whatever still runs is cancelled: a stuck RPC must not keep a pod from stopping.
+        // (Kubernetes' default grace period is 30 s.)
+        configuration.maximumGracefulShutdownDuration = .seconds(25)
+        let group = ServiceGroup(configuration: configuration)
 
         let started = servers
         try await withThrowingTaskGroup(of: Void.self) { tasks in
