@@ -31,19 +31,13 @@ public struct CallerIdentity: Sendable, Equatable {
 
     /// Reads the identity from request metadata; mints a request id when the caller sent none.
     public init(metadata: Metadata) {
-        let requestID = metadata[stringValues: Self.requestIDKey].first(where: { Self.isAcceptable(requestID: $0) })
+        let requestID = metadata[stringValues: Self.requestIDKey].first(where: RequestID.isWellFormed)
         let scopes = metadata[stringValues: Self.scopesKey].flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "," }) }
         self.init(
             requestID: requestID ?? RequestID.mint(),
             caller: metadata[stringValues: Self.callerKey].first(where: { _ in true }) ?? "anonymous",
             department: metadata[stringValues: Self.departmentKey].first(where: { _ in true }) ?? "",
             scopes: Set(scopes.map(String.init)))
-    }
-
-    /// A caller-supplied id is echoed into logs, so only short printable tokens are accepted.
-    static func isAcceptable(requestID: String) -> Bool {
-        (1...128).contains(requestID.utf8.count)
-            && requestID.utf8.allSatisfy { (0x21...0x7e).contains($0) }
     }
 }
 
@@ -55,6 +49,12 @@ public enum Scope {
 
 /// Request ids: random, 128 bits, hex.
 public enum RequestID {
+    /// The shape every caller-supplied id must have — `x-request-id`, idempotency keys, transition ids:
+    /// 1-128 printable ASCII characters. They are echoed into logs, so nothing else is accepted.
+    public static func isWellFormed(_ id: String) -> Bool {
+        (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { (0x21...0x7e).contains($0) }
+    }
+
     public static func mint() -> String {
         var generator = SystemRandomNumberGenerator()
         let high = generator.next() as UInt64

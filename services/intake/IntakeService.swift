@@ -111,7 +111,7 @@ public struct IntakeService: Kangyi_Intake_V1_IntakeService.SimpleServiceProtoco
         var violations: [ServiceError.FieldViolation] = []
         let id = UUID(uuidString: request.id)
         if id == nil { violations.append(.init(field: "id", reason: "INVALID_ID", description: "must be a help request id (a UUID)")) }
-        if !SubmissionValidator.isValidRequestID(request.transitionID) {
+        if !RequestID.isWellFormed(request.transitionID) {
             violations.append(.init(field: "transition_id", reason: "INVALID_TRANSITION_ID", description: "required: 1-128 printable ASCII characters"))
         }
         let status = HelpRequestStatus(request.toStatus)
@@ -134,7 +134,7 @@ public struct IntakeService: Kangyi_Intake_V1_IntakeService.SimpleServiceProtoco
     ) async throws -> Kangyi_Intake_V1_SubmitSuggestionResponse {
         let data = try await reference.get()
         var violations: [ServiceError.FieldViolation] = []
-        if !SubmissionValidator.isValidRequestID(request.requestID) {
+        if !RequestID.isWellFormed(request.requestID) {
             violations.append(.init(field: "request_id", reason: "INVALID_REQUEST_ID", description: "required: 1-128 printable ASCII characters"))
         }
         if !request.category.isEmpty && data.category(request.category) == nil {

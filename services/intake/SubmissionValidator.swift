@@ -17,7 +17,7 @@ struct SubmissionValidator: Sendable {
             violations.append(.init(field: field, reason: reason, description: description))
         }
 
-        if !Self.isValidRequestID(request.requestID) {
+        if !RequestID.isWellFormed(request.requestID) {
             refuse("request_id", "INVALID_REQUEST_ID", "required: 1-128 printable ASCII characters, reused on retry")
         }
         if request.category.isEmpty {
@@ -88,10 +88,6 @@ struct SubmissionValidator: Sendable {
             id: UUID(), requestID: request.requestID, caller: caller, category: request.category,
             district: request.district, phone: phone, contactName: name, address: address,
             description: description, location: location, specialGroups: groups.sorted(), urgency: urgency)
-    }
-
-    static func isValidRequestID(_ id: String) -> Bool {
-        (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { (0x21...0x7e).contains($0) }
     }
 }
 
