@@ -93,3 +93,21 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
         return GoogleRPCStatus(code: code, message: message, details: details)
     }
 }
+
+/// Collects field violations while a request is checked, so every problem is reported at once;
+/// `throwIfAny()` ends the check with one INVALID_ARGUMENT.
+public struct FieldViolations: Sendable {
+    public private(set) var all: [ServiceError.FieldViolation] = []
+
+    public init() {}
+
+    public mutating func add(_ field: String, _ reason: String, _ description: String) {
+        all.append(.init(field: field, reason: reason, description: description))
+    }
+
+    public var isEmpty: Bool { all.isEmpty }
+
+    public func throwIfAny() throws {
+        if !all.isEmpty { throw ServiceError.invalidArgument(all) }
+    }
+}

@@ -108,18 +108,17 @@ public struct IntakeService: Kangyi_Intake_V1_IntakeService.SimpleServiceProtoco
     public func transitionHelpRequest(
         request: Kangyi_Intake_V1_TransitionHelpRequestRequest, context: ServerContext
     ) async throws -> Kangyi_Intake_V1_TransitionHelpRequestResponse {
-        var violations: [ServiceError.FieldViolation] = []
+        var violations = FieldViolations()
         let id = UUID(uuidString: request.id)
-        if id == nil { violations.append(.init(field: "id", reason: "INVALID_ID", description: "must be a help request id (a UUID)")) }
-        if !RequestID.isWellFormed(request.transitionID) {
-            violations.append(.init(field: "transition_id", reason: "INVALID_TRANSITION_ID", description: "required: 1-128 printable ASCII characters"))
-        }
+        if id == nil { violations.add("id", "INVALID_ID", "must be a help request id (a UUID)") }
+        violations.checkRequestID(request.transitionID, field: "transition_id")
         let status = HelpRequestStatus(request.toStatus)
-        if status == nil { violations.append(.init(field: "to_status", reason: "INVALID_STATUS", description: "required: a known status")) }
+        if status == nil { violations.add("to_status", "INVALID_STATUS", "required: a known status") }
         if request.reason.unicodeScalars.count > 1000 {
-            violations.append(.init(field: "reason", reason: "REASON_TOO_LONG", description: "at most 1000 characters"))
+            violations.add("reason", "REASON_TOO_LONG", "at most 1000 characters")
         }
-        guard violations.isEmpty, let id, let status else { throw ServiceError.invalidArgument(violations) }
+        try violations.throwIfAny()
+        guard let id, let status else { throw ServiceError.invalidArgument(violations.all) }
         let identity = CallerIdentity.current
         let (row, replayed) = try await store.transition(
             id: id, transitionID: request.transitionID, to: status, actor: identity.caller, reason: request.reason)
@@ -133,28 +132,16 @@ public struct IntakeService: Kangyi_Intake_V1_IntakeService.SimpleServiceProtoco
         request: Kangyi_Intake_V1_SubmitSuggestionRequest, context: ServerContext
     ) async throws -> Kangyi_Intake_V1_SubmitSuggestionResponse {
         let data = try await reference.get()
-        var violations: [ServiceError.FieldViolation] = []
-        if !RequestID.isWellFormed(request.requestID) {
-            violations.append(.init(field: "request_id", reason: "INVALID_REQUEST_ID", description: "required: 1-128 printable ASCII characters"))
-        }
-        if !request.category.isEmpty && data.category(request.category) == nil {
-            violations.append(.init(field: "category", reason: "UNKNOWN_CATEGORY", description: "unknown category"))
-        }
-        if !request.district.isEmpty && data.district(request.district) == nil {
-            violations.append(.init(field: "district", reason: "UNKNOWN_DISTRICT", description: "unknown district code"))
-        }
+        var violations = FieldViolations()
+        violations.checkRequestID(request.requestID, field: "request_id")
+        violations.checkCategory(request.category, in: data, required: false)
+        violations.checkDistrict(request.district, in: data, required: false)
         let text = String(request.text.trimmingSpaces)
         if !(1...SubmissionValidator.maxDescriptionScalars).contains(text.unicodeScalars.count) {
-            violations.append(.init(field: "text", reason: "INVALID_TEXT_LENGTH", description: "must be 1-4000 characters"))
+            violations.add("text", "INVALID_TEXT_LENGTH", "must be 1-4000 characters")
         }
-        var phone: String?
-        if !request.contact.phone.isEmpty {
-            phone = Phone.normalize(request.contact.phone)
-            if phone == nil {
-                violations.append(.init(field: "contact.phone", reason: "INVALID_PHONE", description: "must be a mainland mobile number"))
-            }
-        }
-        guard violations.isEmpty else { throw ServiceError.invalidArgument(violations) }
+        let phone = request.contact.phone.isEmpty ? nil : violations.checkPhone(request.contact.phone, field: "contact.phone")
+        try violations.throwIfAny()
         let stored = try await store.submitSuggestion(
             caller: CallerIdentity.current.caller, requestID: request.requestID,
             category: request.category.isEmpty ? nil : request.category,

@@ -12,34 +12,19 @@ struct SubmissionValidator: Sendable {
     let reference: ReferenceData
 
     func validate(_ request: Kangyi_Intake_V1_SubmitHelpRequestRequest, caller: String) throws -> NewHelpRequest {
-        var violations: [ServiceError.FieldViolation] = []
-        func refuse(_ field: String, _ reason: String, _ description: String) {
-            violations.append(.init(field: field, reason: reason, description: description))
-        }
+        var violations = FieldViolations()
+        let refuse = { (field: String, reason: String, description: String) in violations.add(field, reason, description) }
 
-        if !RequestID.isWellFormed(request.requestID) {
-            refuse("request_id", "INVALID_REQUEST_ID", "required: 1-128 printable ASCII characters, reused on retry")
-        }
-        if request.category.isEmpty {
-            refuse("category", "MISSING_CATEGORY", "required: one of \(reference.categories.map(\.code).joined(separator: ", "))")
-        } else if reference.category(request.category) == nil {
-            refuse("category", "UNKNOWN_CATEGORY", "unknown category; one of \(reference.categories.map(\.code).joined(separator: ", "))")
-        }
-        if request.district.isEmpty {
-            refuse("district", "MISSING_DISTRICT", "required: a district code such as 420106")
-        } else if reference.district(request.district) == nil {
-            refuse("district", "UNKNOWN_DISTRICT", "unknown district code")
-        }
+        violations.checkRequestID(request.requestID, field: "request_id")
+        violations.checkCategory(request.category, in: reference, required: true)
+        violations.checkDistrict(request.district, in: reference, required: true)
 
         let phone: String?
         if !request.hasContact || request.contact.phone.trimmingSpaces.isEmpty {
             refuse("contact.phone", "MISSING_CONTACT", "required: a mainland mobile number to call back")
             phone = nil
         } else {
-            phone = Phone.normalize(request.contact.phone)
-            if phone == nil {
-                refuse("contact.phone", "INVALID_PHONE", "must be a mainland mobile number: 11 digits starting 13-19, optionally +86")
-            }
+            phone = violations.checkPhone(request.contact.phone, field: "contact.phone")
         }
         let name = String(request.contact.name.trimmingSpaces)
         if name.unicodeScalars.count > Self.maxNameScalars {
@@ -78,12 +63,11 @@ struct SubmissionValidator: Sendable {
             }
             groups.insert(known)
         }
-        guard let urgency = Urgency(request.urgency) else {
-            refuse("urgency", "UNKNOWN_URGENCY", "not a known urgency")
-            throw ServiceError.invalidArgument(violations)
-        }
+        let urgency = Urgency(request.urgency)
+        if urgency == nil { refuse("urgency", "UNKNOWN_URGENCY", "not a known urgency") }
 
-        guard violations.isEmpty, let phone else { throw ServiceError.invalidArgument(violations) }
+        try violations.throwIfAny()
+        guard let phone, let urgency else { throw ServiceError.invalidArgument(violations.all) }
         return NewHelpRequest(
             id: UUID(), requestID: request.requestID, caller: caller, category: request.category,
             district: request.district, phone: phone, contactName: name, address: address,
@@ -91,60 +75,38 @@ struct SubmissionValidator: Sendable {
     }
 }
 
-extension SpecialGroup {
-    init?(_ wire: Kangyi_Intake_V1_SpecialGroup) {
-        switch wire {
-        case .pregnant: self = .pregnant
-        case .elderly: self = .elderly
-        case .disabled: self = .disabled
-        case .livingAlone: self = .livingAlone
-        case .child: self = .child
-        case .chronicIllness: self = .chronicIllness
-        case .unspecified, .UNRECOGNIZED: return nil
+/// Checks more than one intake request makes: ids, reference codes, phones.
+extension FieldViolations {
+    mutating func checkRequestID(_ id: String, field: String) {
+        if !RequestID.isWellFormed(id) {
+            add(field, "INVALID_\(field.uppercased())", "required: 1-128 printable ASCII characters, reused on retry")
         }
     }
 
-    var wire: Kangyi_Intake_V1_SpecialGroup {
-        switch self {
-        case .pregnant: .pregnant
-        case .elderly: .elderly
-        case .disabled: .disabled
-        case .livingAlone: .livingAlone
-        case .child: .child
-        case .chronicIllness: .chronicIllness
-        }
-    }
-}
-
-extension Urgency {
-    init?(_ wire: Kangyi_Intake_V1_Urgency) {
-        switch wire {
-        case .unspecified, .routine: self = .routine
-        case .urgent: self = .urgent
-        case .critical: self = .critical
-        case .UNRECOGNIZED: return nil
+    /// An empty code is refused when `required`, else means "none".
+    mutating func checkCategory(_ code: String, in reference: ReferenceData, required: Bool) {
+        let known = reference.categories.map(\.code).joined(separator: ", ")
+        if code.isEmpty {
+            if required { add("category", "MISSING_CATEGORY", "required: one of \(known)") }
+        } else if reference.category(code) == nil {
+            add("category", "UNKNOWN_CATEGORY", "unknown category; one of \(known)")
         }
     }
 
-    var wire: Kangyi_Intake_V1_Urgency {
-        switch self {
-        case .routine: .routine
-        case .urgent: .urgent
-        case .critical: .critical
+    mutating func checkDistrict(_ code: String, in reference: ReferenceData, required: Bool) {
+        if code.isEmpty {
+            if required { add("district", "MISSING_DISTRICT", "required: a district code such as 420106") }
+        } else if reference.district(code) == nil {
+            add("district", "UNKNOWN_DISTRICT", "unknown district code")
         }
     }
-}
 
-extension HelpRequestStatus {
-    var wire: Kangyi_Intake_V1_HelpRequestStatus {
-        switch self {
-        case .submitted: .submitted
-        case .verified: .verified
-        case .rejected: .rejected
-        case .duplicate: .duplicate
-        case .assigned: .assigned
-        case .resolved: .resolved
-        case .closed: .closed
+    /// The normalised number, or nil (with a violation) if it is not a mainland mobile.
+    mutating func checkPhone(_ raw: String, field: String) -> String? {
+        let phone = Phone.normalize(raw)
+        if phone == nil {
+            add(field, "INVALID_PHONE", "must be a mainland mobile number: 11 digits starting 13-19, optionally +86")
         }
+        return phone
     }
 }
