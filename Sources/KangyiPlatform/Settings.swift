@@ -23,6 +23,10 @@ public struct Settings: Sendable {
     public var dataDirectory: String
     /// Limits of the gRPC servers.
     public var server: ServerLimits
+    /// The deadline of one call to another Kangyi service (verification → intake).
+    public var peerCallTimeout: Duration
+    /// How often background work polls: outbox retries, escalation sweeps, feed reconnects.
+    public var backgroundPollInterval: Duration
 
     public struct ServerLimits: Sendable, Equatable {
         /// `KANGYI_MAX_REQUEST_BYTES`: the largest request message accepted. Default 4 MiB.
@@ -49,7 +53,8 @@ public struct Settings: Sendable {
         databaseURL: DatabaseURL? = nil, host: String = "127.0.0.1", grpcPort: Int? = nil,
         metricsPort: Int = 9464, logLevel: Logger.Level = .info, databasePoolSize: Int = 20,
         healthProbeInterval: Duration = .seconds(1), dataDirectory: String = ".data",
-        server: ServerLimits = .defaults
+        server: ServerLimits = .defaults, peerCallTimeout: Duration = .seconds(2),
+        backgroundPollInterval: Duration = .seconds(1)
     ) {
         self.databaseURL = databaseURL
         self.host = host
@@ -60,6 +65,8 @@ public struct Settings: Sendable {
         self.healthProbeInterval = healthProbeInterval
         self.dataDirectory = dataDirectory
         self.server = server
+        self.peerCallTimeout = peerCallTimeout
+        self.backgroundPollInterval = backgroundPollInterval
     }
 
     /// Reads the settings from an environment (normally `ProcessInfo.processInfo.environment`).
@@ -87,7 +94,10 @@ public struct Settings: Sendable {
                 connectionMaxAge: .seconds(
                     try env.int("KANGYI_CONNECTION_MAX_AGE_S", default: 300, in: 1...604_800)),
                 connectionMaxGrace: .seconds(
-                    try env.int("KANGYI_CONNECTION_MAX_GRACE_S", default: 30, in: 0...3_600))))
+                    try env.int("KANGYI_CONNECTION_MAX_GRACE_S", default: 30, in: 0...3_600))),
+            peerCallTimeout: .milliseconds(try env.int("KANGYI_PEER_TIMEOUT_MS", default: 2000, in: 10...60_000)),
+            backgroundPollInterval: .milliseconds(
+                try env.int("KANGYI_BACKGROUND_POLL_MS", default: 1000, in: 10...600_000)))
     }
 }
 

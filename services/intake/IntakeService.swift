@@ -58,8 +58,8 @@ public struct IntakeService: Kangyi_Intake_V1_IntakeService.SimpleServiceProtoco
         request: Kangyi_Intake_V1_ListHelpRequestsRequest, context: ServerContext
     ) async throws -> Kangyi_Intake_V1_ListHelpRequestsResponse {
         let filter = try HelpRequestFilter(request, reference: try await reference.get())
-        let pageSize = try Self.pageSize(request.pageSize)
-        let after = try PageToken.decode(request.pageToken, filter: filter)
+        let pageSize = try PageToken.pageSize(request.pageSize)
+        let after = try PageToken.decode(request.pageToken, as: PageKey.self, fingerprint: filter.fingerprint)
         // One more row than asked tells whether another page follows.
         let rows = try await store.list(filter, after: after, limit: pageSize + 1)
         let page = rows.prefix(pageSize)
@@ -67,16 +67,9 @@ public struct IntakeService: Kangyi_Intake_V1_IntakeService.SimpleServiceProtoco
         return .with {
             $0.helpRequests = page.map { $0.wire(for: identity) }
             if rows.count > pageSize, let last = page.last {
-                $0.nextPageToken = PageToken.encode(last.pageKey, filter: filter)
+                $0.nextPageToken = PageToken.encode(last.pageKey, fingerprint: filter.fingerprint)
             }
         }
-    }
-
-    static func pageSize(_ requested: Int32) throws -> Int {
-        guard (0...500).contains(requested) else {
-            throw ServiceError.invalidArgument(field: "page_size", reason: "PAGE_SIZE_OUT_OF_RANGE", "must be 0-500 (0 means 50)")
-        }
-        return requested == 0 ? 50 : Int(requested)
     }
 
     public func watchHelpRequests(

@@ -45,12 +45,6 @@ struct IntakeStore: Sendable {
     }
 }
 
-func binds(_ values: any PostgresEncodable & Sendable...) -> PostgresBindings {
-    var bindings = PostgresBindings()
-    for value in values { try! bindings.append(value, context: .default) }
-    return bindings
-}
-
 /// The columns of `intake.help_requests` a ``StoredHelpRequest`` is read from.
 enum HelpRequestRow {
     static let columns = """

@@ -37,28 +37,3 @@ extension HelpRequestFilter {
         try violations.throwIfAny()
     }
 }
-
-/// Page tokens are opaque to callers: base64 JSON of where the last page ended and which filter it served.
-enum PageToken {
-    private struct Contents: Codable {
-        var key: PageKey
-        var filter: String
-    }
-
-    static func encode(_ key: PageKey, filter: HelpRequestFilter) -> String {
-        let data = (try? JSONEncoder().encode(Contents(key: key, filter: filter.fingerprint))) ?? Data()
-        return data.base64EncodedString()
-    }
-
-    static func decode(_ token: String, filter: HelpRequestFilter) throws -> PageKey? {
-        guard !token.isEmpty else { return nil }
-        guard let data = Data(base64Encoded: token), let contents = try? JSONDecoder().decode(Contents.self, from: data) else {
-            throw ServiceError.invalidArgument(field: "page_token", reason: "INVALID_PAGE_TOKEN", "not a page token this service issued")
-        }
-        guard contents.filter == filter.fingerprint else {
-            throw ServiceError.invalidArgument(
-                field: "page_token", reason: "PAGE_TOKEN_MISMATCH", "the filters changed since this page token was issued")
-        }
-        return contents.key
-    }
-}

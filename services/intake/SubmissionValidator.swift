@@ -75,32 +75,8 @@ struct SubmissionValidator: Sendable {
     }
 }
 
-/// Checks more than one intake request makes: ids, reference codes, phones.
+/// Phone checks, shared by submissions and suggestions.
 extension FieldViolations {
-    mutating func checkRequestID(_ id: String, field: String) {
-        if !RequestID.isWellFormed(id) {
-            add(field, "INVALID_\(field.uppercased())", "required: 1-128 printable ASCII characters, reused on retry")
-        }
-    }
-
-    /// An empty code is refused when `required`, else means "none".
-    mutating func checkCategory(_ code: String, in reference: ReferenceData, required: Bool) {
-        let known = reference.categories.map(\.code).joined(separator: ", ")
-        if code.isEmpty {
-            if required { add("category", "MISSING_CATEGORY", "required: one of \(known)") }
-        } else if reference.category(code) == nil {
-            add("category", "UNKNOWN_CATEGORY", "unknown category; one of \(known)")
-        }
-    }
-
-    mutating func checkDistrict(_ code: String, in reference: ReferenceData, required: Bool) {
-        if code.isEmpty {
-            if required { add("district", "MISSING_DISTRICT", "required: a district code such as 420106") }
-        } else if reference.district(code) == nil {
-            add("district", "UNKNOWN_DISTRICT", "unknown district code")
-        }
-    }
-
     /// The normalised number, or nil (with a violation) if it is not a mainland mobile.
     mutating func checkPhone(_ raw: String, field: String) -> String? {
         let phone = Phone.normalize(raw)

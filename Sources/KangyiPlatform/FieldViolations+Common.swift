@@ -1,0 +1,48 @@
+import Foundation
+
+/// Checks that every service makes the same way: caller-supplied ids and the shared reference codes.
+extension FieldViolations {
+    public mutating func checkRequestID(_ id: String, field: String) {
+        if !RequestID.isWellFormed(id) {
+            add(field, "INVALID_\(field.uppercased())", "required: 1-128 printable ASCII characters, reused on retry")
+        }
+    }
+
+    /// An empty code is refused when `required`, else means "none".
+    public mutating func checkCategory(_ code: String, in reference: ReferenceData, required: Bool) {
+        let known = reference.categories.map(\.code).joined(separator: ", ")
+        if code.isEmpty {
+            if required { add("category", "MISSING_CATEGORY", "required: one of \(known)") }
+        } else if reference.category(code) == nil {
+            add("category", "UNKNOWN_CATEGORY", "unknown category; one of \(known)")
+        }
+    }
+
+    public mutating func checkDistrict(_ code: String, in reference: ReferenceData, required: Bool) {
+        if code.isEmpty {
+            if required { add("district", "MISSING_DISTRICT", "required: a district code such as 420106") }
+        } else if reference.district(code) == nil {
+            add("district", "UNKNOWN_DISTRICT", "unknown district code")
+        }
+    }
+
+    public mutating func checkDepartment(_ code: String, in reference: ReferenceData, required: Bool) {
+        let known = reference.departments.map(\.code).joined(separator: ", ")
+        if code.isEmpty {
+            if required { add("department", "MISSING_DEPARTMENT", "required: one of \(known)") }
+        } else if reference.department(code) == nil {
+            add("department", "UNKNOWN_DEPARTMENT", "unknown department; one of \(known)")
+        }
+    }
+
+    /// Free text a caller adds to an action (a note, a reason): at most `limit` characters, and present
+    /// when `required`.
+    public mutating func checkText(_ text: String, field: String, required: Bool, limit: Int = 1000) {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if required && trimmed.isEmpty {
+            add(field, "MISSING_\(field.uppercased())", "required")
+        } else if text.unicodeScalars.count > limit {
+            add(field, "\(field.uppercased())_TOO_LONG", "at most \(limit) characters")
+        }
+    }
+}

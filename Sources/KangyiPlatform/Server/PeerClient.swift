@@ -1,0 +1,69 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import ServiceLifecycle
+
+/// A gRPC client to another Kangyi service (`host:port`, a DNS name in Kubernetes), as a lifecycle
+/// service: its connections run beside the server and close after it. Calls carry the identity of the
+/// RPC being served (request id, caller, department, scopes), so the peer logs and attributes them to
+/// the same person. Service code wraps `grpc` in the generated client and never sees the transport.
+public struct PeerClient: Service {
+    public let name: String
+    public let grpc: GRPCClient<HTTP2ClientTransport.Posix>
+
+    public init(name: String, address: String) throws {
+        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = Int(parts[1]), !parts[0].isEmpty else {
+            throw PlatformError(description: "peer address for \(name) must be host:port, not \(address)")
+        }
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .dns(host: String(parts[0]), port: port), transportSecurity: .plaintext,
+            config: .defaults { config in
+                // A peer that is down is retried soon, not after minutes of backoff.
+                config.backoff = .init(initial: .milliseconds(200), max: .seconds(5), multiplier: 1.6, jitter: 0.2)
+            })
+        self.name = name
+        self.grpc = GRPCClient(transport: transport, interceptors: [IdentityPropagationInterceptor()])
+    }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await grpc.runConnections()
+        } onGracefulShutdown: { [grpc] in
+            grpc.beginGracefulShutdown()
+        }
+    }
+}
+
+/// Copies ``CallerIdentity/current`` into an outgoing call's metadata.
+struct IdentityPropagationInterceptor: ClientInterceptor {
+    func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingClientRequest<Input>, context: ClientContext,
+        next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
+    ) async throws -> StreamingClientResponse<Output> {
+        var request = request
+        let identity = CallerIdentity.current
+        for key in [CallerIdentity.requestIDKey] + CallerIdentity.gatewayOwnedKeys { request.metadata.removeAllValues(forKey: key) }
+        if RequestID.isWellFormed(identity.requestID) {
+            request.metadata.addString(identity.requestID, forKey: CallerIdentity.requestIDKey)
+        }
+        request.metadata.addString(identity.caller, forKey: CallerIdentity.callerKey)
+        if !identity.department.isEmpty {
+            request.metadata.addString(identity.department, forKey: CallerIdentity.departmentKey)
+        }
+        if !identity.scopes.isEmpty {
+            request.metadata.addString(identity.scopes.sorted().joined(separator: " "), forKey: CallerIdentity.scopesKey)
+        }
+        return try await next(request, context)
+    }
+}
+
+extension ServiceRuntime {
+    /// A client to the named peer service, at the address this deployment gives it. Add it to the
+    /// service's `background` so its connections start and stop with the process.
+    public func peerClient(_ name: String) throws -> PeerClient {
+        guard let address = peers[name] else {
+            throw PlatformError(description: "no address for peer service \(name) (set KANGYI_\(name.uppercased())_ADDRESS)")
+        }
+        return try PeerClient(name: name, address: address)
+    }
+}
