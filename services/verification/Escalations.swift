@@ -13,17 +13,9 @@ struct EscalationSweeper: Service {
     let logger: Logger
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    let found = try await store.sweepBreaches()
-                    if found > 0 { logger.info("service-level breaches escalated", metadata: ["count": "\(found)"]) }
-                } catch {
-                    if Task.isCancelled { break }
-                    logger.warning("escalation sweep failed", metadata: ["error": "\(IntakeFeedFollower.describe(error))"])
-                }
-                try? await Task.sleep(for: interval)
-            }
+        await repeatUntilShutdown(every: interval, logger: logger, failure: "escalation sweep failed") {
+            let found = try await store.sweepBreaches()
+            if found > 0 { logger.info("service-level breaches escalated", metadata: ["count": "\(found)"]) }
         }
     }
 }

@@ -18,19 +18,10 @@ struct IntakeFeedFollower: Service {
     let logger: Logger
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    try await followOnce()
-                } catch {
-                    if Task.isCancelled { break }
-                    logger.warning(
-                        "intake change feed interrupted; resuming from the stored cursor",
-                        metadata: ["error": "\(Self.describe(error))"])
-                }
-                try? await Task.sleep(for: retryDelay)
-            }
-        }
+        // One round lasts as long as the stream does; a broken stream is resumed after `retryDelay`.
+        await repeatUntilShutdown(
+            every: retryDelay, logger: logger, failure: "intake change feed interrupted; resuming from the stored cursor"
+        ) { try await followOnce() }
     }
 
     private func followOnce() async throws {
@@ -48,11 +39,6 @@ struct IntakeFeedFollower: Service {
                 }
             }
         }
-    }
-
-    static func describe(_ error: any Error) -> String {
-        if let rpc = error as? RPCError { return "\(rpc.code): \(rpc.message)" }
-        return DatabaseErrorKind.redactedDescription(of: error)
     }
 }
 

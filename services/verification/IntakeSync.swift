@@ -30,7 +30,7 @@ struct IntakeSync: Service {
             }
             return .synced
         } catch {
-            logger.warning("could not read the intake outbox", metadata: ["error": "\(IntakeFeedFollower.describe(error))"])
+            logger.warning("could not read the intake outbox", metadata: ["error": "\(loggableDescription(of: error))"])
             return .pending
         }
     }
@@ -44,14 +44,8 @@ struct IntakeSync: Service {
     }
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do { try await deliverPending() } catch {
-                    if Task.isCancelled { break }
-                    logger.warning("intake outbox pass failed", metadata: ["error": "\(IntakeFeedFollower.describe(error))"])
-                }
-                try? await Task.sleep(for: retryInterval)
-            }
+        await repeatUntilShutdown(every: retryInterval, logger: logger, failure: "intake outbox pass failed") {
+            try await deliverPending()
         }
     }
 
@@ -75,7 +69,7 @@ struct IntakeSync: Service {
                 try await intake.transitionHelpRequest(request, options: options)
             }
         } catch {
-            let described = IntakeFeedFollower.describe(error)
+            let described = loggableDescription(of: error)
             // UNAVAILABLE and DEADLINE_EXCEEDED pass; anything else means the services disagree and needs a person.
             let transient = (error as? RPCError).map { [.unavailable, .deadlineExceeded, .cancelled].contains($0.code) } ?? true
             logger.log(
