@@ -14,6 +14,8 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
     public var violations: [FieldViolation]
     /// Extra machine-readable facts for `ErrorInfo.metadata` (ids, states; never personal data).
     public var metadata: [String: String]
+    /// When the caller may try again (RESOURCE_EXHAUSTED): sent as `google.rpc.RetryInfo`.
+    public var retryDelay: Duration?
 
     public struct FieldViolation: Sendable, Equatable {
         /// The field path in the request, e.g. `contact.phone`.
@@ -76,6 +78,16 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
         ServiceError(code: .permissionDenied, reason: reason, message: message)
     }
 
+    public static func unauthenticated(reason: String, _ message: String) -> ServiceError {
+        ServiceError(code: .unauthenticated, reason: reason, message: message)
+    }
+
+    public static func resourceExhausted(reason: String, _ message: String, retryAfter: Duration) -> ServiceError {
+        var error = ServiceError(code: .resourceExhausted, reason: reason, message: message)
+        error.retryDelay = retryAfter
+        return error
+    }
+
     public static func unavailable(reason: String, _ message: String) -> ServiceError {
         ServiceError(code: .unavailable, reason: reason, message: message)
     }
@@ -90,6 +102,7 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
                         .init(field: $0.field, description: $0.description, reason: $0.reason, localizedMessage: nil)
                     }))
         }
+        if let retryDelay { details.append(.retryInfo(delay: retryDelay)) }
         return GoogleRPCStatus(code: code, message: message, details: details)
     }
 }

@@ -13,6 +13,8 @@ public struct Settings: Sendable {
     public var grpcPort: Int?
     /// `KANGYI_METRICS_PORT`: the HTTP port that serves `/metrics`. Default 9464; 0 picks a free port.
     public var metricsPort: Int
+    /// The gateway's JSON-over-HTTP port.
+    public var httpPort: Int
     /// `KANGYI_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical. Default `info`.
     public var logLevel: Logger.Level
     /// `KANGYI_DB_POOL_SIZE`: the most connections one process opens to PostgreSQL. Default 20.
@@ -51,7 +53,7 @@ public struct Settings: Sendable {
 
     public init(
         databaseURL: DatabaseURL? = nil, host: String = "127.0.0.1", grpcPort: Int? = nil,
-        metricsPort: Int = 9464, logLevel: Logger.Level = .info, databasePoolSize: Int = 20,
+        metricsPort: Int = 9464, httpPort: Int = 8080, logLevel: Logger.Level = .info, databasePoolSize: Int = 20,
         healthProbeInterval: Duration = .seconds(1), dataDirectory: String = ".data",
         server: ServerLimits = .defaults, peerCallTimeout: Duration = .seconds(2),
         backgroundPollInterval: Duration = .seconds(1)
@@ -60,6 +62,7 @@ public struct Settings: Sendable {
         self.host = host
         self.grpcPort = grpcPort
         self.metricsPort = metricsPort
+        self.httpPort = httpPort
         self.logLevel = logLevel
         self.databasePoolSize = databasePoolSize
         self.healthProbeInterval = healthProbeInterval
@@ -79,6 +82,7 @@ public struct Settings: Sendable {
             host: try env.string("KANGYI_HOST", default: defaults.host),
             grpcPort: try env.optionalInt("KANGYI_GRPC_PORT", in: 0...65535),
             metricsPort: try env.int("KANGYI_METRICS_PORT", default: defaults.metricsPort, in: 0...65535),
+            httpPort: try env.int("KANGYI_HTTP_PORT", default: defaults.httpPort, in: 0...65535),
             logLevel: try env.logLevel("KANGYI_LOG_LEVEL", default: defaults.logLevel),
             databasePoolSize: try env.int("KANGYI_DB_POOL_SIZE", default: defaults.databasePoolSize, in: 1...500),
             healthProbeInterval: .milliseconds(

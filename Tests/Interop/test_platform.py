@@ -98,7 +98,7 @@ def test_metrics_are_served_in_prometheus_text(kangyi):
     with urllib.request.urlopen(f"http://{kangyi.info['metrics']}/metrics", timeout=5) as response:
         assert response.headers["Content-Type"].startswith("text/plain")
         body = response.read().decode()
-    assert f'kangyi_rpc_total{{method="{INTAKE}/ListCategories",code="ok"}}' in body
+    assert f'kangyi_rpc_total{{method="{INTAKE}/ListCategories",code="ok",caller="anonymous"}}' in body
 
 
 def test_sigterm_stops_the_process_cleanly(tmp_path):

@@ -108,8 +108,8 @@ import Testing
         #expect(!logs.all.contains { $0.text.contains("13912345678") })
 
         let exposition = metrics.exposition()
-        #expect(exposition.contains(#"kangyi_rpc_total{method="kangyi.test.v1.Echo/Say",code="ok"} 1"#))
-        #expect(exposition.contains(#"kangyi_rpc_total{method="kangyi.test.v1.Echo/Say",code="invalid_argument"} 1"#))
+        #expect(exposition.contains(#"kangyi_rpc_total{method="kangyi.test.v1.Echo/Say",code="ok",caller="staff-7"} 1"#))
+        #expect(exposition.contains(#"kangyi_rpc_total{method="kangyi.test.v1.Echo/Say",code="invalid_argument","#))
         #expect(exposition.contains("kangyi_rpc_duration_seconds_bucket"))
     }
 

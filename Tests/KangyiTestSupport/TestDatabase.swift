@@ -70,13 +70,5 @@ public enum TestDatabase {
 public func withPostgresClient<T: Sendable>(
     _ url: DatabaseURL, poolSize: Int = 10, _ body: @Sendable (PostgresClient) async throws -> T
 ) async throws -> T {
-    let client = Database.makeClient(url: url, poolSize: poolSize, logger: TestDatabase.logger)
-    return try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask {
-            await client.run()
-            return nil
-        }
-        defer { group.cancelAll() }
-        return try await body(client)
-    }
+    try await Database.withClient(url: url, poolSize: poolSize, logger: TestDatabase.logger, body)
 }

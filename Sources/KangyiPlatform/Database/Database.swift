@@ -16,6 +16,22 @@ public enum Database {
         return PostgresClient(configuration: configuration, backgroundLogger: logger)
     }
 
+    /// Runs `body` with a running pool on `url` (for commands and tests, outside a service group), then
+    /// closes it.
+    public static func withClient<T: Sendable>(
+        url: DatabaseURL, poolSize: Int = 4, logger: Logger, _ body: @Sendable (PostgresClient) async throws -> T
+    ) async throws -> T {
+        let client = makeClient(url: url, poolSize: poolSize, logger: logger)
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                await client.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await body(client)
+        }
+    }
+
     /// One connection outside the pool, for migrations' advisory lock and the health probe.
     public static func connect(url: DatabaseURL, connectTimeout: Duration = .seconds(3), logger: Logger)
         async throws -> PostgresConnection

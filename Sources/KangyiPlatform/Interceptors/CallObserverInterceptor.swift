@@ -57,7 +57,7 @@ public struct CallObserverInterceptor: ServerInterceptor {
         method: String, code: String, identity: CallerIdentity, since start: ContinuousClock.Instant, message: String?
     ) {
         let elapsed = ContinuousClock.now - start
-        metrics.record(method: method, code: code, duration: elapsed)
+        metrics.record(method: method, code: code, caller: identity.caller, duration: elapsed)
         var fields: Logger.Metadata = [
             "method": "\(method)",
             "code": "\(code)",
@@ -70,14 +70,14 @@ public struct CallObserverInterceptor: ServerInterceptor {
         logger.info("rpc", metadata: fields)
     }
 
-    static func milliseconds(_ duration: Duration) -> String {
+    public static func milliseconds(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         let micros = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
         return String(format3: Double(micros) / 1000)
     }
 
     /// gRPC's canonical lower-case status names (`ok`, `invalid_argument`, ...), as metric labels.
-    static func name(of code: RPCError.Code) -> String {
+    public static func name(of code: RPCError.Code) -> String {
         switch code {
         case .cancelled: "cancelled"
         case .unknown: "unknown"

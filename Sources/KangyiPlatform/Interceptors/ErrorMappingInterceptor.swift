@@ -23,6 +23,16 @@ public struct ErrorMappingInterceptor: ServerInterceptor {
         let cancellation = context.cancellation
         do {
             var response = try await next(request, context)
+            // An interceptor inside this one that threw something other than an RPCError has been turned
+            // into a rejected response by grpc-swift (UNKNOWN, the error kept as the cause): map that cause
+            // like any other error. Rejections grpc-swift makes itself (a message that does not decode)
+            // keep their own code.
+            if case .failure(let rejected) = response.accepted, rejected.code == .unknown, let cause = rejected.cause,
+                !(cause is RPCError)
+            {
+                response.accepted = .failure(
+                    Self.rpcError(for: cause, domain: domain, cancelled: cancellation.isCancelled, logger: logger))
+            }
             response.wrapProducer { [logger] produce in
                 do { return try await produce() } catch {
                     throw Self.rpcError(for: error, domain: domain, cancelled: cancellation.isCancelled, logger: logger)

@@ -9,11 +9,13 @@ public struct MetricsHTTPServer: Service {
     let application: Application<RouterResponder<BasicRequestContext>>
     let boundAddress: BoundAddress
 
-    /// Where the server listens once started (port 0 picks a free one).
-    final class BoundAddress: Sendable {
+    /// Where a server listens once started (port 0 picks a free one); `get()` waits until it is known.
+    public final class BoundAddress: Sendable {
         private let state = Mutex<(address: String?, waiters: [CheckedContinuation<String, Never>])>((nil, []))
 
-        func set(_ address: String) {
+        public init() {}
+
+        public func set(_ address: String) {
             let waiters = state.withLock { state in
                 state.address = address
                 defer { state.waiters.removeAll() }
@@ -22,7 +24,14 @@ public struct MetricsHTTPServer: Service {
             for waiter in waiters { waiter.resume(returning: address) }
         }
 
-        func get() async -> String {
+        /// Hummingbird's `onServerRunning`: records where the server listens.
+        public func recorder(host: String) -> @Sendable (any Channel) async -> Void {
+            { [self] channel in
+                if let address = channel.localAddress, let port = address.port { set("\(address.ipAddress ?? host):\(port)") }
+            }
+        }
+
+        public func get() async -> String {
             await withCheckedContinuation { continuation in
                 let known: String? = state.withLock { state in
                     if state.address == nil { state.waiters.append(continuation) }
@@ -44,11 +53,7 @@ public struct MetricsHTTPServer: Service {
         self.boundAddress = boundAddress
         self.application = Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "kangyi"),
-            onServerRunning: { channel in
-                if let address = channel.localAddress, let port = address.port {
-                    boundAddress.set("\(address.ipAddress ?? host):\(port)")
-                }
-            }, logger: logger)
+            onServerRunning: boundAddress.recorder(host: host), logger: logger)
     }
 
     public func listeningAddress() async -> String { await boundAddress.get() }

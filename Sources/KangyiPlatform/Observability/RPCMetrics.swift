@@ -19,10 +19,12 @@ public final class RPCMetrics: Sendable {
         self.factory = factory
     }
 
-    /// Counts an RPC and its duration under `kangyi_rpc_total` and `kangyi_rpc_duration_seconds`.
-    func record(method: String, code: String, duration: Duration) {
-        Counter(label: "kangyi_rpc_total", dimensions: [("method", method), ("code", code)], factory: factory)
-            .increment()
+    /// Counts an RPC and its duration under `kangyi_rpc_total` (per method, status and caller — callers
+    /// are the gateway's token holders, a short list) and `kangyi_rpc_duration_seconds` (per method).
+    public func record(method: String, code: String, caller: String, duration: Duration) {
+        Counter(
+            label: "kangyi_rpc_total", dimensions: [("method", method), ("code", code), ("caller", caller)], factory: factory
+        ).increment()
         Metrics.Timer(label: "kangyi_rpc_duration_seconds", dimensions: [("method", method)], factory: factory)
             .record(duration: duration)
     }

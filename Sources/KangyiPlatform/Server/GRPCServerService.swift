@@ -16,9 +16,14 @@ public struct GRPCServerService: Service {
     /// - Parameters:
     ///   - name: the Kangyi service's name (`intake`, ...), used in logs and `dev.json`.
     ///   - services: the service's own RPC implementations; health and reflection are added here.
+    ///   - identity: the outermost interceptor, which establishes ``CallerIdentity/current``; by default
+    ///     ``RequestContextInterceptor`` (trusts gateway metadata). The gateway replaces it.
+    ///   - admission: innermost interceptors, after logging and error mapping (the gateway's checks), so
+    ///     the calls they refuse are logged and counted too.
     public init(
         name: String, services: [any RegistrableRPCService], host: String, port: Int,
-        limits: Settings.ServerLimits, metrics: RPCMetrics, logger: Logger
+        limits: Settings.ServerLimits, metrics: RPCMetrics, logger: Logger,
+        identity: any ServerInterceptor = RequestContextInterceptor(), admission: [any ServerInterceptor] = []
     ) {
         var router = RPCRouter<HTTP2ServerTransport.Posix>()
         for service in services { service.registerMethods(with: &router) }
@@ -34,7 +39,7 @@ public struct GRPCServerService: Service {
         reflection.registerMethods(with: &router)
         ReflectionServiceV1Alpha(reflection).registerMethods(with: &router)
         router.registerInterceptors(
-            pipeline: Self.interceptors(metrics: metrics, logger: logger).map { .apply($0, to: .all) })
+            pipeline: ([identity] + Self.observers(metrics: metrics, logger: logger) + admission).map { .apply($0, to: .all) })
 
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port), transportSecurity: .plaintext,
@@ -46,11 +51,12 @@ public struct GRPCServerService: Service {
 
     /// Outermost first: request id and caller, then the access log and metrics, then error mapping.
     public static func interceptors(metrics: RPCMetrics, logger: Logger) -> [any ServerInterceptor] {
-        [
-            RequestContextInterceptor(),
-            CallObserverInterceptor(logger: logger, metrics: metrics),
-            ErrorMappingInterceptor(logger: logger),
-        ]
+        [RequestContextInterceptor()] + observers(metrics: metrics, logger: logger)
+    }
+
+    /// What sits inside the identity interceptor: the access log and metrics, then error mapping.
+    static func observers(metrics: RPCMetrics, logger: Logger) -> [any ServerInterceptor] {
+        [CallObserverInterceptor(logger: logger, metrics: metrics), ErrorMappingInterceptor(logger: logger)]
     }
 
     static func transportConfig(_ limits: Settings.ServerLimits) -> HTTP2ServerTransport.Posix.Config {

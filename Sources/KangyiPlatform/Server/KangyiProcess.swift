@@ -33,6 +33,8 @@ public struct KangyiProcess: Sendable {
         public struct Server: Sendable, Codable {
             public var name: String
             public var grpc: String
+            /// The HTTP address, for a service that also serves HTTP (the gateway).
+            public var http: String?
         }
         public var services: [Server]
         public var metrics: String
@@ -51,18 +53,24 @@ public struct KangyiProcess: Sendable {
         let metrics = RPCMetrics()
         let metricsServer = MetricsHTTPServer(
             metrics: metrics, host: settings.host, port: settings.metricsPort, logger: logger)
-        let runtime = ServiceRuntime(database: database, settings: settings, logger: logger, peers: peers)
+        let runtime = ServiceRuntime(database: database, settings: settings, logger: logger, peers: peers, metrics: metrics)
 
         var servers: [GRPCServerService] = []
         var background: [any Service] = []
+        var http: [String: any ListeningService] = [:]
         for definition in services {
             let assembled = try await definition.assemble(runtime)
             background += assembled.background
+            if let listener = assembled.http {
+                background.append(listener)
+                http[definition.name] = listener
+            }
             servers.append(
                 GRPCServerService(
                     name: definition.name, services: assembled.rpcServices, host: settings.host,
                     port: ports[definition.name] ?? definition.defaultPort, limits: settings.server,
-                    metrics: metrics, logger: logger))
+                    metrics: metrics, logger: logger, identity: assembled.identity ?? RequestContextInterceptor(),
+                    admission: assembled.admission))
         }
         let probe = DatabaseHealthProbe(
             url: databaseURL, boards: servers.map(\.board), interval: settings.healthProbeInterval, logger: logger)
@@ -83,12 +91,16 @@ public struct KangyiProcess: Sendable {
         let group = ServiceGroup(configuration: configuration)
 
         let started = servers
+        let listeners = http
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             tasks.addTask {
                 var listening: [Addresses.Server] = []
                 for server in started {
-                    listening.append(.init(name: server.name, grpc: try await server.listeningAddress()))
+                    listening.append(
+                        .init(
+                            name: server.name, grpc: try await server.listeningAddress(),
+                            http: try await listeners[server.name]?.listeningAddress()))
                 }
                 try await onReady(Addresses(services: listening, metrics: await metricsServer.listeningAddress()))
             }

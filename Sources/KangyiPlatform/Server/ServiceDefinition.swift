@@ -34,12 +34,18 @@ public struct ServiceRuntime: Sendable {
     public var logger: Logger
     /// gRPC addresses (`host:port`) of the other services in this deployment, by name.
     public var peers: [String: String]
+    /// The process's metrics registry, for what a service counts outside its gRPC server (HTTP calls).
+    public var metrics: RPCMetrics
 
-    public init(database: PostgresClient, settings: Settings, logger: Logger, peers: [String: String]) {
+    public init(
+        database: PostgresClient, settings: Settings, logger: Logger, peers: [String: String],
+        metrics: RPCMetrics = RPCMetrics()
+    ) {
         self.database = database
         self.settings = settings
         self.logger = logger
         self.peers = peers
+        self.metrics = metrics
     }
 }
 
@@ -48,9 +54,26 @@ public struct ServiceRuntime: Sendable {
 public struct AssembledService: Sendable {
     public var rpcServices: [any RegistrableRPCService]
     public var background: [any Service]
+    /// Replaces the default identity interceptor (see ``GRPCServerService``); the gateway's.
+    public var identity: (any ServerInterceptor)?
+    /// Innermost interceptors (see ``GRPCServerService``); the gateway's admission checks.
+    public var admission: [any ServerInterceptor]
+    /// A second, HTTP listener the service runs (the gateway's JSON door), reported in the addresses.
+    public var http: (any ListeningService)?
 
-    public init(rpcServices: [any RegistrableRPCService], background: [any Service] = []) {
+    public init(
+        rpcServices: [any RegistrableRPCService], background: [any Service] = [],
+        identity: (any ServerInterceptor)? = nil, admission: [any ServerInterceptor] = [], http: (any ListeningService)? = nil
+    ) {
         self.rpcServices = rpcServices
         self.background = background
+        self.identity = identity
+        self.admission = admission
+        self.http = http
     }
+}
+
+/// A lifecycle service that listens on a port and can say where, once it does.
+public protocol ListeningService: Service {
+    func listeningAddress() async throws -> String
 }
