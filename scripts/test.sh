@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/ensure-apt.sh postgresql-15:/usr/lib/postgresql/15/bin/initdb \
+scripts/ensure-apt.sh postgresql-15:/usr/lib/postgresql/15/bin/initdb curl:curl \
   postgresql-contrib:/usr/share/postgresql/15/extension/pg_trgm.control
 
 swift build --build-tests

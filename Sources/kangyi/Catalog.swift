@@ -1,3 +1,4 @@
+import KangyiGateway
 import KangyiIntake
 import KangyiPlatform
 import KangyiVerification
@@ -5,7 +6,7 @@ import KangyiVerification
 /// Every Kangyi service this binary can run, in start-up order. Adding a service is adding its
 /// definition here (and its library target in Package.swift).
 enum Catalog {
-    static let all: [ServiceDefinition] = [Intake.definition, Verification.definition]
+    static let all: [ServiceDefinition] = [Intake.definition, Verification.definition, Gateway.definition]
 
     static func named(_ name: String) -> ServiceDefinition? { all.first { $0.name == name } }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KangyiGateway
 import KangyiPlatform
 
 /// `kangyi dev`: every service in one process, each on its own port, over an embedded PostgreSQL cluster
@@ -33,7 +34,10 @@ struct Dev: AsyncParsableCommand {
         for service in Catalog.all {
             ports[service.name] = ephemeralPorts ? try FreePort.find() : service.defaultPort
         }
-        if ephemeralPorts { settings.metricsPort = 0 }
+        if ephemeralPorts {
+            settings.metricsPort = 0
+            settings.httpPort = try FreePort.find()
+        }
         let peers = ports.mapValues { "\(settings.host):\($0)" }
         startup = Startup(settings: settings, logger: startup.logger)
 
@@ -41,10 +45,17 @@ struct Dev: AsyncParsableCommand {
         let process = KangyiProcess(
             services: Catalog.all, ports: ports, peers: peers, databaseURL: url, settings: settings,
             logger: startup.logger)
+        let logger = startup.logger
         try await process.run { addresses in
+            // A development token with every scope, for calls through the gateway.
+            let (_, token) = try await withTokens(url: url, logger: logger) { tokens in
+                try await tokens.create(
+                    caller: "developer", department: "", scopes: Scopes.kinds["development"] ?? [], ratePerSecond: 1000,
+                    burst: 2000, expiresAt: Date().addingTimeInterval(7 * 86_400))
+            }
             let info = DevInfo(
                 services: addresses.services, metrics: addresses.metrics, databaseURL: url.string,
-                pid: ProcessInfo.processInfo.processIdentifier)
+                pid: ProcessInfo.processInfo.processIdentifier, token: token)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             try encoder.encode(info).write(to: devFile, options: .atomic)
@@ -60,22 +71,36 @@ struct DevInfo: Codable {
     var metrics: String
     var databaseURL: String
     var pid: Int32
+    /// A development token with every scope (valid for a week), for the gateway.
+    var token: String
 
     enum CodingKeys: String, CodingKey {
-        case services, metrics, pid
+        case services, metrics, pid, token
         case databaseURL = "database_url"
     }
 
     /// What a newcomer sees: every address, and one command to paste.
     func banner(devFile: String) -> String {
         var lines = ["", "Kangyi is running (\(devFile)):"]
-        for server in services { lines.append("  \(server.name.padding(toLength: 14, withPad: " ", startingAt: 0)) grpc://\(server.grpc)") }
+        for server in services {
+            var line = "  \(server.name.padding(toLength: 14, withPad: " ", startingAt: 0)) grpc://\(server.grpc)"
+            if let http = server.http { line += "   http://\(http)" }
+            lines.append(line)
+        }
         lines.append("  metrics        http://\(metrics)/metrics")
         lines.append("  database       \(DatabaseURL(databaseURL)?.description ?? "")")
-        if let first = services.first {
+        lines.append("  dev token      \(token)")
+        if let gateway = services.first(where: { $0.name == "gateway" }) {
             lines.append("")
-            lines.append("Try it (Python grpcio, installed by `make test`):")
-            lines.append("  .venv/bin/python scripts/call.py \(first.grpc) kangyi.intake.v1.IntakeService/ListCategories '{}'")
+            lines.append("Try it through the gateway (Python grpcio, installed by `make test`; or curl):")
+            lines.append(
+                "  .venv/bin/python scripts/call.py \(gateway.grpc) kangyi.intake.v1.IntakeService/ListCategories '{}' "
+                    + "'authorization:Bearer \(token)'")
+            if let http = gateway.http {
+                lines.append(
+                    "  curl -s -X POST http://\(http)/kangyi.intake.v1.IntakeService/ListCategories "
+                        + "-H 'authorization: Bearer \(token)' -d '{}'")
+            }
         }
         lines.append("Stop with Ctrl-C.")
         return lines.joined(separator: "\n")

@@ -1,0 +1,115 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import GRPCProtobuf
+import KangyiAPI
+import KangyiPlatform
+import KangyiTestSupport
+import PostgresNIO
+import ServiceLifecycle
+import SwiftProtobuf
+
+@testable import KangyiGateway
+
+/// A gateway on real ports in front of the test-only Relay backend (every RPC kind) and, for the real
+/// services' routes, a backend address where nothing listens — so an admitted call is UNAVAILABLE and a
+/// refused one is refused by the gateway itself.
+struct GatewayHarness: Sendable {
+    let tokens: TokenStore
+    let gatewayAddress: String
+    let httpAddress: String
+    let metrics: RPCMetrics
+
+    static let relayScope = "test.relay"
+
+    static func run(_ label: String, _ body: @Sendable (GatewayHarness) async throws -> Void) async throws {
+        let url = try await TestDatabase.migrated(label, Gateway.definition.migrations)
+        try await withPostgresClient(url) { client in
+            let logger = TestDatabase.logger
+            let relay = GRPCServerService(
+                name: "relay", services: [RelayService()], host: "127.0.0.1", port: 0, limits: .defaults,
+                metrics: RPCMetrics(), logger: logger)
+            try await withServiceGroup([relay]) { _ in
+                let relayPeer = try PeerClient(name: "relay", address: try await relay.listeningAddress())
+                let downPeer = try PeerClient(name: "down", address: "127.0.0.1:\(try FreePort.find())")
+                let metrics = RPCMetrics()
+                var settings = Settings()
+                settings.httpPort = 0
+                let runtime = ServiceRuntime(database: client, settings: settings, logger: logger, peers: [:], metrics: metrics)
+                var routes = Routes.backends.mapValues { _ in "down" }
+                routes[RelayService.service] = "relay"
+                var scopes = Scopes.required
+                for method in ["Echo", "Split", "Join", "Chat", "Slow", "Fail"] { scopes["\(RelayService.service)/\(method)"] = relayScope }
+                var files = Google_Protobuf_FileDescriptorSet()
+                files.file = Array(DescriptorIndex.embedded.files.values) + [RelayService.descriptorFile]
+                let assembled = Gateway.assemble(
+                    backends: ["relay": relayPeer.grpc, "down": downPeer.grpc], routes: routes, scopes: scopes,
+                    runtime: runtime, index: DescriptorIndex(files))
+                let gateway = GRPCServerService(
+                    name: "gateway", services: assembled.rpcServices, host: "127.0.0.1", port: 0, limits: .defaults,
+                    metrics: metrics, logger: logger, identity: assembled.identity!, admission: assembled.admission)
+                let door = assembled.http!
+                try await withServiceGroup([relayPeer, downPeer, gateway, door]) { _ in
+                    let harness = GatewayHarness(
+                        tokens: TokenStore(client: client, logger: logger),
+                        gatewayAddress: try await gateway.listeningAddress(), httpAddress: try await door.listeningAddress(),
+                        metrics: metrics)
+                    try await body(harness)
+                }
+            }
+        }
+    }
+
+    /// A new token with these scopes.
+    func token(
+        _ caller: String = "tester", department: String = "qa", scopes: [String] = [relayScope], rate: Double = 1000,
+        burst: Int = 1000, expiresAt: Date? = nil
+    ) async throws -> String {
+        try await tokens.create(
+            caller: caller, department: department, scopes: scopes, ratePerSecond: rate, burst: burst, expiresAt: expiresAt
+        ).token
+    }
+}
+
+typealias Text = Google_Protobuf_StringValue
+
+func bearer(_ token: String) -> Metadata { ["authorization": "Bearer \(token)"] }
+
+extension GRPCClient {
+    func relayEcho(_ value: String, metadata: Metadata, timeout: Duration? = nil) async throws -> (String, Metadata) {
+        var options = CallOptions.defaults
+        options.timeout = timeout
+        return try await unary(
+            request: ClientRequest(message: Text.with { $0.value = value }, metadata: metadata),
+            descriptor: RelayService.echo, serializer: ProtobufSerializer<Text>(), deserializer: ProtobufDeserializer<Text>(),
+            options: options
+        ) { (try $0.message.value, $0.metadata) }
+    }
+
+    /// Any method, with raw bytes, as a bidirectional stream: the messages and trailers, or the error.
+    func raw(_ method: MethodDescriptor, _ messages: [[UInt8]], metadata: Metadata, timeout: Duration = .seconds(10))
+        async throws -> (messages: [[UInt8]], trailers: Metadata)
+    {
+        var options = CallOptions.defaults
+        options.timeout = timeout
+        return try await bidirectionalStreaming(
+            request: StreamingClientRequest(metadata: metadata) { writer in
+                for message in messages { try await writer.write(message) }
+            },
+            descriptor: method, serializer: RawBytes(), deserializer: RawBytes(), options: options
+        ) { response in
+            var received: [[UInt8]] = []
+            var trailers: Metadata = [:]
+            for try await part in try response.accepted.get().bodyParts {
+                switch part {
+                case .message(let bytes): received.append(bytes)
+                case .trailingMetadata(let metadata): trailers = metadata
+                }
+            }
+            return (received, trailers)
+        }
+    }
+}
+
+func text(_ value: String) throws -> [UInt8] { try Text.with { $0.value = value }.serializedBytes() }
+func value(_ bytes: [UInt8]) throws -> String { try Text(serializedBytes: bytes).value }

@@ -1,0 +1,183 @@
+import Foundation
+import GRPCCore
+import GRPCProtobuf
+import KangyiAPI
+import KangyiPlatform
+import KangyiTestSupport
+import Testing
+
+@testable import KangyiGateway
+
+/// The gateway over real HTTP/2: forwarding of every RPC kind, identity and metadata, deadlines, a
+/// backend that is down, the auth and scope matrix, and rate limits.
+@Suite struct GatewayTests {
+    @Test func forwardsEveryKindOfRPCWithoutDecoding() async throws {
+        try await GatewayHarness.run("gw_kinds") { h in
+            let token = try await h.token()
+            try await withClient(h.gatewayAddress) { client in
+                // Unary.
+                let (echoed, headers) = try await client.relayEcho("hi", metadata: bearer(token))
+                #expect(echoed.hasPrefix("value=hi|"))
+                #expect(headers[stringValues: "x-backend-header"].first(where: { _ in true }) == "hello")
+                // Server streaming, with the backend's trailers.
+                let split = try await client.raw(RelayService.split, [try text("a,b,c")], metadata: bearer(token))
+                #expect(try split.messages.map(value) == ["a", "b", "c"])
+                #expect(split.trailers[stringValues: "x-backend-trailer"].first(where: { _ in true }) == "split-done")
+                // Client streaming.
+                let joined = try await client.raw(RelayService.join, [try text("x"), try text("y"), try text("z")], metadata: bearer(token))
+                #expect(try joined.messages.map(value) == ["x+y+z"])
+                // Bidirectional.
+                let chat = try await client.raw(RelayService.chat, [try text("1"), try text("2")], metadata: bearer(token))
+                #expect(try chat.messages.map(value) == ["echo:1", "echo:2"])
+                // Bytes that are not a valid message pass through untouched: the backend is the one to refuse them.
+                let garbage = await #expect(throws: RPCError.self) {
+                    try await client.raw(RelayService.echo, [[0xff, 0xff, 0xff]], metadata: bearer(token))
+                }
+                #expect(garbage?.code == .internalError || garbage?.code == .invalidArgument)
+            }
+        }
+    }
+
+    @Test func backendsLearnTheCallerFromTheTokenNeverFromTheCaller() async throws {
+        try await GatewayHarness.run("gw_identity") { h in
+            let token = try await h.token("staff-7", department: "hotline", scopes: [GatewayHarness.relayScope])
+            try await withClient(h.gatewayAddress) { client in
+                var metadata = bearer(token)
+                metadata.addString("mallory", forKey: CallerIdentity.callerKey)
+                metadata.addString("police", forKey: CallerIdentity.departmentKey)
+                metadata.addString("pii.read", forKey: CallerIdentity.scopesKey)
+                metadata.addString("mine", forKey: "x-custom")
+                metadata.addString("req-42", forKey: CallerIdentity.requestIDKey)
+                let (seen, headers) = try await client.relayEcho("who", metadata: metadata)
+                let fields = Dictionary(uniqueKeysWithValues: seen.split(separator: "|").map {
+                    let pair = $0.split(separator: "=", maxSplits: 1)
+                    return (String(pair[0]), pair.count > 1 ? String(pair[1]) : "")
+                })
+                #expect(fields["caller"] == "staff-7")
+                #expect(fields["department"] == "hotline")
+                #expect(fields["scopes"] == GatewayHarness.relayScope)
+                #expect(fields["x-custom"] == "mine")
+                #expect(fields["authorization"] == "", "the bearer token never reaches a backend")
+                #expect(fields["request-id"] == "req-42")
+                #expect(headers[stringValues: CallerIdentity.requestIDKey].first(where: { _ in true }) == "req-42")
+            }
+        }
+    }
+
+    @Test func statusTrailersAndDeadlinesComeThrough() async throws {
+        try await GatewayHarness.run("gw_status") { h in
+            let token = try await h.token()
+            try await withClient(h.gatewayAddress) { client in
+                let failed = await #expect(throws: RPCError.self) {
+                    try await client.raw(RelayService.fail, [try text("")], metadata: bearer(token))
+                }
+                #expect(failed?.code == .failedPrecondition)
+                #expect(failed?.message == "the relay refuses")
+                #expect(failed?.metadata[stringValues: "x-backend-trailer"].first(where: { _ in true }) == "kept")
+                #expect(failed?.metadata[binaryValues: "grpc-status-details-bin"].first(where: { _ in true }) == [1, 2, 3])
+
+                // The caller's deadline is the backend's: a 5 s call with a 300 ms deadline ends near 300 ms.
+                let start = ContinuousClock.now
+                let late = await #expect(throws: RPCError.self) {
+                    try await client.raw(RelayService.slow, [try text("")], metadata: bearer(token), timeout: .milliseconds(300))
+                }
+                #expect(late?.code == .deadlineExceeded)
+                #expect(ContinuousClock.now - start < .seconds(3))
+            }
+        }
+    }
+
+    @Test func aBackendThatIsDownIsUnavailableQuickly() async throws {
+        try await GatewayHarness.run("gw_down") { h in
+            let token = try await h.token(scopes: [Scopes.intakeSubmit])
+            try await withClient(h.gatewayAddress) { client in
+                let start = ContinuousClock.now
+                let down = await #expect(throws: RPCError.self) {
+                    try await client.raw(
+                        MethodDescriptor(fullyQualifiedService: "kangyi.intake.v1.IntakeService", method: "ListCategories"), [[]],
+                        metadata: bearer(token), timeout: .seconds(20))
+                }
+                #expect(down?.code == .unavailable)
+                #expect(ContinuousClock.now - start < .seconds(5), "never a hang until the deadline")
+            }
+        }
+    }
+
+    /// Every routed method against every kind of caller: admitted (the dead backend then answers
+    /// UNAVAILABLE) exactly when the kind's scopes hold the method's scope; else PERMISSION_DENIED.
+    @Test func everyRoutedMethodAgainstEveryCallerKind() async throws {
+        try await GatewayHarness.run("gw_matrix") { h in
+            let methods = Routes.backends.keys.sorted().flatMap { Routes.methods(of: $0) }
+            #expect(methods.count >= 20)
+            for method in methods { #expect(Scopes.required[method.fullName] != nil, "\(method.fullName) has no scope") }
+
+            try await withClient(h.gatewayAddress) { client in
+                for (kind, scopes) in Scopes.kinds.sorted(by: { $0.key < $1.key }) {
+                    let token = try await h.token("kind-\(kind)", scopes: scopes)
+                    for method in methods {
+                        let expected: RPCError.Code = scopes.contains(Scopes.required[method.fullName]!) ? .unavailable : .permissionDenied
+                        let error = await #expect(throws: RPCError.self, "\(kind) → \(method.fullName)") {
+                            try await client.raw(method.descriptor, [[]], metadata: bearer(token))
+                        }
+                        #expect(error?.code == expected, "\(kind) → \(method.fullName)")
+                    }
+                }
+                // No token, a made-up one, an expired one: UNAUTHENTICATED, whatever the method.
+                let expired = try await h.token(scopes: Scopes.all, expiresAt: Date().addingTimeInterval(-1))
+                for metadata in [Metadata(), bearer("kyt_madeup"), bearer(expired), ["authorization": "Basic abc"]] {
+                    let error = await #expect(throws: RPCError.self) {
+                        try await client.raw(methods[0].descriptor, [[]], metadata: metadata)
+                    }
+                    #expect(error?.code == .unauthenticated)
+                }
+            }
+        }
+    }
+
+    @Test func aRevokedTokenStopsWorking() async throws {
+        try await GatewayHarness.run("gw_revoke") { h in
+            let (holder, token) = try await h.tokens.create(
+                caller: "leaver", department: "", scopes: [GatewayHarness.relayScope], ratePerSecond: 10, burst: 10, expiresAt: nil)
+            try await withClient(h.gatewayAddress) { client in
+                _ = try await client.relayEcho("before", metadata: bearer(token))
+                #expect(try await h.tokens.revoke(id: holder.id))
+                // Gateways cache answers for up to 10 s.
+                let deadline = ContinuousClock.now + .seconds(15)
+                var code: RPCError.Code?
+                while code == nil, ContinuousClock.now < deadline {
+                    do { _ = try await client.relayEcho("after", metadata: bearer(token)) } catch let error as RPCError { code = error.code }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                #expect(code == .unauthenticated)
+            }
+        }
+    }
+
+    @Test func theRateLimitRefusesWithARetryHint() async throws {
+        try await GatewayHarness.run("gw_rate") { h in
+            // One call per 100 s after a burst of 3: the refill cannot interfere, however slow the machine.
+            let token = try await h.token("busy", rate: 0.01, burst: 3)
+            try await withClient(h.gatewayAddress) { client in
+                var codes: [RPCError.Code?] = []
+                var refusal: RPCError?
+                for _ in 0..<5 {
+                    do {
+                        _ = try await client.relayEcho("x", metadata: bearer(token))
+                        codes.append(nil)
+                    } catch let error as RPCError {
+                        codes.append(error.code)
+                        refusal = error
+                    }
+                }
+                #expect(codes.prefix(3).allSatisfy { $0 == nil })
+                #expect(codes.suffix(2).allSatisfy { $0 == .resourceExhausted })
+                let status = try refusal?.unpackGoogleRPCStatus()
+                let delay = status?.details.compactMap(\.retryInfo).first?.delay
+                #expect(delay != nil && delay! > .seconds(90) && delay! <= .seconds(100))
+            }
+            // Each call is counted per caller and method, refusals included.
+            let text = h.metrics.exposition()
+            #expect(text.contains(#"caller="busy""#) && text.contains(#"code="resource_exhausted""#))
+        }
+    }
+}

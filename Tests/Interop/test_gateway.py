@@ -1,0 +1,138 @@
+"""The gateway from outside: Python grpcio over HTTP/2 and curl over HTTP/1.1 (JSON), against the
+gateway that `kangyi dev` runs in front of intake and verification."""
+import json
+import os
+import subprocess
+import uuid
+
+import grpc
+import pytest
+
+from conftest import ROOT
+from kangyi.intake.v1 import intake_pb2 as ipb, intake_pb2_grpc
+from kangyi.verification.v1 import verification_pb2 as vpb, verification_pb2_grpc
+
+INTAKE = "kangyi.intake.v1.IntakeService"
+
+
+def gateway(kangyi):
+    return next(s for s in kangyi.info["services"] if s["name"] == "gateway")
+
+
+def new_token(kangyi, *args):
+    """A token made with `kangyi token create` on the dev database."""
+    env = dict(os.environ, KANGYI_DATABASE_URL=kangyi.info["database_url"])
+    out = subprocess.run(
+        [os.environ.get("KANGYI_BIN", str(ROOT / ".build/debug/kangyi")), "token", "create", "--json", *args],
+        env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["token"]
+
+
+def curl(kangyi, method, body, token=None, max_time=10, headers=()):
+    """POST /<service>/<method> with curl; returns (HTTP status, headers text, body text)."""
+    url = f"http://{gateway(kangyi)['http']}/{method}"
+    command = ["curl", "-s", "-S", "-i", "--max-time", str(max_time), "-X", "POST", url, "-d", json.dumps(body)]
+    if token:
+        command += ["-H", f"authorization: Bearer {token}"]
+    for header in headers:
+        command += ["-H", header]
+    result = subprocess.run(command, capture_output=True, text=True)
+    head, _, text = result.stdout.replace("\r\n", "\n").partition("\n\n")
+    status = int(head.split("\n")[0].split()[1]) if head else 0
+    return status, head, text
+
+
+def submission(phone):
+    return {
+        "requestId": f"gw-{uuid.uuid4()}", "category": "medical", "district": "420106",
+        "contact": {"phone": phone, "name": "赵六"}, "description": f"需要退烧药 {uuid.uuid4()}", "urgency": "URGENCY_CRITICAL",
+    }
+
+
+def test_grpc_through_the_gateway(kangyi):
+    channel = grpc.insecure_channel(gateway(kangyi)["grpc"])
+    intake = intake_pb2_grpc.IntakeServiceStub(channel)
+    dev = [("authorization", f"Bearer {kangyi.info['token']}")]
+    phone = f"139{uuid.uuid4().int % 10**8:08d}"
+    request = ipb.SubmitHelpRequestRequest(
+        request_id=f"gw-{uuid.uuid4()}", category="food_supply", district="420106",
+        contact=ipb.Contact(phone=phone), description="没有菜了", urgency=ipb.URGENCY_URGENT)
+    submitted, call = intake.SubmitHelpRequest.with_call(request, metadata=dev, timeout=10)
+    assert submitted.help_request.ticket.startswith("KY")
+    assert dict(call.initial_metadata()).get("x-request-id")
+
+    with pytest.raises(grpc.RpcError) as missing:
+        intake.ListCategories(ipb.ListCategoriesRequest(), timeout=5)
+    assert missing.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+    # A department's token, with forged identity headers: the backend sees the token's identity, so
+    # the forged pii.read scope does not unmask the phone.
+    department = [("authorization", f"Bearer {new_token(kangyi, '--caller', 'dept-x', '--kind', 'department-system')}")]
+    forged = department + [("x-kangyi-scopes", "pii.read"), ("x-kangyi-caller", "developer")]
+    got = intake.GetHelpRequest(ipb.GetHelpRequestRequest(id=submitted.help_request.id), metadata=forged, timeout=5)
+    assert got.help_request.contact.phone != phone and "*" in got.help_request.contact.phone
+    # ... and a staff method is outside its scopes.
+    verification = verification_pb2_grpc.VerificationServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as denied:
+        verification.ClaimNext(vpb.ClaimNextRequest(), metadata=department, timeout=5)
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    # Server streaming through the gateway.
+    stream = intake.WatchHelpRequests(ipb.WatchHelpRequestsRequest(), metadata=dev, timeout=5)
+    first = next(stream)
+    assert first.help_request.id and first.cursor
+    stream.cancel()
+
+    # One access-log line per call, attributed to the token's holder.
+    lines = [l for l in kangyi.log_lines() if l.get("msg") == "rpc" and l.get("method") == f"{INTAKE}/GetHelpRequest"]
+    assert any(l["caller"] == "dept-x" and l["code"] == "ok" for l in lines)
+
+
+def test_json_over_http(kangyi):
+    token = kangyi.info["token"]
+    phone = f"138{uuid.uuid4().int % 10**8:08d}"
+    status, head, body = curl(kangyi, f"{INTAKE}/SubmitHelpRequest", submission(phone), token)
+    assert status == 200, body
+    assert "application/json" in head.lower() and "x-request-id" in head.lower()
+    created = json.loads(body)["helpRequest"]
+    assert created["ticket"].startswith("KY") and created["status"] == "HELP_REQUEST_STATUS_SUBMITTED"
+
+    status, _, body = curl(kangyi, f"{INTAKE}/LookupHelpRequest", {"ticket": created["ticket"], "phone": phone}, token)
+    assert status == 200 and json.loads(body)["helpRequest"]["id"] == created["id"]
+
+    # Invalid input: 400 with the gRPC status and its details.
+    status, _, body = curl(kangyi, f"{INTAKE}/SubmitHelpRequest", {"requestId": "x", "category": "medical"}, token)
+    error = json.loads(body)["error"]
+    assert status == 400 and error["status"] == "INVALID_ARGUMENT" and error["code"] == 3
+    fields = {v["field"] for d in error["details"] if d["@type"].endswith("BadRequest") for v in d["fieldViolations"]}
+    assert {"district", "contact.phone", "description"} <= fields
+
+    # Not JSON of that message: 400 naming the body. Unknown ticket: 404. No token: 401. Unknown method: 501.
+    assert curl(kangyi, f"{INTAKE}/SubmitHelpRequest", {"noSuchField": 1}, token)[0] == 400
+    assert curl(kangyi, f"{INTAKE}/LookupHelpRequest", {"ticket": "KY0", "phone": phone}, token)[0] == 404
+    status, _, body = curl(kangyi, f"{INTAKE}/ListCategories", {})
+    assert status == 401 and json.loads(body)["error"]["status"] == "UNAUTHENTICATED"
+    assert curl(kangyi, f"{INTAKE}/NoSuchMethod", {}, token)[0] == 501
+
+    # Server streaming as newline-delimited JSON (the watch never ends by itself: curl stops it).
+    status, head, body = curl(kangyi, f"{INTAKE}/WatchHelpRequests", {}, token, max_time=2)
+    assert status == 200 and "application/x-ndjson" in head
+    lines = [json.loads(line) for line in body.strip().split("\n") if line]
+    assert lines and all("helpRequest" in line and "cursor" in line for line in lines)
+
+
+def test_rate_limit_over_http(kangyi):
+    token = new_token(kangyi, "--caller", "slowpoke", "--kind", "citizen-frontend", "--rate", "0.01", "--burst", "1")
+    assert curl(kangyi, f"{INTAKE}/ListCategories", {}, token)[0] == 200
+    status, head, body = curl(kangyi, f"{INTAKE}/ListCategories", {}, token)
+    assert status == 429 and "retry-after:" in head.lower()
+    details = json.loads(body)["error"]["details"]
+    assert any(d["@type"].endswith("RetryInfo") for d in details)
+
+
+def test_per_caller_metrics(kangyi):
+    curl(kangyi, f"{INTAKE}/ListCategories", {}, kangyi.info["token"])
+    import urllib.request
+    with urllib.request.urlopen(f"http://{kangyi.info['metrics']}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert f'kangyi_rpc_total{{method="{INTAKE}/ListCategories",code="ok",caller="developer"}}' in text

@@ -1,0 +1,219 @@
+import Foundation
+import GRPCCore
+import KangyiPlatform
+
+/// Forwards every method of the routed services to its backend without decoding a message: bytes in,
+/// bytes out. Every kind of RPC travels as a bidirectional stream (the wire does not tell them apart).
+/// Request metadata is passed on except what the gateway owns (identity, authorization, transport
+/// headers); the caller's deadline becomes the backend call's; the backend's messages, trailers and
+/// status come back unchanged.
+struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
+    /// Routed methods with the client of the backend that serves each.
+    let routes: [(method: Routes.Method, backend: GRPCClient<Transport>)]
+
+    func registerMethods<Server: ServerTransport>(with router: inout RPCRouter<Server>) {
+        for (method, backend) in routes {
+            router.registerHandler(
+                forMethod: method.descriptor, deserializer: RawBytes(), serializer: RawBytes()
+            ) { request, context in
+                try await Self.forward(request, method: method, to: backend)
+            }
+        }
+    }
+
+    static func forward(
+        _ request: StreamingServerRequest<[UInt8]>, method: Routes.Method, to backend: GRPCClient<Transport>
+    ) async throws -> StreamingServerResponse<[UInt8]> {
+        let options = CallOptions.forwarding(timeout: request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true }))
+        let metadata = Self.forwardable(request.metadata)
+        // A single request message is read before the backend is called: the caller's stream is then never
+        // abandoned half-read when the backend answers early (grpc-swift resets such a stream).
+        let outgoing: StreamingClientRequest<[UInt8]>
+        if method.clientStreaming {
+            outgoing = StreamingClientRequest(metadata: metadata) { out in
+                for try await message in request.messages { try await out.write(message) }
+            }
+        } else {
+            var received: [[UInt8]] = []
+            for try await message in request.messages { received.append(message) }
+            let messages = received
+            outgoing = StreamingClientRequest(metadata: metadata) { out in try await out.write(contentsOf: messages) }
+        }
+        // The backend's response headers become ours; a backend that refuses at once is refused here.
+        let (call, headers) = try await BackendCall.open(
+            backend: backend, method: method.descriptor, request: outgoing, options: options,
+            retryable: !method.clientStreaming)
+        return StreamingServerResponse(metadata: Self.forwardable(headers)) { writer in
+            try await call.relay(to: writer)
+        }
+    }
+
+    /// Metadata minus what the gateway owns or the transport sets: identity headers (the peer client
+    /// sets them from the verified token), the bearer token, and gRPC's and HTTP/2's own headers.
+    static func forwardable(_ metadata: Metadata) -> Metadata {
+        var kept = Metadata()
+        for (key, value) in metadata {
+            let lower = key.lowercased()
+            if lower.hasPrefix(":") || lower.hasPrefix("grpc-") && lower != "grpc-status-details-bin" { continue }
+            if Self.dropped.contains(lower) || CallerIdentity.gatewayOwnedKeys.contains(lower) { continue }
+            switch value {
+            case .string(let string): kept.addString(string, forKey: key)
+            case .binary(let bytes): kept.addBinary(bytes, forKey: key)
+            }
+        }
+        return kept
+    }
+
+    static var dropped: Set<String> { ["authorization", "te", "content-type", "user-agent", "x-request-id"] }
+}
+
+/// Messages as their bytes: the gateway never decodes them.
+struct RawBytes: MessageSerializer, MessageDeserializer {
+    func serialize<Bytes: GRPCContiguousBytes>(_ message: [UInt8]) throws -> Bytes { Bytes(message) }
+
+    func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> [UInt8] {
+        serializedMessageBytes.withUnsafeBytes { Array($0) }
+    }
+}
+
+extension CallOptions {
+    /// A forwarded call: fail fast when the backend is down, and keep the caller's deadline.
+    static func forwarding(timeout header: String?, default fallback: Duration? = nil) -> CallOptions {
+        var options = CallOptions.defaults
+        options.waitForReady = false
+        options.timeout = GRPCTimeout.decode(header) ?? fallback
+        return options
+    }
+}
+
+/// gRPC's `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).
+enum GRPCTimeout {
+    static func decode(_ value: String?) -> Duration? {
+        guard let value, value.count >= 2, value.count <= 9, let amount = Int64(value.dropLast()), amount >= 0 else { return nil }
+        switch value.last {
+        case "H": return .seconds(amount * 3600)
+        case "M": return .seconds(amount * 60)
+        case "S": return .seconds(amount)
+        case "m": return .milliseconds(amount)
+        case "u": return .microseconds(amount)
+        case "n": return .nanoseconds(amount)
+        default: return nil
+        }
+    }
+}
+
+/// One call to a backend, run in its own task so that its response headers can be awaited before the
+/// gateway answers (grpc-swift sends a response's headers before its producer runs), then its messages
+/// and trailers relayed by the producer. Cancelling the RPC, or dropping the relay unread, cancels it.
+final class BackendCall<Transport: ClientTransport>: Sendable {
+    private let task: Task<Void, Never>
+    private let headerStream: AsyncThrowingStream<Metadata, any Error>
+    private let parts: AsyncThrowingStream<StreamingClientResponse<[UInt8]>.Contents.BodyPart, any Error>
+
+    init(
+        backend: GRPCClient<Transport>, method: MethodDescriptor, request: StreamingClientRequest<[UInt8]>,
+        options: CallOptions
+    ) {
+        let (headerStream, headerSink) = AsyncThrowingStream.makeStream(of: Metadata.self)
+        let (parts, partSink) = AsyncThrowingStream.makeStream(of: StreamingClientResponse<[UInt8]>.Contents.BodyPart.self)
+        self.headerStream = headerStream
+        self.parts = parts
+        let identity = CallerIdentity.current
+        task = Task {
+            do {
+                try await CallerIdentity.$current.withValue(identity) {
+                    try await backend.bidirectionalStreaming(
+                        request: request, descriptor: method, serializer: RawBytes(), deserializer: RawBytes(),
+                        options: options
+                    ) { response in
+                        let contents = try response.accepted.get()
+                        headerSink.yield(contents.metadata)
+                        headerSink.finish()
+                        for try await part in contents.bodyParts { partSink.yield(part) }
+                    }
+                }
+                partSink.finish()
+            } catch {
+                headerSink.finish(throwing: Self.relayable(error))
+                partSink.finish(throwing: Self.relayable(error))
+            }
+        }
+        let task = task
+        partSink.onTermination = { termination in
+            if case .cancelled = termination { task.cancel() }
+        }
+    }
+
+    deinit { task.cancel() }
+
+    /// Starts the call and waits for the backend's response headers. UNAVAILABLE before any answer means
+    /// nothing reached the backend: a `retryable` call (its request in hand) is tried twice more, 100 and
+    /// 200 ms later — across a backend's restart or a connection still being made — and still fails fast
+    /// when the backend is down.
+    static func open(
+        backend: GRPCClient<Transport>, method: MethodDescriptor, request: StreamingClientRequest<[UInt8]>,
+        options: CallOptions, retryable: Bool
+    ) async throws -> (BackendCall, Metadata) {
+        var attempt = 1
+        while true {
+            let call = BackendCall(backend: backend, method: method, request: request, options: options)
+            do {
+                return (call, try await call.headers())
+            } catch let error as RPCError where error.code == .unavailable && retryable && attempt < 3 {
+                try await Task.sleep(for: .milliseconds(100 * attempt))
+                attempt += 1
+            }
+        }
+    }
+
+    /// The backend's response headers, or its refusal.
+    func headers() async throws -> Metadata {
+        try await withTaskCancellationHandler {
+            for try await headers in headerStream { return headers }
+            throw RPCError(code: .unavailable, message: "the backend closed the call without answering")
+        } onCancel: { [task] in
+            task.cancel()
+        }
+    }
+
+    /// Writes the backend's messages to `writer`; returns its trailers or throws its status.
+    func relay(to writer: RPCWriter<[UInt8]>) async throws -> Metadata {
+        try await withTaskCancellationHandler {
+            for try await part in parts {
+                switch part {
+                case .message(let message): try await writer.write(message)
+                case .trailingMetadata(let trailers): return Forwarder<Transport>.forwardable(trailers)
+                }
+            }
+            return [:]
+        } onCancel: { [task] in
+            task.cancel()
+        }
+    }
+
+    /// The backend's messages, as they come (its status, if not OK, thrown at the end).
+    func stream() -> AsyncThrowingMapSequence<
+        AsyncThrowingFilterSequence<AsyncThrowingStream<StreamingClientResponse<[UInt8]>.Contents.BodyPart, any Error>>, [UInt8]
+    > {
+        parts.filter { if case .message = $0 { true } else { false } }
+            .map { if case .message(let bytes) = $0 { bytes } else { [] } }
+    }
+
+    /// All of the backend's messages (for a unary answer).
+    func messages() async throws -> [[UInt8]] {
+        try await withTaskCancellationHandler {
+            var all: [[UInt8]] = []
+            for try await message in stream() { all.append(message) }
+            return all
+        } onCancel: { [task] in
+            task.cancel()
+        }
+    }
+
+    /// The backend's status as it sent it, minus the headers of its response frame (`:status` and
+    /// `content-type` come with a trailers-only answer and may not be sent back as trailers).
+    static func relayable(_ error: any Error) -> any Error {
+        guard let error = error as? RPCError else { return error }
+        return RPCError(code: error.code, message: error.message, metadata: Forwarder<Transport>.forwardable(error.metadata))
+    }
+}

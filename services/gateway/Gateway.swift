@@ -1,0 +1,44 @@
+import GRPCCore
+import KangyiAPI
+import KangyiPlatform
+
+/// The gateway as the platform runs it: `kangyi serve gateway`, or inside `kangyi dev`. Its gRPC port
+/// forwards every routed method (``Routes``) after the admission checks; its HTTP port
+/// (`KANGYI_HTTP_PORT`) offers the same RPCs as JSON.
+public enum Gateway {
+    public static let definition = ServiceDefinition(
+        name: "gateway", defaultPort: 50050, migrations: GatewayMigrations.all
+    ) { runtime in
+        var peers: [String: PeerClient] = [:]
+        for backend in Set(Routes.backends.values) { peers[backend] = try runtime.peerClient(backend) }
+        var assembled = assemble(
+            backends: peers.mapValues(\.grpc), routes: Routes.backends, scopes: Scopes.required, runtime: runtime)
+        assembled.background = Array(peers.values)
+        return assembled
+    }
+
+    /// The gateway over the given backend clients: `routes` maps each fronted service to a backend name,
+    /// `scopes` each method to the scope it needs. (Tests assemble it with routes of their own.)
+    static func assemble<Transport: ClientTransport>(
+        backends: [String: GRPCClient<Transport>], routes: [String: String], scopes: [String: String],
+        runtime: ServiceRuntime, index: DescriptorIndex = .embedded
+    ) -> AssembledService {
+        let tokens = TokenStore(client: runtime.database, logger: runtime.logger)
+        var forwarded: [(method: Routes.Method, backend: GRPCClient<Transport>)] = []
+        for (service, backend) in routes.sorted(by: { $0.key < $1.key }) {
+            guard let client = backends[backend] else { continue }
+            forwarded += Routes.methods(of: service, in: index).map { ($0, client) }
+        }
+        let identity = BearerIdentity(tokens: tokens, logger: runtime.logger)
+        let admission = Admission(tokens: tokens, required: scopes)
+        let door = JSONDoor(
+            methods: Dictionary(uniqueKeysWithValues: forwarded.map { ($0.method.fullName, $0) }), identity: identity,
+            admission: admission, metrics: runtime.metrics, host: runtime.settings.host, port: runtime.settings.httpPort,
+            logger: runtime.logger)
+        return AssembledService(
+            rpcServices: [Forwarder(routes: forwarded)],
+            identity: RequestContextInterceptor(resolve: identity.resolve),
+            admission: [AdmissionInterceptor(admission: admission)],
+            http: door)
+    }
+}

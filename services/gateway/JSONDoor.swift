@@ -1,0 +1,221 @@
+import Foundation
+import GRPCCore
+import GRPCProtobuf
+import Hummingbird
+import KangyiAPI
+import KangyiPlatform
+import Logging
+import NIOCore
+import SwiftProtobuf
+
+/// JSON over HTTP for the routed services: `POST /<package.Service>/<Method>` with a body in protobuf's
+/// canonical JSON mapping; the same tokens, scopes and rate limits as the gRPC door. A unary RPC answers
+/// one JSON object; a server-streaming one answers newline-delimited JSON, one message per line (an error
+/// after the first message arrives as a last line `{"error": ...}`). gRPC statuses map to HTTP statuses
+/// with a JSON error body carrying code, status, message and details.
+public struct JSONDoor<Transport: ClientTransport>: ListeningService {
+    let application: Application<RouterResponder<BasicRequestContext>>
+    let boundAddress = MetricsHTTPServer.BoundAddress()
+
+    /// The largest request body accepted.
+    static var maxBodyBytes: Int { 4 * 1024 * 1024 }
+
+    init(
+        methods: [String: (method: Routes.Method, backend: GRPCClient<Transport>)], identity: BearerIdentity,
+        admission: Admission, metrics: RPCMetrics, host: String, port: Int, logger: Logger
+    ) {
+        let types = Dictionary(
+            KangyiMessageTypes.all.map { ($0.protoMessageName, $0) }, uniquingKeysWith: { first, _ in first })
+        let handler = Handler(methods: methods, types: types, identity: identity, admission: admission, metrics: metrics, logger: logger)
+        let router = Router()
+        router.post(":service/:method") { request, context in try await handler.handle(request, context: context) }
+        self.application = Application(
+            router: router, configuration: .init(address: .hostname(host, port: port), serverName: "kangyi-gateway"),
+            onServerRunning: boundAddress.recorder(host: host), logger: logger)
+    }
+
+    public func listeningAddress() async throws -> String { await boundAddress.get() }
+
+    public func run() async throws { try await application.run() }
+
+    struct Handler: Sendable {
+        let methods: [String: (method: Routes.Method, backend: GRPCClient<Transport>)]
+        let types: [String: any SwiftProtobuf.Message.Type]
+        let identity: BearerIdentity
+        let admission: Admission
+        let metrics: RPCMetrics
+        let logger: Logger
+
+        func handle(_ request: Request, context: BasicRequestContext) async throws -> Response {
+            let start = ContinuousClock.now
+            let name = "\(context.parameters.get("service") ?? "")/\(context.parameters.get("method") ?? "")"
+            var metadata = Metadata()
+            for field in request.headers {
+                let key = field.name.canonicalName
+                if key == "authorization" || key == CallerIdentity.requestIDKey || key == "grpc-timeout" {
+                    metadata.addString(field.value, forKey: key)
+                }
+            }
+            let caller = await identity.resolve(metadata)
+            return await CallerIdentity.$current.withValue(caller) {
+                let response: Response
+                var code = "ok"
+                do {
+                    response = try await call(name, request: request, metadata: metadata)
+                } catch {
+                    let status = Self.status(of: error)
+                    code = CallObserverInterceptor.name(of: status.code)
+                    response = Self.errorResponse(status)
+                }
+                finish(name, code: code, identity: caller, since: start)
+                var headed = response
+                headed.headers[.init(CallerIdentity.requestIDKey)!] = caller.requestID
+                return headed
+            }
+        }
+
+        private func call(_ name: String, request: Request, metadata: Metadata) async throws -> Response {
+            guard let (method, backend) = methods[name] else {
+                throw RPCError(code: .unimplemented, message: "no routed method \(name)")
+            }
+            guard !method.clientStreaming else {
+                throw RPCError(code: .unimplemented, message: "\(name) streams requests; call it over gRPC")
+            }
+            _ = try await admission.admit(method: method.descriptor, metadata: metadata)
+            guard let input = types[method.inputType], let output = types[method.outputType] else {
+                throw RPCError(code: .internalError, message: "no message types for \(name)")
+            }
+            var body = request
+            let bytes = try await body.collectBody(upTo: JSONDoor.maxBodyBytes)
+            let message: any SwiftProtobuf.Message
+            do {
+                message = bytes.readableBytes == 0 ? input.init() : try input.init(jsonUTF8Bytes: Array(buffer: bytes))
+            } catch {
+                throw ServiceError.invalidArgument(
+                    field: "body", reason: "INVALID_JSON", "not a \(method.inputType) in protobuf's JSON mapping")
+            }
+            let encoded: [UInt8] = try message.serializedBytes()
+            let options = CallOptions.forwarding(
+                timeout: metadata[stringValues: "grpc-timeout"].first(where: { _ in true }),
+                default: method.serverStreaming ? nil : .seconds(30))
+            let outgoing = StreamingClientRequest<[UInt8]>(metadata: [:]) { writer in try await writer.write(encoded) }
+
+            let (call, _) = try await BackendCall.open(
+                backend: backend, method: method.descriptor, request: outgoing, options: options, retryable: true)
+            if !method.serverStreaming {
+                let reply = try await call.messages().first ?? []
+                return Self.json(try output.init(serializedBytes: reply).jsonUTF8Bytes(options: Self.jsonOptions))
+            }
+            // Newline-delimited JSON, written as the backend streams; ends when either side goes away (an
+            // error after the first line is the last line).
+            return Response(
+                status: .ok, headers: [.contentType: "application/x-ndjson"],
+                body: ResponseBody { writer in try await Self.writeLines(of: call, as: output, to: &writer) })
+        }
+
+        static func writeLines(
+            of call: BackendCall<Transport>, as output: any SwiftProtobuf.Message.Type, to writer: inout any ResponseBodyWriter
+        ) async throws {
+            do {
+                for try await message in call.stream() {
+                    let line: [UInt8] = try output.init(serializedBytes: message).jsonUTF8Bytes(options: jsonOptions)
+                    try await writer.write(ByteBuffer(bytes: line + [UInt8(ascii: "\n")]))
+                }
+            } catch {
+                try? await writer.write(ByteBuffer(bytes: errorBody(status(of: error)) + [UInt8(ascii: "\n")]))
+            }
+            try await writer.finish(nil)
+        }
+
+        private func finish(_ method: String, code: String, identity: CallerIdentity, since start: ContinuousClock.Instant) {
+            let elapsed = ContinuousClock.now - start
+            metrics.record(method: method, code: code, caller: identity.caller, duration: elapsed)
+            logger.info(
+                "http",
+                metadata: [
+                    "method": "\(method)", "code": "\(code)", "duration_ms": "\(CallObserverInterceptor.milliseconds(elapsed))",
+                    "request_id": "\(identity.requestID)", "caller": "\(identity.caller)",
+                ])
+        }
+
+        static var jsonOptions: JSONEncodingOptions { JSONEncodingOptions() }
+
+        static func json(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+            Response(
+                status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        }
+
+        /// The google.rpc.Status an error amounts to (a ServiceError thrown by the gateway itself, or a
+        /// backend's RPCError with its details).
+        static func status(of error: any Error) -> GoogleRPCStatus {
+            if let service = error as? ServiceError { return service.googleStatus(domain: "kangyi.gateway") }
+            if let rpc = error as? RPCError {
+                if let unpacked = try? rpc.unpackGoogleRPCStatus() { return unpacked }
+                return GoogleRPCStatus(code: rpc.code, message: rpc.message, details: [])
+            }
+            return GoogleRPCStatus(code: .internalError, message: "internal error", details: [])
+        }
+
+        static func errorResponse(_ status: GoogleRPCStatus) -> Response {
+            var response = json(errorBody(status), status: HTTPStatusMapping.status(for: status.code))
+            if let delay = status.details.compactMap(\.retryInfo).first?.delay {
+                let seconds = max(1, Int((Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18).rounded(.up)))
+                response.headers[.retryAfter] = "\(seconds)"
+            }
+            return response
+        }
+
+        /// `{"error": {"code": 3, "status": "INVALID_ARGUMENT", "message": ..., "details": [...]}}`, as
+        /// Google's JSON APIs write it.
+        static func errorBody(_ status: GoogleRPCStatus) -> [UInt8] {
+            let body: [String: Any] = [
+                "error": [
+                    "code": status.code.rawValue,
+                    "status": CallObserverInterceptor.name(of: status.code).uppercased(),
+                    "message": status.message,
+                    "details": status.details.compactMap(Self.detail),
+                ] as [String: Any]
+            ]
+            return Array((try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data())
+        }
+
+        static func detail(_ detail: ErrorDetails) -> [String: Any]? {
+            if let info = detail.errorInfo {
+                return ["@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": info.reason, "domain": info.domain,
+                        "metadata": info.metadata]
+            }
+            if let request = detail.badRequest {
+                return [
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": request.violations.map {
+                        ["field": $0.field, "description": $0.violationDescription, "reason": $0.reason]
+                    },
+                ]
+            }
+            if let retry = detail.retryInfo {
+                let seconds = Double(retry.delay.components.seconds) + Double(retry.delay.components.attoseconds) / 1e18
+                return ["@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "\(seconds)s"]
+            }
+            return nil
+        }
+    }
+}
+
+/// gRPC status → HTTP status, as Google's API gateways map them.
+enum HTTPStatusMapping {
+    static func status(for code: RPCError.Code) -> HTTPResponse.Status {
+        switch code {
+        case .invalidArgument, .failedPrecondition, .outOfRange: .badRequest
+        case .unauthenticated: .unauthorized
+        case .permissionDenied: .forbidden
+        case .notFound: .notFound
+        case .alreadyExists, .aborted: .conflict
+        case .resourceExhausted: .tooManyRequests
+        case .cancelled: .init(code: 499, reasonPhrase: "Client Closed Request")
+        case .unimplemented: .notImplemented
+        case .unavailable: .serviceUnavailable
+        case .deadlineExceeded: .gatewayTimeout
+        default: .internalServerError
+        }
+    }
+}

@@ -1,0 +1,32 @@
+import Foundation
+import Synchronization
+
+/// A token bucket per caller token: `burst` calls at once, refilled at `ratePerSecond`. In memory, per
+/// gateway replica (with N replicas a caller gets up to N times its rate; the limit protects the
+/// backends from one runaway caller, it is not billing).
+final class RateLimiter: Sendable {
+    private struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+    }
+
+    private let buckets = Mutex<[UUID: Bucket]>([:])
+
+    /// Takes one call from the holder's bucket: nil if allowed, else how long until one is available.
+    func take(_ holder: TokenHolder, now: ContinuousClock.Instant = .now) -> Duration? {
+        buckets.withLock { buckets in
+            var bucket = buckets[holder.id] ?? Bucket(tokens: Double(holder.burst), updated: now)
+            let elapsed = now - bucket.updated
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            bucket.tokens = min(Double(holder.burst), bucket.tokens + seconds * holder.ratePerSecond)
+            bucket.updated = now
+            defer { buckets[holder.id] = bucket }
+            if bucket.tokens >= 1 {
+                bucket.tokens -= 1
+                return nil
+            }
+            let wait = (1 - bucket.tokens) / holder.ratePerSecond
+            return .milliseconds(Int64((wait * 1000).rounded(.up)))
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import KangyiPlatform
+
+/// What each routed method needs, in one place. A method that is routed but not listed here is refused
+/// to everyone (a test walks every routed method, so a new one cannot slip through unlisted).
+public enum Scopes {
+    public static let intakeSubmit = "intake.submit"
+    public static let intakeRead = "intake.read"
+    public static let intakeTransition = "intake.transition"
+    public static let verificationWork = "verification.work"
+    public static let verificationReport = "verification.report"
+    /// Unmasked personal data in answers (checked by the services themselves).
+    public static let personalData = Scope.personalData
+
+    public static let all = [intakeSubmit, intakeRead, intakeTransition, verificationWork, verificationReport, personalData]
+
+    /// `package.Service/Method` → the scope a caller's token must hold.
+    public static let required: [String: String] = {
+        var table: [String: String] = [:]
+        func add(_ service: String, _ methods: [String], _ scope: String) {
+            for method in methods { table["\(service)/\(method)"] = scope }
+        }
+        let intake = "kangyi.intake.v1.IntakeService"
+        add(intake, ["SubmitHelpRequest", "LookupHelpRequest", "SubmitSuggestion", "ListCategories"], intakeSubmit)
+        add(intake, ["GetHelpRequest", "ListHelpRequests", "WatchHelpRequests"], intakeRead)
+        add(intake, ["TransitionHelpRequest"], intakeTransition)
+        let verification = "kangyi.verification.v1.VerificationService"
+        add(
+            verification,
+            ["ClaimNext", "ReleaseClaim", "Verify", "Reject", "MarkDuplicate", "Assign", "Resolve", "RecordReturnVisit",
+             "Reopen", "GetCase", "ListCases"],
+            verificationWork)
+        add(verification, ["GetStatistics", "WatchEscalations"], verificationReport)
+        return table
+    }()
+
+    /// The kinds of callers and the scopes a token of that kind gets (`kangyi token create --kind`).
+    public static let kinds: [String: [String]] = [
+        "citizen-frontend": [intakeSubmit],
+        "department-system": [intakeSubmit, intakeRead],
+        "checkpoint-terminal": [],
+        "staff-tool": [intakeRead, verificationWork, personalData],
+        "analyst": [verificationReport],
+        "supervisor": [intakeRead, verificationWork, verificationReport],
+        "development": all,
+    ]
+
+    /// Services any caller may use without a token: the gateway's own health and reflection.
+    static let open: Set<String> = [
+        "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
+    ]
+}

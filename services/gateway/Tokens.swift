@@ -1,0 +1,137 @@
+import Crypto
+import Foundation
+import KangyiPlatform
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// A caller as its token describes it.
+public struct TokenHolder: Sendable, Equatable {
+    public var id: UUID
+    public var caller: String
+    public var department: String
+    public var scopes: [String]
+    public var ratePerSecond: Double
+    public var burst: Int
+    public var expiresAt: Date?
+    public var revokedAt: Date?
+    public var createdAt: Date
+}
+
+/// `gateway.tokens`: bearer tokens, kept only as SHA-256 hashes. Authentication is cached briefly
+/// (``cacheLifetime``), so a call costs no database round trip and a revocation takes effect within it.
+public struct TokenStore: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+    let cache = Cache()
+    /// How long an answer (a holder, or "no such token") is reused.
+    static let cacheLifetime: Duration = .seconds(10)
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// A new random token: `kyt_` and 43 base64url characters (256 bits).
+    static func mint() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let base64 = Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        return "kyt_" + base64
+    }
+
+    static func hash(_ token: String) -> [UInt8] { Array(SHA256.hash(data: Data(token.utf8))) }
+
+    /// Stores a new token and returns it — the only time it is ever shown.
+    public func create(
+        caller: String, department: String, scopes: [String], ratePerSecond: Double, burst: Int, expiresAt: Date?
+    ) async throws -> (TokenHolder, token: String) {
+        let token = Self.mint()
+        let id = UUID()
+        let hash = Self.hash(token)
+        let rows = try await client.query(
+            """
+            INSERT INTO gateway.tokens (id, token_hash, caller, department, scopes, rate_per_second, burst, expires_at)
+            VALUES (\(id), \(Data(hash)), \(caller), \(department), \(scopes.sorted()), \(ratePerSecond), \(burst), \(expiresAt))
+            RETURNING \(unescaped: Self.columns)
+            """, logger: logger)
+        for try await row in rows { return (try Self.decode(row), token) }
+        throw PlatformError(description: "token was not stored")
+    }
+
+    /// Every token, newest first (hashes are never shown).
+    public func list() async throws -> [TokenHolder] {
+        var holders: [TokenHolder] = []
+        for try await row in try await client.query(
+            "SELECT \(unescaped: Self.columns) FROM gateway.tokens ORDER BY created_at DESC", logger: logger)
+        {
+            holders.append(try Self.decode(row))
+        }
+        return holders
+    }
+
+    /// Revokes a token by id; true if it was live.
+    public func revoke(id: UUID) async throws -> Bool {
+        var revoked = false
+        for try await _ in try await client.query(
+            "UPDATE gateway.tokens SET revoked_at = now() WHERE id = \(id) AND revoked_at IS NULL RETURNING id", logger: logger)
+        {
+            revoked = true
+        }
+        cache.clear()
+        return revoked
+    }
+
+    /// The holder of a live (unrevoked, unexpired) token, or nil.
+    public func authenticate(_ token: String) async throws -> TokenHolder? {
+        guard token.hasPrefix("kyt_"), token.utf8.count <= 100 else { return nil }
+        let hash = Self.hash(token)
+        if let cached = cache.get(hash) { return cached }
+        var found: TokenHolder?
+        for try await row in try await client.query(
+            """
+            SELECT \(unescaped: Self.columns) FROM gateway.tokens
+            WHERE token_hash = \(Data(hash)) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+            """, logger: logger)
+        {
+            found = try Self.decode(row)
+        }
+        cache.put(hash, found)
+        return found
+    }
+
+    static let columns = "id, caller, department, scopes, rate_per_second, burst, expires_at, revoked_at, created_at"
+
+    static func decode(_ row: PostgresRow) throws -> TokenHolder {
+        let (id, caller, department, scopes, rate, burst, expires, revoked, created) = try row.decode(
+            (UUID, String, String, [String], Double, Int, Date?, Date?, Date).self)
+        return TokenHolder(
+            id: id, caller: caller, department: department, scopes: scopes, ratePerSecond: rate, burst: burst,
+            expiresAt: expires, revokedAt: revoked, createdAt: created)
+    }
+
+    /// Recent answers by token hash, each good for ``cacheLifetime``; bounded.
+    final class Cache: Sendable {
+        private let entries = Mutex<[[UInt8]: (holder: TokenHolder?, until: ContinuousClock.Instant)]>([:])
+
+        func get(_ hash: [UInt8]) -> TokenHolder?? {
+            entries.withLock { entries in
+                guard let entry = entries[hash], entry.until > .now else { return nil }
+                // An expiry inside the cache lifetime still counts.
+                if let expiresAt = entry.holder?.expiresAt, expiresAt <= Date() { return .some(nil) }
+                return .some(entry.holder)
+            }
+        }
+
+        func put(_ hash: [UInt8], _ holder: TokenHolder?) {
+            entries.withLock { entries in
+                if entries.count >= 10_000 { entries.removeAll() }
+                entries[hash] = (holder, .now + TokenStore.cacheLifetime)
+            }
+        }
+
+        func clear() { entries.withLock { $0.removeAll() } }
+    }
+}
