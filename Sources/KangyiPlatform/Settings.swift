@@ -25,6 +25,9 @@ public struct Settings: Sendable {
     public var dataDirectory: String
     /// Limits of the gRPC servers.
     public var server: ServerLimits
+    /// The certificate and key the gateway's gRPC door serves TLS with; unset: cleartext (TLS ends at
+    /// the ingress).
+    public var tls: TLSFiles?
     /// The deadline of one call to another Kangyi service (verification → intake).
     public var peerCallTimeout: Duration
     /// How often background work polls: outbox retries, escalation sweeps, feed reconnects.
@@ -55,7 +58,7 @@ public struct Settings: Sendable {
         databaseURL: DatabaseURL? = nil, host: String = "127.0.0.1", grpcPort: Int? = nil,
         metricsPort: Int = 9464, httpPort: Int = 8080, logLevel: Logger.Level = .info, databasePoolSize: Int = 20,
         healthProbeInterval: Duration = .seconds(1), dataDirectory: String = ".data",
-        server: ServerLimits = .defaults, peerCallTimeout: Duration = .seconds(2),
+        server: ServerLimits = .defaults, tls: TLSFiles? = nil, peerCallTimeout: Duration = .seconds(2),
         backgroundPollInterval: Duration = .seconds(1)
     ) {
         self.databaseURL = databaseURL
@@ -68,6 +71,7 @@ public struct Settings: Sendable {
         self.healthProbeInterval = healthProbeInterval
         self.dataDirectory = dataDirectory
         self.server = server
+        self.tls = tls
         self.peerCallTimeout = peerCallTimeout
         self.backgroundPollInterval = backgroundPollInterval
     }
@@ -99,9 +103,31 @@ public struct Settings: Sendable {
                     try env.int("KANGYI_CONNECTION_MAX_AGE_S", default: 300, in: 1...604_800)),
                 connectionMaxGrace: .seconds(
                     try env.int("KANGYI_CONNECTION_MAX_GRACE_S", default: 30, in: 0...3_600))),
+            tls: try TLSFiles(certificate: environment["KANGYI_TLS_CERT"], key: environment["KANGYI_TLS_KEY"]),
             peerCallTimeout: .milliseconds(try env.int("KANGYI_PEER_TIMEOUT_MS", default: 2000, in: 10...60_000)),
             backgroundPollInterval: .milliseconds(
                 try env.int("KANGYI_BACKGROUND_POLL_MS", default: 1000, in: 10...600_000)))
+    }
+}
+
+/// PEM files for a TLS server: a certificate chain and its private key.
+public struct TLSFiles: Sendable, Equatable {
+    public var certificatePath: String
+    public var privateKeyPath: String
+
+    public init(certificatePath: String, privateKeyPath: String) {
+        self.certificatePath = certificatePath
+        self.privateKeyPath = privateKeyPath
+    }
+
+    /// Both paths or neither (`KANGYI_TLS_CERT`, `KANGYI_TLS_KEY`).
+    init?(certificate: String?, key: String?) throws(SettingsError) {
+        switch (certificate.flatMap { $0.isEmpty ? nil : $0 }, key.flatMap { $0.isEmpty ? nil : $0 }) {
+        case (nil, nil): return nil
+        case (let certificate?, let key?): self.init(certificatePath: certificate, privateKeyPath: key)
+        case (nil, _): throw SettingsError(variable: "KANGYI_TLS_CERT", expected: "a PEM certificate path, set with KANGYI_TLS_KEY")
+        case (_, nil): throw SettingsError(variable: "KANGYI_TLS_KEY", expected: "a PEM private key path, set with KANGYI_TLS_CERT")
+        }
     }
 }
 

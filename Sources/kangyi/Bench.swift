@@ -20,6 +20,7 @@ struct Bench: AsyncParsableCommand {
         @Option(help: "Requests in flight.") var concurrency = 32
         @Option(help: "Seconds of measured load (after a 2 s warm-up).") var seconds = 10
         @Option(help: "Write the figures as JSON here.") var json: String?
+        @Option(help: "A bearer token (for a target that is the gateway).") var token: String?
 
         func run() async throws {
             let parts = target.split(separator: ":")
@@ -28,6 +29,7 @@ struct Bench: AsyncParsableCommand {
                 target: .ipv4(address: String(parts[0]), port: port), transportSecurity: .plaintext)
             let run = RunID.next()
             let recorder = Recorder()
+            let metadata: Metadata = token.map { ["authorization": "Bearer \($0)"] } ?? [:]
             try await withGRPCClient(transport: transport) { client in
                 let intake = Kangyi_Intake_V1_IntakeService.Client(wrapping: client)
                 let start = ContinuousClock.now
@@ -43,7 +45,7 @@ struct Bench: AsyncParsableCommand {
                                 let sent = ContinuousClock.now
                                 let code: String
                                 do {
-                                    _ = try await intake.submitHelpRequest(request)
+                                    _ = try await intake.submitHelpRequest(request, metadata: metadata)
                                     code = "ok"
                                 } catch let error as RPCError {
                                     code = "\(error.code)"

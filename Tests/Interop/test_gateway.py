@@ -136,3 +136,29 @@ def test_per_caller_metrics(kangyi):
     with urllib.request.urlopen(f"http://{kangyi.info['metrics']}/metrics", timeout=5) as response:
         text = response.read().decode()
     assert f'kangyi_rpc_total{{method="{INTAKE}/ListCategories",code="ok",caller="developer"}}' in text
+
+
+def test_the_grpc_door_serves_tls_when_a_certificate_is_configured(tmp_path):
+    from test_verification import Served, free_port
+    from conftest import fresh_database
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    env = dict(os.environ, KANGYI_DATABASE_URL=fresh_database("tls"), KANGYI_TLS_CERT=str(cert), KANGYI_TLS_KEY=str(key),
+               KANGYI_HTTP_PORT="0", KANGYI_INTAKE_ADDRESS=f"127.0.0.1:{free_port()}")
+    port = free_port()
+    server = Served("gateway", port, env, tmp_path / "gateway.log", tls_root=cert.read_bytes())
+    server.start()
+    try:
+        secure = grpc.secure_channel(f"127.0.0.1:{port}", grpc.ssl_channel_credentials(root_certificates=cert.read_bytes()))
+        with pytest.raises(grpc.RpcError) as refused:
+            intake_pb2_grpc.IntakeServiceStub(secure).ListCategories(ipb.ListCategoriesRequest(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # the gateway answered over TLS
+        with pytest.raises(grpc.RpcError) as plaintext:
+            intake_pb2_grpc.IntakeServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}")).ListCategories(
+                ipb.ListCategoriesRequest(), timeout=3)
+        assert plaintext.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.stop()

@@ -112,8 +112,9 @@ def free_port():
 class Served:
     """`kangyi serve <service>` as its own OS process."""
 
-    def __init__(self, service, port, env, log_path):
+    def __init__(self, service, port, env, log_path, tls_root=None):
         self.service, self.port, self.env, self.log_path = service, port, env, log_path
+        self.tls_root = tls_root
         self.process = None
 
     def start(self):
@@ -121,7 +122,10 @@ class Served:
         self.process = subprocess.Popen(
             [os.environ.get("KANGYI_BIN", str(ROOT / ".build/debug/kangyi")), "serve", self.service],
             env=env, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "a"))
-        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{self.port}"))
+        address = f"127.0.0.1:{self.port}"
+        channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=self.tls_root))
+                   if self.tls_root else grpc.insecure_channel(address))
+        health = health_pb2_grpc.HealthStub(channel)
 
         def serving():
             if self.process.poll() is not None:

@@ -60,4 +60,12 @@ import Testing
         #expect(url.database == "kangyi")
         #expect("\(url)" == "postgres://app:***@127.0.0.1:5432/kangyi")
     }
+
+    @Test func tlsNeedsBothFilesOrNeither() throws {
+        #expect(try Settings(environment: [:]).tls == nil)
+        let both = try Settings(environment: ["KANGYI_TLS_CERT": "/c.pem", "KANGYI_TLS_KEY": "/k.pem"])
+        #expect(both.tls == TLSFiles(certificatePath: "/c.pem", privateKeyPath: "/k.pem"))
+        let error = #expect(throws: SettingsError.self) { try Settings(environment: ["KANGYI_TLS_CERT": "/c.pem"]) }
+        #expect(error?.variable == "KANGYI_TLS_KEY")
+    }
 }

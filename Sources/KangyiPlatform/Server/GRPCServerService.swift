@@ -23,7 +23,8 @@ public struct GRPCServerService: Service {
     public init(
         name: String, services: [any RegistrableRPCService], host: String, port: Int,
         limits: Settings.ServerLimits, metrics: RPCMetrics, logger: Logger,
-        identity: any ServerInterceptor = RequestContextInterceptor(), admission: [any ServerInterceptor] = []
+        identity: any ServerInterceptor = RequestContextInterceptor(), admission: [any ServerInterceptor] = [],
+        tls: TLSFiles? = nil
     ) {
         var router = RPCRouter<HTTP2ServerTransport.Posix>()
         for service in services { service.registerMethods(with: &router) }
@@ -42,7 +43,12 @@ public struct GRPCServerService: Service {
             pipeline: ([identity] + Self.observers(metrics: metrics, logger: logger) + admission).map { .apply($0, to: .all) })
 
         let transport = HTTP2ServerTransport.Posix(
-            address: .ipv4(host: host, port: port), transportSecurity: .plaintext,
+            address: .ipv4(host: host, port: port),
+            transportSecurity: tls.map {
+                .tls(
+                    certificateChain: [.file(path: $0.certificatePath, format: .pem)],
+                    privateKey: .file(path: $0.privateKeyPath, format: .pem))
+            } ?? .plaintext,
             config: Self.transportConfig(limits))
         self.name = name
         self.board = board

@@ -70,7 +70,7 @@ public struct KangyiProcess: Sendable {
                     name: definition.name, services: assembled.rpcServices, host: settings.host,
                     port: ports[definition.name] ?? definition.defaultPort, limits: settings.server,
                     metrics: metrics, logger: logger, identity: assembled.identity ?? RequestContextInterceptor(),
-                    admission: assembled.admission))
+                    admission: assembled.admission, tls: definition.facesOutside ? settings.tls : nil))
         }
         let probe = DatabaseHealthProbe(
             url: databaseURL, boards: servers.map(\.board), interval: settings.healthProbeInterval, logger: logger)

@@ -15,14 +15,18 @@ public struct ServiceDefinition: Sendable {
     public var migrations: [Migration]
     /// Builds the RPC implementations and any background work, given the shared runtime.
     public var assemble: @Sendable (ServiceRuntime) async throws -> AssembledService
+    /// Whether outside callers reach it directly (the gateway): its gRPC port then serves TLS when
+    /// `KANGYI_TLS_CERT`/`KANGYI_TLS_KEY` are set. Every other service is reached inside the cluster only.
+    public var facesOutside: Bool
 
     public init(
-        name: String, defaultPort: Int, migrations: [Migration],
+        name: String, defaultPort: Int, migrations: [Migration], facesOutside: Bool = false,
         assemble: @escaping @Sendable (ServiceRuntime) async throws -> AssembledService
     ) {
         self.name = name
         self.defaultPort = defaultPort
         self.migrations = migrations
+        self.facesOutside = facesOutside
         self.assemble = assemble
     }
 }
