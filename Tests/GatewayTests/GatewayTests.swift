@@ -76,13 +76,16 @@ import Testing
                 #expect(failed?.metadata[stringValues: "x-backend-trailer"].first(where: { _ in true }) == "kept")
                 #expect(failed?.metadata[binaryValues: "grpc-status-details-bin"].first(where: { _ in true }) == [1, 2, 3])
 
-                // The caller's deadline is the backend's: a 5 s call with a 300 ms deadline ends near 300 ms.
-                let start = ContinuousClock.now
+                // The caller's deadline is the backend's: the backend is told what remains of it ...
+                let (seen, _) = try await client.relayEcho("deadline", metadata: bearer(token), timeout: .seconds(2))
+                let header = seen.split(separator: "|").first { $0.hasPrefix("grpc-timeout=") }.map { String($0.dropFirst(13)) }
+                let remaining = try #require(GRPCTimeout.decode(header))
+                #expect(remaining > .zero && remaining <= .seconds(2))
+                // ... and a call that outlives it ends with DEADLINE_EXCEEDED.
                 let late = await #expect(throws: RPCError.self) {
                     try await client.raw(RelayService.slow, [try text("")], metadata: bearer(token), timeout: .milliseconds(300))
                 }
                 #expect(late?.code == .deadlineExceeded)
-                #expect(ContinuousClock.now - start < .seconds(3))
             }
         }
     }
@@ -91,14 +94,13 @@ import Testing
         try await GatewayHarness.run("gw_down") { h in
             let token = try await h.token(scopes: [Scopes.intakeSubmit])
             try await withClient(h.gatewayAddress) { client in
-                let start = ContinuousClock.now
+                // UNAVAILABLE, not DEADLINE_EXCEEDED: the gateway did not wait for the 20 s deadline.
                 let down = await #expect(throws: RPCError.self) {
                     try await client.raw(
                         MethodDescriptor(fullyQualifiedService: "kangyi.intake.v1.IntakeService", method: "ListCategories"), [[]],
                         metadata: bearer(token), timeout: .seconds(20))
                 }
                 #expect(down?.code == .unavailable)
-                #expect(ContinuousClock.now - start < .seconds(5), "never a hang until the deadline")
             }
         }
     }

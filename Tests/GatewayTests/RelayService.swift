@@ -29,6 +29,7 @@ struct RelayService: RegistrableRPCService {
                 "x-custom=\(request.metadata[stringValues: "x-custom"].joined(separator: ","))",
                 "authorization=\(request.metadata[stringValues: "authorization"].joined(separator: ","))",
                 "request-id=\(identity.requestID)",
+                "grpc-timeout=\(request.metadata[stringValues: "grpc-timeout"].joined(separator: ","))",
             ]
             return StreamingServerResponse(
                 single: ServerResponse(message: .with { $0.value = seen.joined(separator: "|") }, metadata: ["x-backend-header": "hello"]))

@@ -59,6 +59,9 @@ struct IntakeSync: Service {
         }
         var options = CallOptions.defaults
         options.timeout = callTimeout
+        // Within the deadline, wait for a connection being (re)made — intake just restarted — rather than
+        // fail at once; intake down for longer leaves the transition PENDING when the deadline passes.
+        options.waitForReady = true
         // Intake records the transition as the staff member's, under the request id being served.
         let current = CallerIdentity.current
         let identity = CallerIdentity(

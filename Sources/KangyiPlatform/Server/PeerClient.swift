@@ -18,8 +18,9 @@ public struct PeerClient: Service {
         let transport = try HTTP2ClientTransport.Posix(
             target: .dns(host: String(parts[0]), port: port), transportSecurity: .plaintext,
             config: .defaults { config in
-                // A peer that is down is retried soon, not after minutes of backoff.
-                config.backoff = .init(initial: .milliseconds(200), max: .seconds(5), multiplier: 1.6, jitter: 0.2)
+                // A peer that is down is retried soon, not after minutes of backoff: calls that wait for a
+                // connection (within their deadline) get one within a second of the peer's return.
+                config.backoff = .init(initial: .milliseconds(200), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
             })
         self.name = name
         self.grpc = GRPCClient(transport: transport, interceptors: [IdentityPropagationInterceptor()])
