@@ -47,6 +47,8 @@ public struct Settings: Sendable {
         public var connectionMaxAge: Duration
         /// `KANGYI_CONNECTION_MAX_GRACE_S`: how long RPCs on an ageing connection may still run. Default 30.
         public var connectionMaxGrace: Duration
+        /// Calls in flight at once beyond which a server refuses new ones (RESOURCE_EXHAUSTED).
+        public var maxInFlight: Int = 512
 
         public static let defaults = ServerLimits(
             maxRequestBytes: 4 * 1024 * 1024, maxConcurrentStreams: 1000,
@@ -102,7 +104,8 @@ public struct Settings: Sendable {
                 connectionMaxAge: .seconds(
                     try env.int("KANGYI_CONNECTION_MAX_AGE_S", default: 300, in: 1...604_800)),
                 connectionMaxGrace: .seconds(
-                    try env.int("KANGYI_CONNECTION_MAX_GRACE_S", default: 30, in: 0...3_600))),
+                    try env.int("KANGYI_CONNECTION_MAX_GRACE_S", default: 30, in: 0...3_600)),
+                maxInFlight: try env.int("KANGYI_MAX_IN_FLIGHT", default: limits.maxInFlight, in: 1...1_000_000)),
             tls: try TLSFiles(certificate: environment["KANGYI_TLS_CERT"], key: environment["KANGYI_TLS_KEY"]),
             peerCallTimeout: .milliseconds(try env.int("KANGYI_PEER_TIMEOUT_MS", default: 2000, in: 10...60_000)),
             backgroundPollInterval: .milliseconds(

@@ -139,4 +139,24 @@ import Testing
         }
         #expect(result == "done")
     }
+
+    @Test func callsBeyondTheInFlightLimitAreRefusedAtOnce() async throws {
+        var limits = Settings.ServerLimits.defaults
+        limits.maxInFlight = 1
+        let server = GRPCServerService(
+            name: "echo", services: [echo], host: "127.0.0.1", port: 0, limits: limits, metrics: metrics,
+            logger: logs.logger())
+        try await withServiceGroup([server]) { _ in
+            try await withClient(try await server.listeningAddress()) { client in
+                async let slow = client.slow(milliseconds: 1500)
+                while echo.slowStarted.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
+                // Refused while the slow call still holds the only slot: not queued behind it.
+                let refused = await #expect(throws: RPCError.self) { try await client.say("hello") }
+                #expect(refused?.code == .resourceExhausted)
+                #expect(try await slow == "done")
+                // The slot is free again.
+                #expect(try await client.say("hello").0.contains("|"))
+            }
+        }
+    }
 }

@@ -40,7 +40,8 @@ public struct GRPCServerService: Service {
         reflection.registerMethods(with: &router)
         ReflectionServiceV1Alpha(reflection).registerMethods(with: &router)
         router.registerInterceptors(
-            pipeline: ([identity] + Self.observers(metrics: metrics, logger: logger) + admission).map { .apply($0, to: .all) })
+            pipeline: ([identity] + Self.observers(metrics: metrics, logger: logger)
+                + [LoadSheddingInterceptor(limit: limits.maxInFlight)] + admission).map { .apply($0, to: .all) })
 
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port),

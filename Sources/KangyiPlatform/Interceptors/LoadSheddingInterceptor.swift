@@ -1,0 +1,71 @@
+import GRPCCore
+import Synchronization
+
+/// Refuses calls beyond `limit` in flight on this server at once — RESOURCE_EXHAUSTED at once, with a
+/// retry hint — so that under overload the server keeps answering what it can at its normal latency
+/// instead of queueing everyone into their deadlines. Long-lived server streams (watches) do not count.
+/// Sits inside the access log and error mapping, so refusals are logged and counted.
+public struct LoadSheddingInterceptor: ServerInterceptor {
+    let limit: Int
+    let inFlight = InFlight()
+    /// Methods exempt from the count (server-streaming ones of the embedded contracts).
+    let exempt: Set<String>
+
+    final class InFlight: Sendable {
+        private let count = Mutex(0)
+
+        /// Takes a slot if one is free.
+        func enter(limit: Int) -> Bool {
+            count.withLock { count in
+                guard count < limit else { return false }
+                count += 1
+                return true
+            }
+        }
+
+        func leave() { count.withLock { $0 -= 1 } }
+
+        var current: Int { count.withLock { $0 } }
+    }
+
+    public init(limit: Int, index: DescriptorIndex = .embedded) {
+        self.limit = limit
+        var exempt: Set<String> = ["grpc.health.v1.Health/Watch"]
+        for file in index.files.values {
+            for service in file.service {
+                for method in service.method where method.serverStreaming {
+                    exempt.insert("\(file.package).\(service.name)/\(method.name)")
+                }
+            }
+        }
+        self.exempt = exempt
+    }
+
+    public func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>, context: ServerContext,
+        next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        if exempt.contains(context.descriptor.fullyQualifiedMethod) { return try await next(request, context) }
+        guard inFlight.enter(limit: limit) else {
+            throw ServiceError.resourceExhausted(
+                reason: "SERVER_AT_CAPACITY", "the server has \(limit) calls in flight; retry shortly",
+                retryAfter: .seconds(1))
+        }
+        let inFlight = self.inFlight
+        do {
+            var response = try await next(request, context)
+            guard case .success = response.accepted else {
+                inFlight.leave()
+                return response
+            }
+            response.wrapProducer { produce in
+                defer { inFlight.leave() }
+                return try await produce()
+            }
+            return response
+        } catch {
+            inFlight.leave()
+            throw error
+        }
+    }
+}
