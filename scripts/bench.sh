@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# `make bench`: performance as ratios against a baseline measured in the same run, on this machine.
-# Release build; a fresh, durable PostgreSQL cluster (fsync and synchronous_commit on) in .data/bench-pg.
+# `make bench`: performance as ratios against baselines measured in the same run, on this machine.
+# Release binaries; a fresh, durable PostgreSQL cluster (fsync and synchronous_commit on) in .data/bench-pg.
 #
-#   intake: pgbench running intake's own single-row INSERT at concurrency C (the disk's commit rate), then
-#           SubmitHelpRequest direct at the same C (kangyi bench submit); rate ratio and p50/p99 of both.
-#   gateway: the same SubmitHelpRequest load through the gateway (kangyi serve gateway in front of the same
-#           intake, a bench token); rate ratio gateway / direct and the p50 the gateway adds.
+#   disk       pg_test_fsync: the commits per second the disk allows (fdatasync, one 8 kB write)
+#   pgbench    intake's own single-row INSERT at concurrency C: what PostgreSQL does with that disk
+#   no-op      kangyi.bench.v1.Bench/Noop on the platform's server stack: h2load (closed loop; success
+#              proven by the server's own count of OK calls and a sampled `grpc-status: 0`) and the
+#              Kangyi load generator at C — the ceiling of the gRPC layer here
+#   submit     intake SubmitHelpRequest at C, direct and through the gateway (kangyi bench load);
+#              every acknowledged submission must be a row afterwards
+#   overload   open loop at twice the direct rate: goodput, how fast the excess is refused, peak memory
 #
-# Figures land in .data/bench/results.json and are printed as a table. Nothing in `make test` depends on them.
+# CPU time per RPC of the servers and of PostgreSQL (from /proc) goes with each run. Everything lands in
+# .data/bench/results.json and a table. Nothing in `make test` depends on any of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 C=${BENCH_CONCURRENCY:-32}
 T=${BENCH_SECONDS:-10}
 OUT=.data/bench
 
-scripts/ensure-apt.sh postgresql-contrib:/usr/share/postgresql/15/extension/pg_trgm.control
+scripts/ensure-apt.sh postgresql-contrib:/usr/share/postgresql/15/extension/pg_trgm.control nghttp2-client:h2load curl:curl
 echo "building release binaries..."
 swift build -c release --product kangyi >/dev/null 2>&1 || swift build -c release --product kangyi
 BIN=$(swift build -c release --show-bin-path)/kangyi
@@ -24,9 +29,9 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 "$BIN" db stop --data .data/bench-pg 2>/dev/null || true
 rm -rf .data/bench-pg
 CLUSTER=$("$BIN" db start --data .data/bench-pg 2>"$OUT/db.log")
+PIDS=()
 cleanup() {
-  [[ -n "${GATEWAY:-}" ]] && kill -TERM "$GATEWAY" 2>/dev/null && wait "$GATEWAY" 2>/dev/null
-  [[ -n "${SERVER:-}" ]] && kill -TERM "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
   "$BIN" db stop --data .data/bench-pg 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -34,34 +39,77 @@ psql "$CLUSTER" -q -c "CREATE DATABASE bench"
 DB=${CLUSTER%/*}/bench
 psql "$DB" -At -c "SHOW fsync; SHOW synchronous_commit" | paste -sd' ' | sed 's/^/durability (fsync, synchronous_commit): /'
 KANGYI_DATABASE_URL=$DB "$BIN" migrate >/dev/null 2>>"$OUT/db.log"
+POSTMASTER=$(head -1 .data/bench-pg/postmaster.pid)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; }
+# serve NAME PORT [VAR=VALUE...]: `kangyi serve NAME` in the background; its pid lands in PID_<NAME>.
+serve() {
+  local name=$1 port=$2; shift 2
+  env KANGYI_DATABASE_URL="$DB" KANGYI_GRPC_PORT="$port" KANGYI_METRICS_PORT="${METRICS_PORT:-0}" \
+    KANGYI_HTTP_PORT=0 KANGYI_LOG_LEVEL=warning "$@" "$BIN" serve "$name" 2>"$OUT/$name.log" &
+  PIDS+=($!); printf -v "PID_$name" %s $!
+  wait_port "$port"
+}
+# CPU seconds so far (user + system) of a process, or of PostgreSQL (the postmaster, its reaped
+# children, and the live backends).
+cpu_of() { python3 scripts/bench/proc.py cpu "$@"; }
+cpu_pg() { python3 scripts/bench/proc.py cpu-tree "$POSTMASTER"; }
+# run LABEL SERVER_PIDS... -- kangyi bench load arguments: one load run with CPU figures beside it.
+run() {
+  local label=$1; shift
+  local pids=(); while [[ $1 != -- ]]; do pids+=("$1"); shift; done; shift
+  local before_pg before_servers after_pg after_servers
+  before_pg=$(cpu_pg); before_servers=$(cpu_of "${pids[@]}")
+  "$BIN" bench load "$@" --json "$OUT/$label.json" >/dev/null
+  after_pg=$(cpu_pg); after_servers=$(cpu_of "${pids[@]}")
+  python3 scripts/bench/proc.py annotate "$OUT/$label.json" "$before_servers" "$after_servers" "$before_pg" "$after_pg"
+}
+
+echo "disk: pg_test_fsync..."
+"$PGBIN/pg_test_fsync" -s 2 -f "$OUT/fsync.test" > "$OUT/pg_test_fsync.txt" 2>&1 || true
+rm -f "$OUT/fsync.test"
 
 echo "pgbench: intake's INSERT, $C clients, ${T}s..."
 (cd "$OUT" && "$PGBIN/pgbench" -n -c "$C" -j 2 -T "$T" -f ../../scripts/bench/intake-insert.sql -l \
   --log-prefix=pgbench "$DB" > pgbench.txt 2>&1)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; }
-PORT=$(free_port)
-KANGYI_DATABASE_URL=$DB KANGYI_GRPC_PORT=$PORT KANGYI_METRICS_PORT=0 KANGYI_LOG_LEVEL=warning \
-  "$BIN" serve intake 2>"$OUT/intake.log" &
-SERVER=$!
-wait_port "$PORT"
-GPORT=$(free_port)
-KANGYI_DATABASE_URL=$DB KANGYI_GRPC_PORT=$GPORT KANGYI_HTTP_PORT=0 KANGYI_METRICS_PORT=0 KANGYI_LOG_LEVEL=warning \
-  KANGYI_INTAKE_ADDRESS="127.0.0.1:$PORT" "$BIN" serve gateway 2>"$OUT/gateway.log" &
-GATEWAY=$!
-wait_port "$GPORT"
+NOOP=$(free_port); NOOP_METRICS=$(free_port)
+METRICS_PORT=$NOOP_METRICS serve noop "$NOOP"
+INTAKE=$(free_port)
+serve intake "$INTAKE" KANGYI_MAX_IN_FLIGHT="${BENCH_MAX_IN_FLIGHT:-64}"
+GATEWAY=$(free_port)
+serve gateway "$GATEWAY" KANGYI_INTAKE_ADDRESS="127.0.0.1:$INTAKE"
 TOKEN=$(KANGYI_DATABASE_URL=$DB KANGYI_LOG_LEVEL=error "$BIN" token create --caller bench --kind citizen-frontend \
   --rate 1000000 --burst 1000000 2>/dev/null)
 
-rows_of() {
-  local run; run=$(python3 -c "import json; print(json.load(open('$1'))['run'])")
-  psql "$DB" -At -c "SELECT count(*) FROM intake.help_requests WHERE request_id LIKE 'bench-$run-%'"
-}
-echo "intake SubmitHelpRequest direct, $C in flight, ${T}s..."
-"$BIN" bench submit --target "127.0.0.1:$PORT" --concurrency "$C" --seconds "$T" --json "$OUT/intake.json" >/dev/null
-echo "intake SubmitHelpRequest through the gateway, $C in flight, ${T}s..."
-"$BIN" bench submit --target "127.0.0.1:$GPORT" --token "$TOKEN" --concurrency "$C" --seconds "$T" \
-  --json "$OUT/gateway.json" >/dev/null
+echo "no-op: h2load, $C streams, ${T}s..."
+printf '\0\0\0\0\0' > "$OUT/noop.grpc"   # one gRPC frame: uncompressed, length 0 (an empty message)
+noop_ok() { curl -s "http://127.0.0.1:$NOOP_METRICS/metrics" | python3 scripts/bench/proc.py ok-count kangyi.bench.v1.Bench/Noop; }
+OK_BEFORE=$(noop_ok); CPU_BEFORE=$(cpu_of "$PID_noop")
+h2load -c 2 -m $((C / 2)) -D "$T" --warm-up-time=2 -d "$OUT/noop.grpc" -H 'content-type: application/grpc' \
+  -H 'te: trailers' "http://127.0.0.1:$NOOP/kangyi.bench.v1.Bench/Noop" > "$OUT/h2load.txt" 2>&1
+OK_AFTER=$(noop_ok); CPU_AFTER=$(cpu_of "$PID_noop")
+curl -s --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @"$OUT/noop.grpc" \
+  -D "$OUT/noop-sample.txt" -o /dev/null "http://127.0.0.1:$NOOP/kangyi.bench.v1.Bench/Noop"
+python3 scripts/bench/proc.py h2load "$OUT/h2load.txt" "$OUT/noop-sample.txt" "$OK_BEFORE" "$OK_AFTER" \
+  "$CPU_BEFORE" "$CPU_AFTER" > "$OUT/noop-h2load.json"
 
-python3 scripts/bench/report.py "$OUT" "$(rows_of "$OUT/intake.json")" "$(rows_of "$OUT/gateway.json")" "$C" "$T"
+echo "no-op: kangyi bench load, $C in flight, ${T}s..."
+run noop "$PID_noop" -- --rpc noop --target "127.0.0.1:$NOOP" --concurrency "$C" --seconds "$T"
+echo "intake SubmitHelpRequest direct, $C in flight, ${T}s..."
+run submit-direct "$PID_intake" -- --target "127.0.0.1:$INTAKE" --concurrency "$C" --seconds "$T"
+echo "intake SubmitHelpRequest through the gateway, $C in flight, ${T}s..."
+run submit-gateway "$PID_intake" "$PID_gateway" -- --target "127.0.0.1:$GATEWAY" --token "$TOKEN" \
+  --concurrency "$C" --seconds "$T"
+OVERLOAD=$(python3 -c "import json; print(round(2 * json.load(open('$OUT/submit-direct.json'))['rate_per_s']))")
+echo "overload: intake SubmitHelpRequest open loop at ${OVERLOAD}/s (twice the direct rate), ${T}s..."
+run overload "$PID_intake" -- --target "127.0.0.1:$INTAKE" --rate "$OVERLOAD" --seconds "$T"
+
+python3 scripts/bench/proc.py peak-memory "intake=$PID_intake" "gateway=$PID_gateway" "noop=$PID_noop" \
+  "postgres=tree:$POSTMASTER" > "$OUT/memory.json"
+for label in submit-direct submit-gateway overload; do
+  run_id=$(python3 -c "import json; print(json.load(open('$OUT/$label.json'))['run'])")
+  psql "$DB" -At -c "SELECT count(*) FROM intake.help_requests WHERE request_id LIKE 'bench-$run_id-%'" > "$OUT/$label.rows"
+done
+python3 scripts/bench/report.py "$OUT" "$C" "$T"

@@ -2,86 +2,189 @@ import ArgumentParser
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import GRPCProtobuf
+import Histogram
 import KangyiAPI
+import SwiftProtobuf
 import Synchronization
 
-/// `kangyi bench submit`: closed-loop load on SubmitHelpRequest — `concurrency` workers, each sending its
-/// next request as soon as the last one is answered, every request with its own request_id and phone (a
-/// replayed id would not be a write). Reports the rate, latency percentiles and per-status counts as JSON,
-/// so `make bench` can set it beside pgbench. h2load cannot do this: it repeats one body.
+/// `kangyi bench load`: the load generator of `make bench`, for what h2load cannot do — a new request id
+/// and phone in every SubmitHelpRequest (a repeated body would be a replay, not a write), open-loop runs
+/// at a fixed arrival rate with latency measured from each request's intended send time (so queueing in
+/// the generator is never hidden), per-status counts, HDR-histogram percentiles, and a progress line.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Load generators for `make bench`.", subcommands: [Submit.self])
+        abstract: "Load generators for `make bench`.", subcommands: [Load.self])
 
-    struct Submit: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Closed-loop SubmitHelpRequest load.")
+    enum Workload: String, ExpressibleByArgument, CaseIterable {
+        case submit, noop
+    }
 
-        @Option(help: "host:port of an intake server (or the gateway).") var target: String
-        @Option(help: "Requests in flight.") var concurrency = 32
+    struct Load: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Closed-loop (--concurrency) or open-loop (--rate) load on one RPC.")
+
+        @Option(help: "host:port of the server (a service, or the gateway with --token).") var target: String
+        @Option(help: "What to call: \(Workload.allCases.map(\.rawValue).joined(separator: ", ")).") var rpc: Workload = .submit
+        @Option(help: "Closed loop: requests in flight, each sent when the last is answered.") var concurrency = 32
+        @Option(help: "Open loop instead: requests per second, sent on schedule whatever the answers.") var rate: Double?
         @Option(help: "Seconds of measured load (after a 2 s warm-up).") var seconds = 10
+        @Option(help: "Per-request deadline, milliseconds.") var deadlineMs = 5000
+        @Option(help: "A bearer token (for the gateway).") var token: String?
         @Option(help: "Write the figures as JSON here.") var json: String?
-        @Option(help: "A bearer token (for a target that is the gateway).") var token: String?
 
         func run() async throws {
             let parts = target.split(separator: ":")
             guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--target must be host:port") }
+            if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
             let transport = try HTTP2ClientTransport.Posix(
                 target: .ipv4(address: String(parts[0]), port: port), transportSecurity: .plaintext)
             let run = RunID.next()
             let recorder = Recorder()
             let metadata: Metadata = token.map { ["authorization": "Bearer \($0)"] } ?? [:]
+            var options = CallOptions.defaults
+            options.timeout = .milliseconds(deadlineMs)
+            let callOptions = options
+            let start = ContinuousClock.now
+            let window = (start + .seconds(2))..<(start + .seconds(2 + seconds))
             try await withGRPCClient(transport: transport) { client in
-                let intake = Kangyi_Intake_V1_IntakeService.Client(wrapping: client)
-                let start = ContinuousClock.now
-                let warmUpEnds = start + .seconds(2)
-                let ends = warmUpEnds + .seconds(seconds)
-                await withDiscardingTaskGroup { group in
-                    for worker in 0..<concurrency {
-                        group.addTask {
-                            var sequence = 0
-                            while ContinuousClock.now < ends {
-                                sequence += 1
-                                let request = Self.request(run: run, worker: worker, sequence: sequence)
-                                let sent = ContinuousClock.now
-                                let code: String
-                                do {
-                                    _ = try await intake.submitHelpRequest(request, metadata: metadata)
-                                    code = "ok"
-                                } catch let error as RPCError {
-                                    code = "\(error.code)"
-                                } catch {
-                                    code = "transport"
-                                }
-                                let done = ContinuousClock.now
-                                if sent >= warmUpEnds && done <= ends { recorder.record(done - sent, code: code) }
-                            }
-                        }
+                let call = Self.caller(rpc, client: client, run: run, metadata: metadata, options: callOptions)
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { await Progress.run(recorder: recorder, until: window.upperBound) }
+                    if let rate {
+                        await OpenLoop.run(rate: rate, until: window.upperBound, window: window, recorder: recorder, call: call)
+                    } else {
+                        await ClosedLoop.run(
+                            concurrency: concurrency, until: window.upperBound, window: window, recorder: recorder, call: call)
                     }
+                    group.cancelAll()
                 }
             }
-            let report = recorder.report(seconds: Double(seconds), concurrency: concurrency, run: run)
+            var report = recorder.report(seconds: Double(seconds), run: run)
+            report["rpc"] = rpc.rawValue
+            report["mode"] = rate == nil ? "closed" : "open"
+            report["concurrency"] = rate == nil ? concurrency : nil
+            report["offered_rate_per_s"] = rate
             let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
             if let json { try data.write(to: URL(fileURLWithPath: json)) }
             FileHandle.standardOutput.write(data + Data("\n".utf8))
         }
 
-        static func request(run: String, worker: Int, sequence: Int) -> Kangyi_Intake_V1_SubmitHelpRequestRequest {
-            // Distinct phones and texts: every request is a new row, not a repeat or a replay. The third
-            // digit differs per run, so a second run in the same database does not repeat the first.
+        /// One request of the workload, numbered; returns its status name.
+        static func caller(
+            _ workload: Workload, client: GRPCClient<HTTP2ClientTransport.Posix>, run: String, metadata: Metadata,
+            options: CallOptions
+        ) -> @Sendable (Int) async -> String {
+            switch workload {
+            case .submit:
+                let intake = Kangyi_Intake_V1_IntakeService.Client(wrapping: client)
+                return { number in
+                    await status { _ = try await intake.submitHelpRequest(Self.submission(run: run, number: number), metadata: metadata, options: options) }
+                }
+            case .noop:
+                return { _ in
+                    await status {
+                        try await client.unary(
+                            request: ClientRequest(message: Google_Protobuf_Empty(), metadata: metadata), descriptor: Noop.method,
+                            serializer: ProtobufSerializer<Google_Protobuf_Empty>(),
+                            deserializer: ProtobufDeserializer<Google_Protobuf_Empty>(), options: options
+                        ) { _ = try $0.message }
+                    }
+                }
+            }
+        }
+
+        static func status(_ body: () async throws -> Void) async -> String {
+            do {
+                try await body()
+                return "ok"
+            } catch let error as RPCError {
+                return "\(error.code)"
+            } catch {
+                return "transport"
+            }
+        }
+
+        /// A new help request: its own request id, phone and text, so it is a new row — not a replay, not a
+        /// repeat. The phone's third digit differs per run, so a second run in the same database repeats nothing.
+        static func submission(run: String, number: Int) -> Kangyi_Intake_V1_SubmitHelpRequestRequest {
             let third = 3 + (Int(run.suffix(1), radix: 16) ?? 0) % 7
-            let number = String(worker * 1_000_000 + sequence % 1_000_000)
+            let digits = String(number % 100_000_000)
             return .with {
-                $0.requestID = "bench-\(run)-\(worker)-\(sequence)"
+                $0.requestID = "bench-\(run)-\(number)"
                 $0.category = "food_supply"
                 $0.district = "420106"
-                $0.contact = .with {
-                    $0.phone = "1\(third)" + String(repeating: "0", count: 9 - number.count) + number
-                }
-                // Random text: near-identical texts would (rightly) be linked as repeats of one another.
+                $0.contact = .with { $0.phone = "1\(third)" + String(repeating: "0", count: 9 - digits.count) + digits }
                 $0.description_p = "压测请求 \(UUID().uuidString) \(UInt64.random(in: 0...UInt64.max))：需要生活物资"
                 $0.urgency = .urgent
             }
         }
+    }
+}
+
+/// `concurrency` workers, each sending its next request as soon as the last is answered.
+enum ClosedLoop {
+    static func run(
+        concurrency: Int, until end: ContinuousClock.Instant, window: Range<ContinuousClock.Instant>, recorder: Recorder,
+        call: @escaping @Sendable (Int) async -> String
+    ) async {
+        await withDiscardingTaskGroup { group in
+            for worker in 0..<concurrency {
+                group.addTask {
+                    var sequence = 0
+                    while ContinuousClock.now < end {
+                        sequence += 1
+                        let sent = ContinuousClock.now
+                        recorder.started()
+                        let code = await call(worker * 10_000_000 + sequence)
+                        recorder.finished(code: code, latency: ContinuousClock.now - sent, counted: window.contains(sent) && ContinuousClock.now <= end)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Requests sent on a fixed schedule — the i-th at start + i/rate — whatever the answers; each one's
+/// latency runs from when it should have been sent, so a generator that falls behind shows as latency.
+enum OpenLoop {
+    static func run(
+        rate: Double, until end: ContinuousClock.Instant, window: Range<ContinuousClock.Instant>, recorder: Recorder,
+        call: @escaping @Sendable (Int) async -> String
+    ) async {
+        let start = ContinuousClock.now
+        let interval = 1 / rate
+        await withDiscardingTaskGroup { group in
+            var number = 0
+            while true {
+                let intended = start + .nanoseconds(Int64(Double(number) * interval * 1e9))
+                guard intended < end else { break }
+                if intended > .now { try? await Task.sleep(until: intended, tolerance: .microseconds(200)) }
+                let counted = window.contains(intended)
+                let this = number
+                recorder.started()
+                group.addTask {
+                    let code = await call(this)
+                    recorder.finished(code: code, latency: ContinuousClock.now - intended, counted: counted)
+                }
+                number += 1
+            }
+        }
+    }
+}
+
+/// Prints one line a second to stderr while the load runs.
+enum Progress {
+    static func run(recorder: Recorder, until end: ContinuousClock.Instant) async {
+        let start = ContinuousClock.now
+        while ContinuousClock.now < end, !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            let (sent, ok, failed, inFlight) = recorder.progress()
+            let elapsed = (ContinuousClock.now - start).components.seconds
+            FileHandle.standardError.write(Data(
+                "\r  \(elapsed)s  sent \(sent)  ok \(ok)  refused/failed \(failed)  in flight \(inFlight)    ".utf8))
+        }
+        FileHandle.standardError.write(Data("\n".utf8))
     }
 }
 
@@ -90,28 +193,49 @@ enum RunID {
     static func next() -> String { String(UInt32.random(in: 0...UInt32.max), radix: 16) }
 }
 
-/// Latencies (microseconds) and status counts from all workers.
+/// Latencies of successes and of refusals (microseconds, HDR histograms) and counts per status.
 final class Recorder: Sendable {
-    private let state = Mutex<(latencies: [Int64], codes: [String: Int])>(([], [:]))
+    private struct State {
+        var ok = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+        var refused = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+        var codes: [String: Int] = [:]
+        var sent = 0
+        var done = 0
+        var okTotal = 0
+    }
 
-    func record(_ latency: Duration, code: String) {
-        let micros = latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000
+    private let state = Mutex(State())
+
+    func started() { state.withLock { $0.sent += 1 } }
+
+    func finished(code: String, latency: Duration, counted: Bool) {
+        let micros = UInt64(max(0, latency.components.seconds * 1_000_000 + latency.components.attoseconds / 1_000_000_000_000))
         state.withLock {
-            if code == "ok" { $0.latencies.append(micros) }
+            $0.done += 1
+            if code == "ok" { $0.okTotal += 1 }
+            guard counted else { return }
+            if code == "ok" { _ = $0.ok.record(micros) } else { _ = $0.refused.record(micros) }
             $0.codes[code, default: 0] += 1
         }
     }
 
-    func report(seconds: Double, concurrency: Int, run: String) -> [String: Any] {
-        let (latencies, codes) = state.withLock { ($0.latencies.sorted(), $0.codes) }
-        func percentile(_ p: Double) -> Double {
-            guard !latencies.isEmpty else { return 0 }
-            return Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1000
+    func progress() -> (sent: Int, ok: Int, failed: Int, inFlight: Int) {
+        state.withLock { ($0.sent, $0.okTotal, $0.done - $0.okTotal, $0.sent - $0.done) }
+    }
+
+    func report(seconds: Double, run: String) -> [String: Any] {
+        let state = state.withLock { $0 }
+        func ms(_ histogram: Histogram<UInt64>, _ percentile: Double) -> Double {
+            histogram.totalCount == 0 ? 0 : Double(histogram.valueAtPercentile(percentile)) / 1000
         }
+        let ok = Int(state.ok.totalCount)
         return [
-            "run": run, "concurrency": concurrency, "seconds": seconds,
-            "ok": latencies.count, "rate_per_s": Double(latencies.count) / seconds,
-            "p50_ms": percentile(0.50), "p99_ms": percentile(0.99), "codes": codes,
+            "run": run, "seconds": seconds, "ok": ok, "rate_per_s": Double(ok) / seconds,
+            "p50_ms": ms(state.ok, 50), "p90_ms": ms(state.ok, 90), "p99_ms": ms(state.ok, 99), "p999_ms": ms(state.ok, 99.9),
+            "max_ms": state.ok.totalCount == 0 ? 0 : Double(state.ok.max) / 1000,
+            "not_ok": Int(state.refused.totalCount),
+            "not_ok_p50_ms": ms(state.refused, 50), "not_ok_p99_ms": ms(state.refused, 99),
+            "codes": state.codes,
         ]
     }
 }

@@ -8,7 +8,10 @@ import KangyiVerification
 enum Catalog {
     static let all: [ServiceDefinition] = [Intake.definition, Verification.definition, Gateway.definition]
 
-    static func named(_ name: String) -> ServiceDefinition? { all.first { $0.name == name } }
+    /// Run only by `kangyi serve`, for `make bench`: never part of a deployment.
+    static let benchOnly: [ServiceDefinition] = [Noop.definition]
+
+    static func named(_ name: String) -> ServiceDefinition? { (all + benchOnly).first { $0.name == name } }
 
     static var names: String { all.map(\.name).joined(separator: ", ") }
 

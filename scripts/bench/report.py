@@ -2,51 +2,76 @@
 """Reads what scripts/bench.sh measured, checks it, prints the table and writes results.json."""
 import glob
 import json
+import os
 import platform
 import re
 import sys
 
-out, rows, gateway_rows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-concurrency, seconds = int(sys.argv[4]), int(sys.argv[5])
+out, concurrency, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+load = lambda name: json.load(open(f"{out}/{name}.json"))
+
+# The disk: fdatasync of one 8 kB write (the method PostgreSQL uses here).
+fsync_text = open(f"{out}/pg_test_fsync.txt").read()
+fsync = re.search(r"one 8kB write.*?fdatasync\s+([\d.]+) ops/sec", fsync_text, re.S)
+disk = {"fdatasync_per_s": float(fsync.group(1)) if fsync else None}
 
 text = open(f"{out}/pgbench.txt").read()
 tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", text).group(1))
-failed = re.search(r"number of failed transactions: (\d+)", text)
 latencies = sorted(int(line.split()[2]) for path in glob.glob(f"{out}/pgbench.*") if not path.endswith(".txt")
                    for line in open(path))
 pct = lambda values, p: values[min(len(values) - 1, int(len(values) * p))] / 1000 if values else 0.0
-pgbench = {"rate_per_s": tps, "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99),
-           "transactions": len(latencies), "failed": int(failed.group(1)) if failed else 0}
+pgbench = {"rate_per_s": tps, "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99), "transactions": len(latencies)}
 
-intake = json.load(open(f"{out}/intake.json"))
-# The load generator's successes must all be rows in the database (and nothing else under its run id).
-intake["rows_in_database"] = rows
-if rows < intake["ok"]:
-    sys.exit(f"FAILED: {intake['ok']} submissions acknowledged but only {rows} rows stored")
-
-gateway = json.load(open(f"{out}/gateway.json"))
-gateway["rows_in_database"] = gateway_rows
-if gateway_rows < gateway["ok"]:
-    sys.exit(f"FAILED: {gateway['ok']} submissions acknowledged through the gateway but only {gateway_rows} rows stored")
+noop_h2load, noop = load("noop-h2load"), load("noop")
+direct, gateway, overload = load("submit-direct"), load("submit-gateway"), load("overload")
+# Every acknowledged submission must be a row (rows may exceed: warm-up and tail are not counted as acknowledged).
+for name, run in (("submit-direct", direct), ("submit-gateway", gateway), ("overload", overload)):
+    run["rows_in_database"] = int(open(f"{out}/{name}.rows").read())
+    if run["rows_in_database"] < run["ok"]:
+        sys.exit(f"FAILED: {name}: {run['ok']} submissions acknowledged but only {run['rows_in_database']} rows stored")
+ratio = lambda a, b: a / b if b else None
 
 results = {
-    "machine": {"cores": __import__("os").cpu_count(), "platform": platform.platform()},
+    "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
     "concurrency": concurrency, "seconds": seconds,
-    "intake": {"pgbench_insert": pgbench, "submit_direct": intake,
-               "ratio_submit_over_pgbench": intake["rate_per_s"] / tps if tps else None},
-    "gateway": {"submit_through_gateway": gateway,
-                "ratio_gateway_over_direct": gateway["rate_per_s"] / intake["rate_per_s"] if intake["rate_per_s"] else None,
-                "added_p50_ms": gateway["p50_ms"] - intake["p50_ms"]},
+    "disk": disk, "pgbench_insert": pgbench,
+    "noop": {"h2load": noop_h2load, "kangyi_bench": noop},
+    "intake": {"submit_direct": direct, "submit_through_gateway": gateway, "overload": overload},
+    "memory_peak_mib": load("memory"),
+    "ratios": {
+        "submit_over_pgbench": ratio(direct["rate_per_s"], tps),
+        "submit_over_noop": ratio(direct["rate_per_s"], noop["rate_per_s"]),
+        "gateway_over_direct": ratio(gateway["rate_per_s"], direct["rate_per_s"]),
+        "gateway_added_p50_ms": gateway["p50_ms"] - direct["p50_ms"],
+        "overload_goodput_over_direct": ratio(overload["rate_per_s"], direct["rate_per_s"]),
+    },
 }
 json.dump(results, open(f"{out}/results.json", "w"), indent=2, sort_keys=True)
 
+def row(name, rate, p50, p99, cpu=""):
+    print(f"{name:50} {rate:>9} {p50:>8} {p99:>8}  {cpu}")
+
+f0 = lambda v: f"{v:.0f}"
+f2 = lambda v: f"{v:.2f}"
+cpu = lambda run: f"{run['cpu_ms_per_call']['servers']:.2f} + {run['cpu_ms_per_call']['postgres']:.2f}"
 print()
-print(f"{'scenario':48} {'rate/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
-print(f"{'pgbench: intake INSERT, 1 row/commit':48} {tps:10.0f} {pgbench['p50_ms']:8.2f} {pgbench['p99_ms']:8.2f}")
-print(f"{'intake SubmitHelpRequest (direct)':48} {intake['rate_per_s']:10.0f} {intake['p50_ms']:8.2f} {intake['p99_ms']:8.2f}")
-print(f"{'intake SubmitHelpRequest (through the gateway)':48} {gateway['rate_per_s']:10.0f} {gateway['p50_ms']:8.2f} {gateway['p99_ms']:8.2f}")
-print(f"ratio gateway / direct: {results['gateway']['ratio_gateway_over_direct']:.2f}   "
-      f"added p50: {results['gateway']['added_p50_ms']:.2f} ms   (statuses {gateway['codes']}; rows stored {gateway_rows})")
-print(f"ratio submit / pgbench: {results['intake']['ratio_submit_over_pgbench']:.2f}   "
-      f"(concurrency {concurrency}, {seconds}s each; statuses {intake['codes']}; rows stored {rows})")
+print(f"disk: {disk['fdatasync_per_s'] or '?'} fdatasync/s (pg_test_fsync, one 8 kB write)")
+row("scenario", "rate/s", "p50 ms", "p99 ms", "CPU ms/call (servers + PostgreSQL)")
+row("pgbench: intake INSERT, 1 row per commit", f0(tps), f2(pgbench["p50_ms"]), f2(pgbench["p99_ms"]))
+row("no-op RPC, h2load (mean latency)", f0(noop_h2load["rate_per_s"]), f2(noop_h2load["mean_ms"]), "-",
+    f"{noop_h2load['cpu_ms_per_call']:.3f} + 0")
+row("no-op RPC, kangyi bench", f0(noop["rate_per_s"]), f2(noop["p50_ms"]), f2(noop["p99_ms"]), cpu(noop))
+row("intake SubmitHelpRequest, direct", f0(direct["rate_per_s"]), f2(direct["p50_ms"]), f2(direct["p99_ms"]), cpu(direct))
+row("intake SubmitHelpRequest, through the gateway", f0(gateway["rate_per_s"]), f2(gateway["p50_ms"]), f2(gateway["p99_ms"]), cpu(gateway))
+row(f"overload: open loop at {overload['offered_rate_per_s']:.0f}/s (goodput)", f0(overload["rate_per_s"]),
+    f2(overload["p50_ms"]), f2(overload["p99_ms"]), cpu(overload))
+r = results["ratios"]
+print(f"ratios: submit/pgbench {r['submit_over_pgbench']:.2f}, submit/no-op {r['submit_over_noop']:.3f}, "
+      f"gateway/direct {r['gateway_over_direct']:.2f} (+{r['gateway_added_p50_ms']:.2f} ms p50), "
+      f"overload goodput/direct {r['overload_goodput_over_direct']:.2f}")
+print(f"overload: {overload['not_ok']} refused or failed, refused in p50 {overload['not_ok_p50_ms']:.2f} ms / "
+      f"p99 {overload['not_ok_p99_ms']:.2f} ms; statuses {overload['codes']}")
+print(f"peak memory MiB: {results['memory_peak_mib']}")
+print(f"statuses: direct {direct['codes']}, gateway {gateway['codes']}; rows stored "
+      f"{direct['rows_in_database']}, {gateway['rows_in_database']}, {overload['rows_in_database']}")
 print(f"written: {out}/results.json")
