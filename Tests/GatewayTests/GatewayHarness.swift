@@ -31,7 +31,8 @@ struct GatewayHarness: Sendable {
                 metrics: RPCMetrics(), logger: logger)
             try await withServiceGroup([relay]) { _ in
                 let relayPeer = try PeerClient(name: "relay", address: try await relay.listeningAddress())
-                let downPeer = try PeerClient(name: "down", address: "127.0.0.1:\(try FreePort.find())")
+                let down = try ReservedPort()
+                let downPeer = try PeerClient(name: "down", address: down.address)
                 let metrics = RPCMetrics()
                 var settings = Settings()
                 settings.httpPort = 0
@@ -55,6 +56,7 @@ struct GatewayHarness: Sendable {
                         gatewayAddress: try await gateway.listeningAddress(), httpAddress: try await door.listeningAddress(),
                         metrics: metrics)
                     try await body(harness)
+                    withExtendedLifetime(down) {}
                 }
             }
         }

@@ -20,6 +20,8 @@ struct VerificationHarness: Sendable {
     let intakeClient: any Kangyi_Intake_V1_IntakeService.ClientProtocol
     let intakeService: IntakeService
     let intakePort: Int
+    /// Holds ``intakePort`` while no intake server listens on it.
+    let reservation: ReservedPort
 
     static func run(_ label: String, _ body: @Sendable (VerificationHarness) async throws -> Void) async throws {
         let url = try await TestDatabase.migrated(label, Intake.definition.migrations + Verification.definition.migrations)
@@ -27,7 +29,8 @@ struct VerificationHarness: Sendable {
             let logger = TestDatabase.logger
             let intakeStore = IntakeStore(client: client, logger: logger)
             let reference = ReferenceDataCache(client: client, logger: logger)
-            let intakePort = try FreePort.find()
+            let reservation = try ReservedPort()
+            let intakePort = reservation.port
             let peer = try PeerClient(name: "intake", address: "127.0.0.1:\(intakePort)")
             let intakeClient = Kangyi_Intake_V1_IntakeService.Client(wrapping: peer.grpc)
             let store = CaseStore(client: client, logger: logger)
@@ -37,7 +40,8 @@ struct VerificationHarness: Sendable {
             let harness = VerificationHarness(
                 client: client, store: store, service: VerificationService(store: store, sync: sync, reference: reference),
                 sync: sync, intakeClient: intakeClient,
-                intakeService: IntakeService(store: intakeStore, reference: reference), intakePort: intakePort)
+                intakeService: IntakeService(store: intakeStore, reference: reference), intakePort: intakePort,
+                reservation: reservation)
             try await withServiceGroup([intakeStore.committer, peer]) { _ in try await body(harness) }
         }
     }
