@@ -1,14 +1,12 @@
 import Foundation
 import GRPCCore
 import KangyiPlatform
-import Logging
 
 /// Who is calling the gateway: the holder of the bearer token, or `anonymous`. Used as the gateway's
 /// identity resolver (``RequestContextInterceptor``), so the access log and metrics carry the caller —
 /// and the identity the backends receive is the token's, never what the caller wrote in metadata.
 struct BearerIdentity: Sendable {
     let tokens: TokenStore
-    let logger: Logger
 
     func resolve(_ metadata: Metadata) async -> CallerIdentity {
         let requestID = metadata[stringValues: CallerIdentity.requestIDKey].first(where: RequestID.isWellFormed)
@@ -64,14 +62,10 @@ struct Admission: Sendable {
         if let wait = limiter.take(holder) {
             throw ServiceError.resourceExhausted(
                 reason: "RATE_LIMITED",
-                "rate limit of \(holder.ratePerSecond)/s (burst \(holder.burst)) reached; retry after \(Self.milliseconds(wait)) ms",
+                "rate limit of \(holder.ratePerSecond)/s (burst \(holder.burst)) reached; retry after \(wait.inMicroseconds / 1000) ms",
                 retryAfter: wait)
         }
         return holder
-    }
-
-    static func milliseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 }
 

@@ -25,7 +25,7 @@ struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
         _ request: StreamingServerRequest<[UInt8]>, method: Routes.Method, to backend: GRPCClient<Transport>
     ) async throws -> StreamingServerResponse<[UInt8]> {
         let options = CallOptions.forwarding(timeout: request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true }))
-        let metadata = Self.forwardable(request.metadata)
+        let metadata = ForwardedMetadata.filter(request.metadata)
         // A single request message is read before the backend is called: the caller's stream is then never
         // abandoned half-read when the backend answers early (grpc-swift resets such a stream).
         let outgoing: StreamingClientRequest<[UInt8]>
@@ -43,19 +43,23 @@ struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
         let (call, headers) = try await BackendCall.open(
             backend: backend, method: method.descriptor, request: outgoing, options: options,
             retryable: !method.clientStreaming)
-        return StreamingServerResponse(metadata: Self.forwardable(headers)) { writer in
+        return StreamingServerResponse(metadata: ForwardedMetadata.filter(headers)) { writer in
             try await call.relay(to: writer)
         }
     }
 
+}
+
+/// What of a call's metadata crosses the gateway, either way.
+enum ForwardedMetadata {
     /// Metadata minus what the gateway owns or the transport sets: identity headers (the peer client
     /// sets them from the verified token), the bearer token, and gRPC's and HTTP/2's own headers.
-    static func forwardable(_ metadata: Metadata) -> Metadata {
+    static func filter(_ metadata: Metadata) -> Metadata {
         var kept = Metadata()
         for (key, value) in metadata {
             let lower = key.lowercased()
             if lower.hasPrefix(":") || lower.hasPrefix("grpc-") && lower != "grpc-status-details-bin" { continue }
-            if Self.dropped.contains(lower) || CallerIdentity.gatewayOwnedKeys.contains(lower) { continue }
+            if dropped.contains(lower) { continue }
             switch value {
             case .string(let string): kept.addString(string, forKey: key)
             case .binary(let bytes): kept.addBinary(bytes, forKey: key)
@@ -64,7 +68,9 @@ struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
         return kept
     }
 
-    static var dropped: Set<String> { ["authorization", "te", "content-type", "user-agent", "x-request-id"] }
+    /// Built once: the filter runs for every header of every forwarded call.
+    static let dropped: Set<String> =
+        Set(["authorization", "te", "content-type", "user-agent", "x-request-id"] + CallerIdentity.gatewayOwnedKeys)
 }
 
 /// Messages as their bytes: the gateway never decodes them.
@@ -182,7 +188,7 @@ final class BackendCall<Transport: ClientTransport>: Sendable {
             for try await part in parts {
                 switch part {
                 case .message(let message): try await writer.write(message)
-                case .trailingMetadata(let trailers): return Forwarder<Transport>.forwardable(trailers)
+                case .trailingMetadata(let trailers): return ForwardedMetadata.filter(trailers)
                 }
             }
             return [:]
@@ -214,6 +220,6 @@ final class BackendCall<Transport: ClientTransport>: Sendable {
     /// `content-type` come with a trailers-only answer and may not be sent back as trailers).
     static func relayable(_ error: any Error) -> any Error {
         guard let error = error as? RPCError else { return error }
-        return RPCError(code: error.code, message: error.message, metadata: Forwarder<Transport>.forwardable(error.metadata))
+        return RPCError(code: error.code, message: error.message, metadata: ForwardedMetadata.filter(error.metadata))
     }
 }

@@ -29,12 +29,12 @@ public enum Gateway {
             guard let client = backends[backend] else { continue }
             forwarded += Routes.methods(of: service, in: index).map { ($0, client) }
         }
-        let identity = BearerIdentity(tokens: tokens, logger: runtime.logger)
+        let identity = BearerIdentity(tokens: tokens)
         let admission = Admission(tokens: tokens, required: scopes)
         let door = JSONDoor(
             methods: Dictionary(uniqueKeysWithValues: forwarded.map { ($0.method.fullName, $0) }), identity: identity,
             admission: admission, metrics: runtime.metrics, host: runtime.settings.host, port: runtime.settings.httpPort,
-            logger: runtime.logger)
+            maxBodyBytes: runtime.settings.server.maxRequestBytes, logger: runtime.logger)
         return AssembledService(
             rpcServices: [Forwarder(routes: forwarded)],
             identity: RequestContextInterceptor(resolve: identity.resolve),

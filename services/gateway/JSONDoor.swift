@@ -15,18 +15,18 @@ import SwiftProtobuf
 /// with a JSON error body carrying code, status, message and details.
 public struct JSONDoor<Transport: ClientTransport>: ListeningService {
     let application: Application<RouterResponder<BasicRequestContext>>
-    let boundAddress = MetricsHTTPServer.BoundAddress()
+    let boundAddress = BoundAddress()
 
-    /// The largest request body accepted.
-    static var maxBodyBytes: Int { 4 * 1024 * 1024 }
-
+    /// - Parameter maxBodyBytes: the largest request body accepted (the gRPC door's message limit).
     init(
         methods: [String: (method: Routes.Method, backend: GRPCClient<Transport>)], identity: BearerIdentity,
-        admission: Admission, metrics: RPCMetrics, host: String, port: Int, logger: Logger
+        admission: Admission, metrics: RPCMetrics, host: String, port: Int, maxBodyBytes: Int, logger: Logger
     ) {
         let types = Dictionary(
             KangyiMessageTypes.all.map { ($0.protoMessageName, $0) }, uniquingKeysWith: { first, _ in first })
-        let handler = Handler(methods: methods, types: types, identity: identity, admission: admission, metrics: metrics, logger: logger)
+        let handler = Handler(
+            methods: methods, types: types, identity: identity, admission: admission,
+            observer: CallObserverInterceptor(logger: logger, metrics: metrics), maxBodyBytes: maxBodyBytes, logger: logger)
         let router = Router()
         router.post(":service/:method") { request, context in try await handler.handle(request, context: context) }
         self.application = Application(
@@ -43,7 +43,9 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
         let types: [String: any SwiftProtobuf.Message.Type]
         let identity: BearerIdentity
         let admission: Admission
-        let metrics: RPCMetrics
+        /// The gRPC door's access log and metrics, so both doors record calls alike.
+        let observer: CallObserverInterceptor
+        let maxBodyBytes: Int
         let logger: Logger
 
         func handle(_ request: Request, context: BasicRequestContext) async throws -> Response {
@@ -60,14 +62,16 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
             return await CallerIdentity.$current.withValue(caller) {
                 let response: Response
                 var code = "ok"
+                var message: String?
                 do {
                     response = try await call(name, request: request, metadata: metadata)
                 } catch {
-                    let status = Self.status(of: error)
+                    let status = status(of: error, method: name)
                     code = CallObserverInterceptor.name(of: status.code)
+                    message = status.message
                     response = Self.errorResponse(status)
                 }
-                finish(name, code: code, identity: caller, since: start)
+                observer.finish(method: name, code: code, identity: caller, since: start, message: message, event: "http")
                 var headed = response
                 headed.headers[.init(CallerIdentity.requestIDKey)!] = caller.requestID
                 return headed
@@ -86,7 +90,7 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
                 throw RPCError(code: .internalError, message: "no message types for \(name)")
             }
             var body = request
-            let bytes = try await body.collectBody(upTo: JSONDoor.maxBodyBytes)
+            let bytes = try await body.collectBody(upTo: maxBodyBytes)
             let message: any SwiftProtobuf.Message
             do {
                 message = bytes.readableBytes == 0 ? input.init() : try input.init(jsonUTF8Bytes: Array(buffer: bytes))
@@ -110,32 +114,23 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
             // error after the first line is the last line).
             return Response(
                 status: .ok, headers: [.contentType: "application/x-ndjson"],
-                body: ResponseBody { writer in try await Self.writeLines(of: call, as: output, to: &writer) })
+                body: ResponseBody { [self] writer in try await writeLines(of: call, as: output, method: name, to: &writer) })
         }
 
-        static func writeLines(
-            of call: BackendCall<Transport>, as output: any SwiftProtobuf.Message.Type, to writer: inout any ResponseBodyWriter
+        func writeLines(
+            of call: BackendCall<Transport>, as output: any SwiftProtobuf.Message.Type, method: String,
+            to writer: inout any ResponseBodyWriter
         ) async throws {
             do {
                 for try await message in call.stream() {
-                    let line: [UInt8] = try output.init(serializedBytes: message).jsonUTF8Bytes(options: jsonOptions)
+                    let line: [UInt8] = try output.init(serializedBytes: message).jsonUTF8Bytes(options: Self.jsonOptions)
                     try await writer.write(ByteBuffer(bytes: line + [UInt8(ascii: "\n")]))
                 }
             } catch {
-                try? await writer.write(ByteBuffer(bytes: errorBody(status(of: error)) + [UInt8(ascii: "\n")]))
+                let status = status(of: error, method: method)
+                try? await writer.write(ByteBuffer(bytes: Self.errorBody(status) + [UInt8(ascii: "\n")]))
             }
             try await writer.finish(nil)
-        }
-
-        private func finish(_ method: String, code: String, identity: CallerIdentity, since start: ContinuousClock.Instant) {
-            let elapsed = ContinuousClock.now - start
-            metrics.record(method: method, code: code, caller: identity.caller, duration: elapsed)
-            logger.info(
-                "http",
-                metadata: [
-                    "method": "\(method)", "code": "\(code)", "duration_ms": "\(CallObserverInterceptor.milliseconds(elapsed))",
-                    "request_id": "\(identity.requestID)", "caller": "\(identity.caller)",
-                ])
         }
 
         static var jsonOptions: JSONEncodingOptions { JSONEncodingOptions() }
@@ -145,21 +140,19 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
                 status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
         }
 
-        /// The google.rpc.Status an error amounts to (a ServiceError thrown by the gateway itself, or a
-        /// backend's RPCError with its details).
-        static func status(of error: any Error) -> GoogleRPCStatus {
-            if let service = error as? ServiceError { return service.googleStatus(domain: "kangyi.gateway") }
-            if let rpc = error as? RPCError {
-                if let unpacked = try? rpc.unpackGoogleRPCStatus() { return unpacked }
-                return GoogleRPCStatus(code: rpc.code, message: rpc.message, details: [])
-            }
-            return GoogleRPCStatus(code: .internalError, message: "internal error", details: [])
+        /// The google.rpc.Status an error amounts to, mapped as the gRPC door maps it
+        /// (``ErrorMappingInterceptor``): a backend's status with its details as it came, the gateway's own
+        /// refusals under the method's service, anything unexpected INTERNAL and logged.
+        func status(of error: any Error, method: String) -> GoogleRPCStatus {
+            let domain = String(method.prefix(while: { $0 != "/" }))
+            let rpc = ErrorMappingInterceptor.rpcError(for: error, domain: domain, logger: logger)
+            return (try? rpc.unpackGoogleRPCStatus()) ?? GoogleRPCStatus(code: rpc.code, message: rpc.message, details: [])
         }
 
         static func errorResponse(_ status: GoogleRPCStatus) -> Response {
             var response = json(errorBody(status), status: HTTPStatusMapping.status(for: status.code))
             if let delay = status.details.compactMap(\.retryInfo).first?.delay {
-                let seconds = max(1, Int((Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18).rounded(.up)))
+                let seconds = max(1, Int(delay.inSeconds.rounded(.up)))
                 response.headers[.retryAfter] = "\(seconds)"
             }
             return response
@@ -193,8 +186,7 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
                 ]
             }
             if let retry = detail.retryInfo {
-                let seconds = Double(retry.delay.components.seconds) + Double(retry.delay.components.attoseconds) / 1e18
-                return ["@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "\(seconds)s"]
+                return ["@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "\(retry.delay.inSeconds)s"]
             }
             return nil
         }

@@ -16,9 +16,7 @@ final class RateLimiter: Sendable {
     func take(_ holder: TokenHolder, now: ContinuousClock.Instant = .now) -> Duration? {
         buckets.withLock { buckets in
             var bucket = buckets[holder.id] ?? Bucket(tokens: Double(holder.burst), updated: now)
-            let elapsed = now - bucket.updated
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            bucket.tokens = min(Double(holder.burst), bucket.tokens + seconds * holder.ratePerSecond)
+            bucket.tokens = min(Double(holder.burst), bucket.tokens + (now - bucket.updated).inSeconds * holder.ratePerSecond)
             bucket.updated = now
             defer { buckets[holder.id] = bucket }
             if bucket.tokens >= 1 {

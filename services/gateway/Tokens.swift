@@ -19,7 +19,9 @@ public struct TokenHolder: Sendable, Equatable {
 }
 
 /// `gateway.tokens`: bearer tokens, kept only as SHA-256 hashes. Authentication is cached briefly
-/// (``cacheLifetime``), so a call costs no database round trip and a revocation takes effect within it.
+/// (``cacheLifetime``) by the token as presented, so a call costs neither a hash nor a database round
+/// trip (the gateway checks a call's token twice: for its identity and for admission), and a revocation
+/// takes effect within the lifetime. The cache lives in memory only, where the token already is.
 public struct TokenStore: Sendable {
     let client: PostgresClient
     let logger: Logger
@@ -87,18 +89,17 @@ public struct TokenStore: Sendable {
     /// The holder of a live (unrevoked, unexpired) token, or nil.
     public func authenticate(_ token: String) async throws -> TokenHolder? {
         guard token.hasPrefix("kyt_"), token.utf8.count <= 100 else { return nil }
-        let hash = Self.hash(token)
-        if let cached = cache.get(hash) { return cached }
+        if let cached = cache.get(token) { return cached }
         var found: TokenHolder?
         for try await row in try await client.query(
             """
             SELECT \(unescaped: Self.columns) FROM gateway.tokens
-            WHERE token_hash = \(Data(hash)) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+            WHERE token_hash = \(Data(Self.hash(token))) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
             """, logger: logger)
         {
             found = try Self.decode(row)
         }
-        cache.put(hash, found)
+        cache.put(token, found)
         return found
     }
 
@@ -112,23 +113,23 @@ public struct TokenStore: Sendable {
             expiresAt: expires, revokedAt: revoked, createdAt: created)
     }
 
-    /// Recent answers by token hash, each good for ``cacheLifetime``; bounded.
+    /// Recent answers by token, each good for ``cacheLifetime``; bounded.
     final class Cache: Sendable {
-        private let entries = Mutex<[[UInt8]: (holder: TokenHolder?, until: ContinuousClock.Instant)]>([:])
+        private let entries = Mutex<[String: (holder: TokenHolder?, until: ContinuousClock.Instant)]>([:])
 
-        func get(_ hash: [UInt8]) -> TokenHolder?? {
+        func get(_ token: String) -> TokenHolder?? {
             entries.withLock { entries in
-                guard let entry = entries[hash], entry.until > .now else { return nil }
+                guard let entry = entries[token], entry.until > .now else { return nil }
                 // An expiry inside the cache lifetime still counts.
                 if let expiresAt = entry.holder?.expiresAt, expiresAt <= Date() { return .some(nil) }
                 return .some(entry.holder)
             }
         }
 
-        func put(_ hash: [UInt8], _ holder: TokenHolder?) {
+        func put(_ token: String, _ holder: TokenHolder?) {
             entries.withLock { entries in
                 if entries.count >= 10_000 { entries.removeAll() }
-                entries[hash] = (holder, .now + TokenStore.cacheLifetime)
+                entries[token] = (holder, .now + TokenStore.cacheLifetime)
             }
         }
 

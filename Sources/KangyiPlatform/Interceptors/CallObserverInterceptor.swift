@@ -53,8 +53,11 @@ public struct CallObserverInterceptor: ServerInterceptor {
             since: start, message: rpcError?.message)
     }
 
-    private func finish(
-        method: String, code: String, identity: CallerIdentity, since start: ContinuousClock.Instant, message: String?
+    /// One finished call: its access-log line (`event`: `rpc`, or `http` for the gateway's JSON door) and
+    /// its metrics. Other doors into a process (the gateway's HTTP one) record their calls here too.
+    public func finish(
+        method: String, code: String, identity: CallerIdentity, since start: ContinuousClock.Instant, message: String?,
+        event: Logger.Message = "rpc"
     ) {
         let elapsed = ContinuousClock.now - start
         metrics.record(method: method, code: code, caller: identity.caller, duration: elapsed)
@@ -67,13 +70,11 @@ public struct CallObserverInterceptor: ServerInterceptor {
         ]
         // Status messages are written by Kangyi's own code and never quote request values.
         if let message, !message.isEmpty { fields["error"] = "\(message)" }
-        logger.info("rpc", metadata: fields)
+        logger.info(event, metadata: fields)
     }
 
     public static func milliseconds(_ duration: Duration) -> String {
-        let (seconds, attoseconds) = duration.components
-        let micros = seconds * 1_000_000 + attoseconds / 1_000_000_000_000
-        return String(format3: Double(micros) / 1000)
+        String(format3: Double(duration.inMicroseconds) / 1000)
     }
 
     /// gRPC's canonical lower-case status names (`ok`, `invalid_argument`, ...), as metric labels.
