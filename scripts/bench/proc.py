@@ -60,9 +60,8 @@ def main(argv):
         path = argv[2]
         servers0, servers1, pg0, pg1 = map(float, argv[3:7])
         run = json.load(open(path))
-        total_ok = max(1, run["ok"])
-        # The counters span the whole run (warm-up included); divide by all calls made in it.
-        calls = max(1, sum(run["codes"].values()) * (run["seconds"] + 2) / run["seconds"])
+        # The counters span the whole run (warm-up included): divide by every call answered in it.
+        calls = max(1, run["calls"])
         run["cpu_ms_per_call"] = {"servers": 1000 * (servers1 - servers0) / calls, "postgres": 1000 * (pg1 - pg0) / calls}
         run["cpu_seconds"] = {"servers": servers1 - servers0, "postgres": pg1 - pg0}
         json.dump(run, open(path, "w"), indent=2, sort_keys=True)

@@ -19,7 +19,7 @@ struct CaseStore: Sendable {
         lease: Duration
     ) async throws -> CaseRecord? {
         let stateNames = states.map(\.rawValue)
-        let seconds = Double(lease.components.seconds) + Double(lease.components.attoseconds) / 1e18
+        let seconds = lease.inSeconds
         return try await client.transaction(logger: logger) { connection in
             let renewed = try await connection.query(
                 """

@@ -20,18 +20,23 @@ struct IntakeSync: Service {
     let retryInterval: Duration
     let logger: Logger
 
-    enum Outcome: Sendable { case synced, pending }
+    enum Outcome: Sendable, Equatable {
+        case synced
+        /// `remaining` transitions are still to deliver; nil when the outbox could not even be read.
+        case pending(remaining: Int?)
+    }
 
     /// Delivers the case's pending transitions, oldest first; stops at the first intake does not take.
     func deliver(caseID: UUID) async -> Outcome {
         do {
-            for delivery in try await store.pendingDeliveries(caseID: caseID, limit: 100) {
-                guard await send(delivery) else { return .pending }
+            let pending = try await store.pendingDeliveries(caseID: caseID, limit: 100)
+            for (index, delivery) in pending.enumerated() {
+                guard await send(delivery) else { return .pending(remaining: pending.count - index) }
             }
             return .synced
         } catch {
             logger.warning("could not read the intake outbox", metadata: ["error": "\(loggableDescription(of: error))"])
-            return .pending
+            return .pending(remaining: nil)
         }
     }
 

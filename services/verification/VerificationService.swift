@@ -20,12 +20,7 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
         let staff = try Self.staff()
         let data = try await reference.get()
         var violations = FieldViolations()
-        var states: [CaseState] = []
-        for (index, wire) in request.states.enumerated() {
-            if let state = CaseState(wire) { states.append(state) } else {
-                violations.add("states[\(index)]", "INVALID_STATE", "not a known case state")
-            }
-        }
+        let states = violations.caseStates(request.states)
         violations.checkCategory(request.category, in: data, required: false)
         violations.checkDistrict(request.district, in: data, required: false)
         var lease = Self.defaultLease
@@ -160,8 +155,7 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
     ) async throws -> (Kangyi_Verification_V1_Case, Bool, Kangyi_Verification_V1_IntakeSync) {
         let staff = try Self.staff()
         var violations = checks
-        let id = UUID(uuidString: caseID)
-        if id == nil { violations.add("case_id", "INVALID_CASE_ID", "required: a case id (the help request's UUID)") }
+        let id = violations.caseID(caseID)
         violations.checkRequestID(requestID, field: "request_id")
         try violations.throwIfAny()
         guard let id else { throw ServiceError.invalidArgument(violations.all) }
@@ -171,8 +165,14 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
         var (record, replayed) = try await store.apply(action)
         var synced = Kangyi_Verification_V1_IntakeSync.synced
         if record.pendingIntakeTransitions > 0 {
-            synced = await sync.deliver(caseID: id) == .synced ? .synced : .pending
-            record = try await store.fetch(id) ?? record
+            // What is left to deliver follows from the delivery itself; the case need not be read again.
+            switch await sync.deliver(caseID: id) {
+            case .synced:
+                record.pendingIntakeTransitions = 0
+            case .pending(let remaining):
+                synced = .pending
+                if let remaining { record.pendingIntakeTransitions = remaining }
+            }
         }
         return (record.wire, replayed, synced)
     }
@@ -197,11 +197,7 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
         let data = try await reference.get()
         var violations = FieldViolations()
         var filter = CaseFilter(breachedOnly: request.breachedOnly)
-        for (index, wire) in request.states.enumerated() {
-            if let state = CaseState(wire) { filter.states.append(state) } else {
-                violations.add("states[\(index)]", "INVALID_STATE", "not a known case state")
-            }
-        }
+        filter.states = violations.caseStates(request.states)
         violations.checkDepartment(request.department, in: data, required: false)
         violations.checkCategory(request.category, in: data, required: false)
         violations.checkDistrict(request.district, in: data, required: false)
@@ -297,11 +293,12 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
         return identity
     }
 
+    /// A request's one case id, checked.
     static func caseID(_ raw: String) throws -> UUID {
-        guard let id = UUID(uuidString: raw) else {
-            throw ServiceError.invalidArgument(
-                field: "case_id", reason: "INVALID_CASE_ID", "required: a case id (the help request's UUID)")
-        }
+        var violations = FieldViolations()
+        let id = violations.caseID(raw)
+        try violations.throwIfAny()
+        guard let id else { throw ServiceError.invalidArgument(violations.all) }
         return id
     }
 }
@@ -313,5 +310,26 @@ enum EscalationCursor {
     static func seq(_ token: String) -> Int64? {
         guard token.hasPrefix("e1:"), let seq = Int64(token.dropFirst(3)), seq >= 0 else { return nil }
         return seq
+    }
+}
+
+/// The checks of this service's own fields, reported like every other (see ``FieldViolations``).
+extension FieldViolations {
+    /// A case id (the help request's UUID), or nil with a violation.
+    mutating func caseID(_ raw: String) -> UUID? {
+        let id = UUID(uuidString: raw)
+        if id == nil { add("case_id", "INVALID_CASE_ID", "required: a case id (the help request's UUID)") }
+        return id
+    }
+
+    /// The known states of a `states` filter; each unknown one is a violation.
+    mutating func caseStates(_ wire: [Kangyi_Verification_V1_CaseState]) -> [CaseState] {
+        var states: [CaseState] = []
+        for (index, value) in wire.enumerated() {
+            if let state = CaseState(value) { states.append(state) } else {
+                add("states[\(index)]", "INVALID_STATE", "not a known case state")
+            }
+        }
+        return states
     }
 }
