@@ -41,12 +41,14 @@ psql "$DB" -At -c "SHOW fsync; SHOW synchronous_commit" | paste -sd' ' | sed 's/
 KANGYI_DATABASE_URL=$DB "$BIN" migrate >/dev/null 2>>"$OUT/db.log"
 POSTMASTER=$(head -1 .data/bench-pg/postmaster.pid)
 
+# Every service of the deployment shares one identity key (it signs the identities they pass each other).
+IDENTITY_KEY=$(head -c 32 /dev/urandom | base64)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; }
 # serve NAME PORT [VAR=VALUE...]: `kangyi serve NAME` in the background; its pid lands in PID_<NAME>.
 serve() {
   local name=$1 port=$2; shift 2
-  env KANGYI_DATABASE_URL="$DB" KANGYI_GRPC_PORT="$port" KANGYI_METRICS_PORT="${METRICS_PORT:-0}" \
+  env KANGYI_DATABASE_URL="$DB" KANGYI_IDENTITY_KEY="$IDENTITY_KEY" KANGYI_GRPC_PORT="$port" KANGYI_METRICS_PORT="${METRICS_PORT:-0}" \
     KANGYI_HTTP_PORT=0 KANGYI_LOG_LEVEL=warning "$@" "$BIN" serve "$name" 2>"$OUT/$name.log" &
   PIDS+=($!); printf -v "PID_$name" %s $!
   wait_port "$port"

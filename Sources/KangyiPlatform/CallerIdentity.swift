@@ -1,15 +1,17 @@
 import GRPCCore
 
 /// Who is calling and under which request id, as carried in metadata. The gateway strips these headers
-/// from outside requests and sets them from the verified token, so backends can trust them; a backend's
-/// own port is reachable only inside the cluster.
+/// from outside requests and sets them from the verified token, signed (``SignedIdentity``); backends
+/// believe them only with a valid signature, so reaching a backend's port is not enough to claim to be
+/// someone.
 public struct CallerIdentity: Sendable, Equatable {
     public static let requestIDKey = "x-request-id"
     public static let callerKey = "x-kangyi-caller"
     public static let departmentKey = "x-kangyi-department"
     public static let scopesKey = "x-kangyi-scopes"
-    /// Every metadata key the gateway owns; it removes them from incoming requests before forwarding.
-    public static let gatewayOwnedKeys = [callerKey, departmentKey, scopesKey]
+    /// Every metadata key that claims who is calling (the signature included); the gateway removes them
+    /// from incoming requests before forwarding and sets its own.
+    public static let gatewayOwnedKeys = [callerKey, departmentKey, scopesKey, SignedIdentity.signatureKey]
 
     public var requestID: String
     /// The calling system or staff member; `anonymous` when no gateway vouched for the call.
@@ -22,6 +24,7 @@ public struct CallerIdentity: Sendable, Equatable {
         self.caller = caller
         self.department = department
         self.scopes = scopes
+        self.refusal = nil
     }
 
     public func has(scope: String) -> Bool { scopes.contains(scope) }
@@ -29,16 +32,9 @@ public struct CallerIdentity: Sendable, Equatable {
     /// The identity of the RPC this task is serving (set by ``RequestContextInterceptor``).
     @TaskLocal public static var current = CallerIdentity(requestID: "")
 
-    /// Reads the identity from request metadata; mints a request id when the caller sent none.
-    public init(metadata: Metadata) {
-        let requestID = metadata[stringValues: Self.requestIDKey].first(where: RequestID.isWellFormed)
-        let scopes = metadata[stringValues: Self.scopesKey].flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "," }) }
-        self.init(
-            requestID: requestID ?? RequestID.mint(),
-            caller: metadata[stringValues: Self.callerKey].first(where: { _ in true }) ?? "anonymous",
-            department: metadata[stringValues: Self.departmentKey].first(where: { _ in true }) ?? "",
-            scopes: Set(scopes.map(String.init)))
-    }
+    /// Set when the call claimed an identity that did not verify (see ``SignedIdentity``): the identity
+    /// is then anonymous and the call is refused UNAUTHENTICATED, after it has been logged.
+    public var refusal: SignedIdentity.Refusal?
 }
 
 /// Scope names the gateway grants and services check.

@@ -32,6 +32,12 @@ public struct Settings: Sendable {
     public var peerCallTimeout: Duration
     /// How often background work polls: outbox retries, escalation sweeps, feed reconnects.
     public var backgroundPollInterval: Duration
+    /// `KANGYI_IDENTITY_KEY`: signs the identities services pass each other (``SignedIdentity``).
+    /// Required by `kangyi serve`; `kangyi dev` makes one in its data folder.
+    public var identityKey: IdentityKey?
+    /// `KANGYI_SHUTDOWN_GRACE_S`: after SIGTERM, how long calls in flight may finish before they are
+    /// cancelled and the process exits. Default 20 (Kubernetes' grace period must be longer).
+    public var shutdownGrace: Duration
 
     public struct ServerLimits: Sendable, Equatable {
         /// `KANGYI_MAX_REQUEST_BYTES`: the largest request message accepted. Default 4 MiB.
@@ -61,7 +67,8 @@ public struct Settings: Sendable {
         metricsPort: Int = 9464, httpPort: Int = 8080, logLevel: Logger.Level = .info, databasePoolSize: Int = 20,
         healthProbeInterval: Duration = .seconds(1), dataDirectory: String = ".data",
         server: ServerLimits = .defaults, tls: TLSFiles? = nil, peerCallTimeout: Duration = .seconds(2),
-        backgroundPollInterval: Duration = .seconds(1)
+        backgroundPollInterval: Duration = .seconds(1), identityKey: IdentityKey? = nil,
+        shutdownGrace: Duration = .seconds(20)
     ) {
         self.databaseURL = databaseURL
         self.host = host
@@ -76,6 +83,8 @@ public struct Settings: Sendable {
         self.tls = tls
         self.peerCallTimeout = peerCallTimeout
         self.backgroundPollInterval = backgroundPollInterval
+        self.identityKey = identityKey
+        self.shutdownGrace = shutdownGrace
     }
 
     /// Reads the settings from an environment (normally `ProcessInfo.processInfo.environment`).
@@ -109,7 +118,9 @@ public struct Settings: Sendable {
             tls: try TLSFiles(certificate: environment["KANGYI_TLS_CERT"], key: environment["KANGYI_TLS_KEY"]),
             peerCallTimeout: .milliseconds(try env.int("KANGYI_PEER_TIMEOUT_MS", default: 2000, in: 10...60_000)),
             backgroundPollInterval: .milliseconds(
-                try env.int("KANGYI_BACKGROUND_POLL_MS", default: 1000, in: 10...600_000)))
+                try env.int("KANGYI_BACKGROUND_POLL_MS", default: 1000, in: 10...600_000)),
+            identityKey: try env.identityKey("KANGYI_IDENTITY_KEY"),
+            shutdownGrace: .seconds(try env.int("KANGYI_SHUTDOWN_GRACE_S", default: 20, in: 1...3_600)))
     }
 }
 
@@ -249,6 +260,15 @@ struct EnvironmentReader {
             throw SettingsError(variable: name, expected: "one of \(names), got \"\(text)\"")
         }
         return level
+    }
+
+    func identityKey(_ name: String) throws(SettingsError) -> IdentityKey? {
+        guard let text = raw(name) else { return nil }
+        guard let key = IdentityKey(base64: text) else {
+            // A secret: never echoed.
+            throw SettingsError(variable: name, expected: "base64 of at least 32 random bytes (openssl rand -base64 32)")
+        }
+        return key
     }
 
     func databaseURL(_ name: String) throws(SettingsError) -> DatabaseURL? {

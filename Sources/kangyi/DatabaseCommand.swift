@@ -17,11 +17,13 @@ struct DatabaseCommand: AsyncParsableCommand {
         @OptionGroup var options: Options
         @Flag(help: "fsync off: for throwaway test clusters only.")
         var throwaway = false
+        @Option(help: "The port to listen on. Default: the port this cluster last used (if free), else a free one.")
+        var port: Int?
 
         func run() async throws {
             let startup = try Startup(label: "kangyi.db")  // logs go to stderr; stdout is the URL alone
             let cluster = EmbeddedPostgres(dataDirectory: options.data, durable: !throwaway, logger: startup.logger)
-            print(try cluster.start().string)
+            print(try cluster.start(port: port).string)
         }
     }
 

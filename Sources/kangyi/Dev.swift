@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import KangyiGateway
 import KangyiPlatform
+import Logging
+import ServiceLifecycle
 
 /// `kangyi dev`: every service in one process, each on its own port, over an embedded PostgreSQL cluster
 /// in `.data/pg` when `KANGYI_DATABASE_URL` is unset. Writes `.data/dev.json` for tools and tests.
@@ -17,8 +19,12 @@ struct Dev: AsyncParsableCommand {
         var settings = startup.settings
         let dataDirectory = URL(fileURLWithPath: settings.dataDirectory).standardizedFileURL
         try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
+        if settings.identityKey == nil {
+            settings.identityKey = try identityKey(in: dataDirectory.appendingPathComponent("identity.key"))
+        }
 
         var embedded: EmbeddedPostgres?
+        var watchdog: [any Service] = []
         let url: DatabaseURL
         if let configured = settings.databaseURL {
             url = configured
@@ -27,6 +33,7 @@ struct Dev: AsyncParsableCommand {
                 dataDirectory: dataDirectory.appendingPathComponent("pg").path, logger: startup.logger)
             url = try cluster.start()
             embedded = cluster
+            watchdog = [EmbeddedPostgresWatchdog(cluster: cluster, port: url.port, logger: startup.logger)]
         }
         defer { embedded?.stop() }
 
@@ -44,7 +51,7 @@ struct Dev: AsyncParsableCommand {
         let devFile = dataDirectory.appendingPathComponent("dev.json")
         let process = KangyiProcess(
             services: Catalog.all, ports: ports, peers: peers, databaseURL: url, settings: settings,
-            logger: startup.logger)
+            logger: startup.logger, background: watchdog)
         let logger = startup.logger
         try await process.run { addresses in
             // A development token with every scope, for calls through the gateway.
@@ -63,6 +70,31 @@ struct Dev: AsyncParsableCommand {
         }
         try? FileManager.default.removeItem(at: devFile)
     }
+}
+
+/// Restarts the embedded cluster on its own port whenever it is found dead (killed, crashed): the pool
+/// and the health probe reconnect by themselves, so `kangyi dev` outlives its database.
+struct EmbeddedPostgresWatchdog: Service {
+    let cluster: EmbeddedPostgres
+    let port: Int
+    let logger: Logger
+
+    func run() async {
+        await repeatUntilShutdown(every: .seconds(1), logger: logger, failure: "could not restart embedded PostgreSQL") {
+            guard !cluster.isRunning else { return }
+            logger.warning("embedded PostgreSQL is down; restarting it on its port", metadata: ["port": "\(port)"])
+            _ = try cluster.start(port: port)
+        }
+    }
+}
+
+/// The development identity key (`KANGYI_IDENTITY_KEY` when unset): kept in `.data/identity.key`
+/// (readable by its owner only), made on first use, so tools can sign identities to call a backend directly.
+func identityKey(in file: URL) throws -> IdentityKey {
+    if let text = try? String(contentsOf: file, encoding: .utf8), let key = IdentityKey(base64: text) { return key }
+    let key = IdentityKey.random()
+    FileManager.default.createFile(atPath: file.path, contents: Data((key.base64 + "\n").utf8), attributes: [.posixPermissions: 0o600])
+    return key
 }
 
 /// The contents of `.data/dev.json`.

@@ -28,11 +28,11 @@ struct GatewayHarness: Sendable {
             let logger = TestDatabase.logger
             let relay = GRPCServerService(
                 name: "relay", services: [RelayService()], host: "127.0.0.1", port: 0, limits: .defaults,
-                metrics: RPCMetrics(), logger: logger)
+                metrics: RPCMetrics(), logger: logger, identity: RequestContextInterceptor(key: TestIdentity.key))
             try await withServiceGroup([relay]) { _ in
-                let relayPeer = try PeerClient(name: "relay", address: try await relay.listeningAddress())
+                let relayPeer = try PeerClient(name: "relay", address: try await relay.listeningAddress(), key: TestIdentity.key)
                 let down = try ReservedPort()
-                let downPeer = try PeerClient(name: "down", address: down.address)
+                let downPeer = try PeerClient(name: "down", address: down.address, key: TestIdentity.key)
                 let metrics = RPCMetrics()
                 var settings = Settings()
                 settings.httpPort = 0

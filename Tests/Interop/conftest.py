@@ -3,6 +3,7 @@
 The process runs on free ports, with its own data folder and its own database on the test cluster
 (`KANGYI_TEST_DATABASE_URL`, which `make test` sets), and is stopped with SIGTERM at the end.
 """
+import base64
 import json
 import os
 import pathlib
@@ -17,6 +18,9 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / ".build-python"))  # stubs of our protos (scripts/venv.sh)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from signing import signing_channel  # noqa: E402
 
 
 def fresh_database(label):
@@ -44,8 +48,14 @@ class Kangyi:
             time.sleep(0.1)
         self.info = json.loads(dev.read_text())
         self.addresses = {s["name"]: s["grpc"] for s in self.info["services"]}
+        self.identity_key = base64.b64decode((tmp / "identity.key").read_text())
 
     def channel(self, service="intake"):
+        """A channel to a backend as a peer service would open it: identity claims get signed."""
+        return signing_channel(self.addresses[service], self.identity_key)
+
+    def raw_channel(self, service="intake"):
+        """A channel that signs nothing: what any process that can reach the port could send."""
         return grpc.insecure_channel(self.addresses[service])
 
     def log(self):

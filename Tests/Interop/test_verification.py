@@ -1,5 +1,6 @@
 """Verification from Python grpcio: the whole path of a case, and verification and intake as two real
 processes — including intake going away in the middle of a transition and coming back."""
+import base64
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import ROOT, fresh_database
+from signing import signing_channel
 from kangyi.intake.v1 import intake_pb2 as ipb, intake_pb2_grpc
 from kangyi.verification.v1 import verification_pb2 as vpb, verification_pb2_grpc
 
@@ -113,7 +115,10 @@ class Served:
     """`kangyi serve <service>` as its own OS process."""
 
     def __init__(self, service, port, env, log_path, tls_root=None):
-        self.service, self.port, self.env, self.log_path = service, port, env, log_path
+        self.service, self.port, self.log_path = service, port, log_path
+        # Every service of a deployment shares one identity key.
+        self.env = dict(env, KANGYI_IDENTITY_KEY=env.get("KANGYI_IDENTITY_KEY") or base64.b64encode(os.urandom(32)).decode())
+        self.key = base64.b64decode(self.env["KANGYI_IDENTITY_KEY"])
         self.tls_root = tls_root
         self.process = None
 
@@ -147,6 +152,7 @@ def two_processes(tmp_path):
     intake_port, verification_port = free_port(), free_port()
     env = dict(
         os.environ, KANGYI_DATABASE_URL=fresh_database("two_processes"),
+        KANGYI_IDENTITY_KEY=base64.b64encode(os.urandom(32)).decode(),
         KANGYI_INTAKE_ADDRESS=f"127.0.0.1:{intake_port}", KANGYI_BACKGROUND_POLL_MS="200")
     intake = Served("intake", intake_port, env, tmp_path / "intake.log")
     verification = Served("verification", verification_port, env, tmp_path / "verification.log")
@@ -162,9 +168,9 @@ def two_processes(tmp_path):
 
 def test_two_processes_converge_when_intake_goes_away(two_processes):
     intake_server, verification_server = two_processes
-    intake = intake_pb2_grpc.IntakeServiceStub(grpc.insecure_channel(f"127.0.0.1:{intake_server.port}"))
+    intake = intake_pb2_grpc.IntakeServiceStub(signing_channel(f"127.0.0.1:{intake_server.port}", intake_server.key))
     verification = verification_pb2_grpc.VerificationServiceStub(
-        grpc.insecure_channel(f"127.0.0.1:{verification_server.port}"))
+        signing_channel(f"127.0.0.1:{verification_server.port}", verification_server.key))
     request, phone = submit(intake)
 
     claimed = wait_for(

@@ -1,7 +1,9 @@
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCProtobuf
 import SwiftProtobuf
+import KangyiAPI
 import KangyiPlatform
 import KangyiTestSupport
 import Logging
@@ -18,7 +20,7 @@ import Testing
     func makeServer() -> GRPCServerService {
         GRPCServerService(
             name: "echo", services: [echo], host: "127.0.0.1", port: 0, limits: .defaults,
-            metrics: metrics, logger: logs.logger())
+            metrics: metrics, logger: logs.logger(), identity: RequestContextInterceptor(key: TestIdentity.key))
     }
 
     func withEcho(_ body: @Sendable (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Void) async throws {
@@ -42,12 +44,49 @@ import Testing
         }
     }
 
-    @Test func callerIdentityComesFromGatewayMetadata() async throws {
+    @Test func callerIdentityComesFromSignedGatewayMetadata() async throws {
         try await withEcho { client in
             let (body, _) = try await client.say(
-                "hi", metadata: ["x-kangyi-caller": "health-commission", "x-kangyi-scopes": "intake.read pii.read"])
+                "hi", metadata: staff("health-commission", scopes: ["intake.read", "pii.read"]))
             #expect(body.hasPrefix("health-commission|"))
         }
+    }
+
+    /// Identity headers that do not verify are refused, whoever sends them; health stays open.
+    @Test func unsignedForgedExpiredOrMisdirectedIdentitiesAreUnauthenticated() async throws {
+        let claim = CallerIdentity(requestID: "req-x", caller: "mallory", scopes: [Scope.personalData])
+        var unsigned: Metadata = ["x-kangyi-caller": "mallory", "x-kangyi-scopes": "pii.read"]
+        unsigned.addString("req-x", forKey: "x-request-id")
+        let forgedHeaders = unsigned
+        var tampered = TestIdentity.metadata(claim, for: TestEchoService.say)
+        tampered.replaceOrAddString("pii.read admin", forKey: CallerIdentity.scopesKey)
+        let cases: [(String, Metadata, String)] = [
+            ("unsigned", forgedHeaders, "UNSIGNED_IDENTITY"),
+            ("another key", TestIdentity.metadata(claim, for: TestEchoService.say, key: .random()), "FORGED_IDENTITY"),
+            ("tampered scopes", tampered, "FORGED_IDENTITY"),
+            ("another method", TestIdentity.metadata(claim, for: TestEchoService.count), "FORGED_IDENTITY"),
+            ("expired", TestIdentity.metadata(claim, for: TestEchoService.say, now: Date().addingTimeInterval(-600)), "EXPIRED_IDENTITY"),
+        ]
+        try await withEcho { client in
+            for (label, metadata, reason) in cases {
+                let error = await #expect(throws: RPCError.self, "\(label)") { try await client.say("hi", metadata: metadata) }
+                #expect(error?.code == .unauthenticated, "\(label)")
+                let info = try error?.unpackGoogleRPCStatus()?.details.compactMap(\.errorInfo).first
+                #expect(info?.reason == reason, "\(label)")
+            }
+            // Without any claim the call is anonymous, not refused.
+            #expect(try await client.say("hi").0.hasPrefix("anonymous|"))
+            let health = Grpc_Health_V1_Health.Client(wrapping: client)
+            // Answered (NOT_SERVING: no database probe runs here), not refused.
+            let status = try await health.check(.with { $0.service = "" }, metadata: forgedHeaders)
+            #expect(status.status == .notServing)
+        }
+        let refused = logs.all.filter { $0.message == "rpc" && $0.metadata["code"] == "unauthenticated" }
+        #expect(refused.count == cases.count, "refusals are logged like any call")
+    }
+
+    func staff(_ caller: String, scopes: Set<String> = [], method: MethodDescriptor = TestEchoService.say, requestID: String = "req-s") -> Metadata {
+        TestIdentity.metadata(CallerIdentity(requestID: requestID, caller: caller, scopes: scopes), for: method)
     }
 
     @Test func invalidInputBecomesInvalidArgumentWithFieldViolations() async throws {
@@ -91,10 +130,10 @@ import Testing
 
     @Test func oneLogLineAndOneCountPerRPCWithoutMessageContents() async throws {
         try await withEcho { client in
-            _ = try await client.say("13912345678", metadata: ["x-request-id": "req-1", "x-kangyi-caller": "staff-7"])
+            _ = try await client.say("13912345678", metadata: staff("staff-7", requestID: "req-1"))
             _ = try? await client.say("invalid", metadata: ["x-request-id": "req-2"])
             #expect(try await client.count() == ["1", "2", "3"])
-            await #expect(throws: RPCError.self) { try await client.count(metadata: ["x-kangyi-caller": "fail-late"]) }
+            await #expect(throws: RPCError.self) { try await client.count(metadata: staff("fail-late", method: TestEchoService.count)) }
         }
         let lines = logs.all.filter { $0.message == "rpc" }
         #expect(lines.count == 4)

@@ -31,7 +31,7 @@ struct VerificationHarness: Sendable {
             let reference = ReferenceDataCache(client: client, logger: logger)
             let reservation = try ReservedPort()
             let intakePort = reservation.port
-            let peer = try PeerClient(name: "intake", address: "127.0.0.1:\(intakePort)")
+            let peer = try PeerClient(name: "intake", address: "127.0.0.1:\(intakePort)", key: TestIdentity.key)
             let intakeClient = Kangyi_Intake_V1_IntakeService.Client(wrapping: peer.grpc)
             let store = CaseStore(client: client, logger: logger)
             let sync = IntakeSync(
@@ -50,7 +50,7 @@ struct VerificationHarness: Sendable {
     func withIntakeServer<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
         let server = GRPCServerService(
             name: "intake", services: [intakeService], host: "127.0.0.1", port: intakePort, limits: .defaults,
-            metrics: RPCMetrics(), logger: TestDatabase.logger)
+            metrics: RPCMetrics(), logger: TestDatabase.logger, identity: RequestContextInterceptor(key: TestIdentity.key))
         return try await withServiceGroup([server]) { _ in
             _ = try await server.listeningAddress()
             return try await body()

@@ -37,7 +37,7 @@ public enum Gateway {
             maxBodyBytes: runtime.settings.server.maxRequestBytes, logger: runtime.logger)
         return AssembledService(
             rpcServices: [Forwarder(routes: forwarded)],
-            identity: RequestContextInterceptor(resolve: identity.resolve),
+            identity: RequestContextInterceptor(resolve: { metadata, _ in await identity.resolve(metadata) }),
             admission: [AdmissionInterceptor(admission: admission)],
             http: door)
     }

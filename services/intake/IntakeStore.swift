@@ -22,7 +22,7 @@ struct IntakeStore: Sendable {
         self.client = client
         self.logger = logger
         let batches = SubmissionBatches(client: client, logger: logger)
-        self.committer = GroupCommitter(maxBatch: maxBatch, lanes: lanes) { await batches.commit($0) }
+        self.committer = GroupCommitter(maxBatch: maxBatch, lanes: lanes) { try await batches.commit($0) }
     }
 
     func submit(_ request: NewHelpRequest) async throws -> SubmitOutcome {

@@ -17,13 +17,11 @@ struct SubmissionBatches: Sendable {
     let client: PostgresClient
     let logger: Logger
 
-    func commit(_ items: [NewHelpRequest]) async -> [Result<SubmitOutcome, any Error>] {
-        do {
-            return try await client.transaction(logger: logger) { connection in
-                try await commit(items, on: connection)
-            }
-        } catch {
-            return Array(repeating: .failure(error), count: items.count)
+    /// Throws when the transaction failed as a whole: the ``GroupCommitter`` then commits each half on
+    /// its own, so one item the database refuses fails alone.
+    func commit(_ items: [NewHelpRequest]) async throws -> [Result<SubmitOutcome, any Error>] {
+        try await client.transaction(logger: logger) { connection in
+            try await commit(items, on: connection)
         }
     }
 

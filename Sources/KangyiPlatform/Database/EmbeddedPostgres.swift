@@ -2,8 +2,8 @@ import Foundation
 import Logging
 
 /// A PostgreSQL cluster of the machine's PostgreSQL 15, in a folder of the repository (`.data/pg` for
-/// `kangyi dev`, `.data/test-pg` for tests): created with initdb on first use, started on a free local port,
-/// reused while it runs and on later runs. initdb and postgres refuse to run as root, so as root they run as
+/// `kangyi dev`, `.data/test-pg` for tests): created with initdb on first use, started on a free local port
+/// the first time and on the same port ever after, reused while it runs and on later runs. initdb and postgres refuse to run as root, so as root they run as
 /// the `postgres` user (`runuser`).
 public struct EmbeddedPostgres: Sendable {
     public let dataDirectory: String
@@ -21,22 +21,54 @@ public struct EmbeddedPostgres: Sendable {
             ?? "/usr/lib/postgresql/15/bin"
     }
 
-    /// The superuser URL of the running cluster, starting (and creating) it if needed, on `port` if given
-    /// (a restart keeps its address) or else on a free one.
+    /// The superuser URL of the running cluster, starting (and creating) it if needed: on `port` if given,
+    /// else on the port it last used (so a crashed cluster comes back where its clients look for it), else
+    /// on a free one.
     public func start(port requested: Int? = nil) throws -> DatabaseURL {
         try initializeIfNeeded()
         if let port = runningPort() {
             logger.info("reusing embedded PostgreSQL", metadata: ["data": "\(dataDirectory)", "port": "\(port)"])
             return url(port: port)
         }
-        let port = try requested ?? FreePort.find()
+        let port = try requested ?? lastPort().flatMap { FreePort.isFree($0) ? $0 : nil } ?? FreePort.find()
         // terse: the server log must not quote rows (DETAIL lines would carry phone numbers).
         var options = "-c listen_addresses=127.0.0.1 -p \(port) -k \(dataDirectory) -c log_error_verbosity=terse"
         if !durable { options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" }
-        try run(
-            "pg_ctl", ["-D", dataDirectory, "-l", dataDirectory + "/server.log", "-w", "-t", "60", "-o", options, "start"])
+        // After a crash (kill -9) its old backends may still hold the shared memory for a moment, and
+        // PostgreSQL then refuses to start: try again for a few seconds.
+        var attempt = 0
+        while true {
+            do {
+                try run(
+                    "pg_ctl",
+                    ["-D", dataDirectory, "-l", dataDirectory + "/server.log", "-w", "-t", "60", "-o", options, "start"])
+                break
+            } catch where attempt < 10 {
+                attempt += 1
+                Thread.sleep(forTimeInterval: 0.5)
+            }
+        }
+        try? "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8)
         logger.info("started embedded PostgreSQL", metadata: ["data": "\(dataDirectory)", "port": "\(port)"])
         return url(port: port)
+    }
+
+    /// Whether the cluster's postmaster is alive (cheap: no child process; for a watchdog).
+    public var isRunning: Bool {
+        guard let pidFile = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
+            let pid = pidFile.split(separator: "\n").first.flatMap({ Int32($0) })
+        else { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
+
+    /// Where the port of the last start is kept (`postmaster.pid` goes away with a clean stop).
+    private var portFile: String { dataDirectory + "/kangyi.port" }
+
+    private func lastPort() -> Int? {
+        guard let text = try? String(contentsOfFile: portFile, encoding: .utf8),
+            let port = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), (1...65535).contains(port)
+        else { return nil }
+        return port
     }
 
     /// Stops the cluster (fast shutdown: clients are disconnected, data is flushed). Safe if not running.
@@ -153,13 +185,23 @@ private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 public enum FreePort {
-    public static func find() throws -> Int {
+    /// Whether nothing listens on `port` of 127.0.0.1 now.
+    public static func isFree(_ port: Int) -> Bool {
+        (try? listen(on: port)) != nil
+    }
+
+    public static func find() throws -> Int { try listen(on: 0) }
+
+    private static func listen(on port: Int) throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw PlatformError(description: "socket() failed") }
         defer { close(fd) }
+        // As PostgreSQL binds: connections of a crashed server lingering in TIME_WAIT do not make it busy.
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
@@ -167,7 +209,7 @@ public enum FreePort {
                 bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
             }
         }
-        guard bound else { throw PlatformError(description: "could not find a free port") }
+        guard bound else { throw PlatformError(description: "port \(port) of 127.0.0.1 is not free") }
         return Int(UInt16(bigEndian: address.sin_port))
     }
 }

@@ -4,12 +4,31 @@ import GRPCCore
 /// came), makes them available as `CallerIdentity.current` for the whole RPC, and returns the request id
 /// to the caller in the response's initial metadata (or the error's trailers).
 ///
-/// Backends trust the gateway's metadata (the default `resolve`); the gateway resolves identities from
-/// bearer tokens instead.
+/// Backends believe identity metadata only when it is signed under `key` for the method being called
+/// (``SignedIdentity``); an identity that does not verify is recorded as a refusal, which
+/// ``IdentityCheckInterceptor`` turns into UNAUTHENTICATED once the call is logged. The gateway resolves
+/// identities from bearer tokens instead.
 public struct RequestContextInterceptor: ServerInterceptor {
-    let resolve: @Sendable (Metadata) async -> CallerIdentity
+    let resolve: @Sendable (Metadata, MethodDescriptor) async -> CallerIdentity
 
-    public init(resolve: @escaping @Sendable (Metadata) async -> CallerIdentity = { CallerIdentity(metadata: $0) }) {
+    /// A backend's: signed identities under `key` (none at all when nil).
+    public init(key: IdentityKey?) {
+        self.resolve = { metadata, method in
+            switch SignedIdentity.verify(metadata, method: method.fullyQualifiedMethod, key: key) {
+            case .success(let identity):
+                return identity
+            case .failure(let refusal):
+                var anonymous = CallerIdentity(
+                    requestID: metadata[stringValues: CallerIdentity.requestIDKey].first(where: RequestID.isWellFormed)
+                        ?? RequestID.mint())
+                anonymous.refusal = refusal
+                return anonymous
+            }
+        }
+    }
+
+    /// A resolver of its own (the gateway's bearer tokens).
+    public init(resolve: @escaping @Sendable (Metadata, MethodDescriptor) async -> CallerIdentity) {
         self.resolve = resolve
     }
 
@@ -18,7 +37,7 @@ public struct RequestContextInterceptor: ServerInterceptor {
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        let identity = await resolve(request.metadata)
+        let identity = await resolve(request.metadata, context.descriptor)
         do {
             var response = try await CallerIdentity.$current.withValue(identity) {
                 try await next(request, context)
@@ -32,5 +51,26 @@ public struct RequestContextInterceptor: ServerInterceptor {
             error.metadata.replaceOrAddString(identity.requestID, forKey: CallerIdentity.requestIDKey)
             throw error
         }
+    }
+}
+
+/// Refuses a call whose identity metadata did not verify (``CallerIdentity/refusal``) with
+/// UNAUTHENTICATED. Health and reflection stay open to anyone: probes and tools send no identity, and
+/// what they answer is not personal.
+public struct IdentityCheckInterceptor: ServerInterceptor {
+    static let open: Set<String> = [
+        "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
+    ]
+
+    public init() {}
+
+    public func intercept<Input: Sendable, Output: Sendable>(
+        request: StreamingServerRequest<Input>, context: ServerContext,
+        next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+    ) async throws -> StreamingServerResponse<Output> {
+        if let refusal = CallerIdentity.current.refusal, !Self.open.contains(context.descriptor.service.fullyQualifiedService) {
+            throw ServiceError.unauthenticated(reason: refusal.reason, refusal.message)
+        }
+        return try await next(request, context)
     }
 }

@@ -9,6 +9,12 @@ public struct DescriptorIndex: Sendable {
     private var fileBySymbol: [String: String] = [:]
     private var fileByExtension: [ExtensionKey: String] = [:]
     private var extensionNumbers: [String: [Int32]] = [:]
+    private var fieldNames: [FieldKey: String] = [:]
+
+    private struct FieldKey: Hashable {
+        var message: String
+        var number: Int
+    }
 
     private struct ExtensionKey: Hashable {
         var extendee: String
@@ -40,7 +46,10 @@ public struct DescriptorIndex: Sendable {
     private mutating func index(_ message: Google_Protobuf_DescriptorProto, prefix: String, file: String) {
         let name = prefix + message.name
         fileBySymbol[name] = file
-        for field in message.field { fileBySymbol[name + "." + field.name] = file }
+        for field in message.field {
+            fileBySymbol[name + "." + field.name] = file
+            fieldNames[FieldKey(message: name, number: Int(field.number))] = field.name
+        }
         for nested in message.nestedType { index(nested, prefix: name + ".", file: file) }
         for enumType in message.enumType { fileBySymbol[name + "." + enumType.name] = file }
         for field in message.extension { indexExtension(field, prefix: name + ".", file: file) }
@@ -55,6 +64,12 @@ public struct DescriptorIndex: Sendable {
 
     public func fileName(containingSymbol symbol: String) -> String? {
         fileBySymbol[symbol.hasPrefix(".") ? String(symbol.dropFirst()) : symbol]
+    }
+
+    /// The proto name of field `number` of the message `message` (fully qualified), for field paths in
+    /// errors.
+    public func fieldName(of message: String, number: Int) -> String? {
+        fieldNames[FieldKey(message: message, number: number)]
     }
 
     public func fileName(extending type: String, number: Int32) -> String? {

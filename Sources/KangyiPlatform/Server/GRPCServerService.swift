@@ -16,14 +16,15 @@ public struct GRPCServerService: Service {
     /// - Parameters:
     ///   - name: the Kangyi service's name (`intake`, ...), used in logs and `dev.json`.
     ///   - services: the service's own RPC implementations; health and reflection are added here.
-    ///   - identity: the outermost interceptor, which establishes ``CallerIdentity/current``; by default
-    ///     ``RequestContextInterceptor`` (trusts gateway metadata). The gateway replaces it.
+    ///   - identity: the outermost interceptor, which establishes ``CallerIdentity/current``: a backend's
+    ///     ``RequestContextInterceptor`` believes identities signed under the deployment's key; the
+    ///     default believes none. The gateway resolves bearer tokens instead.
     ///   - admission: innermost interceptors, after logging and error mapping (the gateway's checks), so
     ///     the calls they refuse are logged and counted too.
     public init(
         name: String, services: [any RegistrableRPCService], host: String, port: Int,
         limits: Settings.ServerLimits, metrics: RPCMetrics, logger: Logger,
-        identity: any ServerInterceptor = RequestContextInterceptor(), admission: [any ServerInterceptor] = [],
+        identity: any ServerInterceptor = RequestContextInterceptor(key: nil), admission: [any ServerInterceptor] = [],
         tls: TLSFiles? = nil
     ) {
         var router = RPCRouter<HTTP2ServerTransport.Posix>()
@@ -41,7 +42,8 @@ public struct GRPCServerService: Service {
         ReflectionServiceV1Alpha(reflection).registerMethods(with: &router)
         router.registerInterceptors(
             pipeline: ([identity] + Self.observers(metrics: metrics, logger: logger)
-                + [LoadSheddingInterceptor(limit: limits.maxInFlight)] + admission).map { .apply($0, to: .all) })
+                + [IdentityCheckInterceptor(), LoadSheddingInterceptor(limit: limits.maxInFlight), TextInputInterceptor()]
+                + admission).map { .apply($0, to: .all) })
 
         let transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port),
@@ -54,11 +56,6 @@ public struct GRPCServerService: Service {
         self.name = name
         self.board = board
         self.server = GRPCServer(transport: transport, router: router)
-    }
-
-    /// Outermost first: request id and caller, then the access log and metrics, then error mapping.
-    public static func interceptors(metrics: RPCMetrics, logger: Logger) -> [any ServerInterceptor] {
-        [RequestContextInterceptor()] + observers(metrics: metrics, logger: logger)
     }
 
     /// What sits inside the identity interceptor: the access log and metrics, then error mapping.

@@ -15,11 +15,14 @@ public struct KangyiProcess: Sendable {
     public var databaseURL: DatabaseURL
     public var settings: Settings
     public var logger: Logger
+    /// Process-wide work beside the services (`kangyi dev`'s database watchdog); started first, stopped last.
+    public var background: [any Service]
 
     public init(
         services: [ServiceDefinition], ports: [String: Int], peers: [String: String], databaseURL: DatabaseURL,
-        settings: Settings, logger: Logger
+        settings: Settings, logger: Logger, background: [any Service] = []
     ) {
+        self.background = background
         self.services = services
         self.ports = ports
         self.peers = peers
@@ -47,6 +50,12 @@ public struct KangyiProcess: Sendable {
 
     /// Runs until a shutdown signal; `onReady` is called once every server listens.
     public func run(onReady: @escaping @Sendable (Addresses) async throws -> Void = { _ in }) async throws {
+        guard settings.identityKey != nil else {
+            throw SettingsError(
+                variable: "KANGYI_IDENTITY_KEY",
+                expected: "base64 of at least 32 random bytes, the same for every service of the deployment "
+                    + "(openssl rand -base64 32); it signs the identities services pass each other")
+        }
         try await MigrationRunner(logger: logger).apply(Self.migrations(of: services), url: databaseURL)
 
         let database = Database.makeClient(url: databaseURL, poolSize: settings.databasePoolSize, logger: logger)
@@ -69,14 +78,14 @@ public struct KangyiProcess: Sendable {
                 GRPCServerService(
                     name: definition.name, services: assembled.rpcServices, host: settings.host,
                     port: ports[definition.name] ?? definition.defaultPort, limits: settings.server,
-                    metrics: metrics, logger: logger, identity: assembled.identity ?? RequestContextInterceptor(),
+                    metrics: metrics, logger: logger, identity: assembled.identity ?? RequestContextInterceptor(key: settings.identityKey),
                     admission: assembled.admission, tls: definition.facesOutside ? settings.tls : nil))
         }
         let probe = DatabaseHealthProbe(
             url: databaseURL, boards: servers.map(\.board), interval: settings.healthProbeInterval, logger: logger)
 
         // Started in this order, stopped in reverse: servers drain first, the pool closes last.
-        let members: [any Service] = [database, probe, metricsServer] + background + servers
+        let members: [any Service] = self.background + [database, probe, metricsServer] + background + servers
         var configuration = ServiceGroupConfiguration(
             services: members.map {
                 .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
@@ -86,8 +95,8 @@ public struct KangyiProcess: Sendable {
             cancellationSignals: [],
             logger: logger)
         // Past this, whatever still runs is cancelled: a stuck RPC must not keep a pod from stopping.
-        // (Kubernetes' default grace period is 30 s.)
-        configuration.maximumGracefulShutdownDuration = .seconds(25)
+        // (Kubernetes' grace period must exceed it; its default is 30 s.)
+        configuration.maximumGracefulShutdownDuration = settings.shutdownGrace
         let group = ServiceGroup(configuration: configuration)
 
         let started = servers

@@ -4,13 +4,15 @@ import ServiceLifecycle
 
 /// A gRPC client to another Kangyi service (`host:port`, a DNS name in Kubernetes), as a lifecycle
 /// service: its connections run beside the server and close after it. Calls carry the identity of the
-/// RPC being served (request id, caller, department, scopes), so the peer logs and attributes them to
-/// the same person. Service code wraps `grpc` in the generated client and never sees the transport.
+/// RPC being served (request id, caller, department, scopes), signed under the deployment's key for
+/// the method called, so the peer believes it, logs it and attributes the call to the same person.
+/// Background work calls as its service (`CallerIdentity(caller: "verification")`). Service code wraps
+/// `grpc` in the generated client and never sees the transport.
 public struct PeerClient: Service {
     public let name: String
     public let grpc: GRPCClient<HTTP2ClientTransport.Posix>
 
-    public init(name: String, address: String) throws {
+    public init(name: String, address: String, key: IdentityKey?) throws {
         let parts = address.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, let port = Int(parts[1]), !parts[0].isEmpty else {
             throw PlatformError(description: "peer address for \(name) must be host:port, not \(address)")
@@ -23,7 +25,7 @@ public struct PeerClient: Service {
                 config.backoff = .init(initial: .milliseconds(200), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
             })
         self.name = name
-        self.grpc = GRPCClient(transport: transport, interceptors: [IdentityPropagationInterceptor()])
+        self.grpc = GRPCClient(transport: transport, interceptors: [IdentityPropagationInterceptor(key: key)])
     }
 
     public func run() async throws {
@@ -35,24 +37,27 @@ public struct PeerClient: Service {
     }
 }
 
-/// Copies ``CallerIdentity/current`` into an outgoing call's metadata.
+/// Copies ``CallerIdentity/current`` into an outgoing call's metadata, signed for its method. Without a
+/// key nothing is claimed: the call is anonymous.
 struct IdentityPropagationInterceptor: ClientInterceptor {
+    let key: IdentityKey?
+
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingClientRequest<Input>, context: ClientContext,
         next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
     ) async throws -> StreamingClientResponse<Output> {
         var request = request
         let identity = CallerIdentity.current
-        for key in [CallerIdentity.requestIDKey] + CallerIdentity.gatewayOwnedKeys { request.metadata.removeAllValues(forKey: key) }
-        if RequestID.isWellFormed(identity.requestID) {
-            request.metadata.addString(identity.requestID, forKey: CallerIdentity.requestIDKey)
-        }
-        request.metadata.addString(identity.caller, forKey: CallerIdentity.callerKey)
-        if !identity.department.isEmpty {
-            request.metadata.addString(identity.department, forKey: CallerIdentity.departmentKey)
-        }
-        if !identity.scopes.isEmpty {
-            request.metadata.addString(identity.scopes.sorted().joined(separator: " "), forKey: CallerIdentity.scopesKey)
+        if let key {
+            SignedIdentity.attach(
+                identity, method: context.descriptor.fullyQualifiedMethod, key: key, to: &request.metadata)
+        } else {
+            for name in [CallerIdentity.requestIDKey] + CallerIdentity.gatewayOwnedKeys {
+                request.metadata.removeAllValues(forKey: name)
+            }
+            if RequestID.isWellFormed(identity.requestID) {
+                request.metadata.addString(identity.requestID, forKey: CallerIdentity.requestIDKey)
+            }
         }
         return try await next(request, context)
     }
@@ -65,6 +70,6 @@ extension ServiceRuntime {
         guard let address = peers[name] else {
             throw PlatformError(description: "no address for peer service \(name) (set KANGYI_\(name.uppercased())_ADDRESS)")
         }
-        return try PeerClient(name: name, address: address)
+        return try PeerClient(name: name, address: address, key: settings.identityKey)
     }
 }

@@ -1,0 +1,142 @@
+import Crypto
+import Foundation
+import GRPCCore
+
+/// The key that signs identities between Kangyi processes (`KANGYI_IDENTITY_KEY`, base64 of at least 32
+/// random bytes; every service of a deployment shares it, `kangyi dev` makes one). It is a secret: it is
+/// never logged or printed.
+public struct IdentityKey: Sendable, CustomStringConvertible {
+    let key: SymmetricKey
+
+    public init?(base64: String) {
+        guard let bytes = Data(base64Encoded: base64.trimmingCharacters(in: .whitespacesAndNewlines)), bytes.count >= 32
+        else { return nil }
+        key = SymmetricKey(data: bytes)
+    }
+
+    /// A fresh random key (for `kangyi dev` and tests).
+    public static func random() -> IdentityKey {
+        IdentityKey(key: SymmetricKey(size: .bits256))
+    }
+
+    private init(key: SymmetricKey) { self.key = key }
+
+    /// The key as `KANGYI_IDENTITY_KEY` holds it; for writing the key file only.
+    public var base64: String { key.withUnsafeBytes { Data($0).base64EncodedString() } }
+
+    public var description: String { "IdentityKey(***)" }
+}
+
+/// An identity (caller, department, scopes, request id) as it travels between Kangyi processes: in the
+/// usual metadata headers plus `x-kangyi-identity`, `v1.<expiry ms>.<HMAC-SHA256>` over those fields, the
+/// expiry and the method being called. A backend believes identity headers only when the signature
+/// verifies under its key, has not expired and was made for the method it is serving: a process that can
+/// merely reach a backend's port cannot claim to be someone else, nor replay a signature on another
+/// method, nor for long.
+public enum SignedIdentity {
+    public static let signatureKey = "x-kangyi-identity"
+    /// How long a signature is valid. Calls are signed as they start, so this only has to cover the
+    /// journey and clocks that differ a little between nodes.
+    public static let lifetime: Duration = .seconds(60)
+    static let skew: TimeInterval = 30
+
+
+    /// Adds `identity` to `metadata`, signed for `method` (`package.Service/Method`), replacing any
+    /// identity headers already there.
+    public static func attach(
+        _ identity: CallerIdentity, method: String, key: IdentityKey, to metadata: inout Metadata, now: Date = Date()
+    ) {
+        for name in [CallerIdentity.requestIDKey] + CallerIdentity.gatewayOwnedKeys { metadata.removeAllValues(forKey: name) }
+        let requestID = RequestID.isWellFormed(identity.requestID) ? identity.requestID : ""
+        if !requestID.isEmpty { metadata.addString(requestID, forKey: CallerIdentity.requestIDKey) }
+        metadata.addString(identity.caller, forKey: CallerIdentity.callerKey)
+        if !identity.department.isEmpty { metadata.addString(identity.department, forKey: CallerIdentity.departmentKey) }
+        let scopes = identity.scopes.sorted().joined(separator: " ")
+        if !scopes.isEmpty { metadata.addString(scopes, forKey: CallerIdentity.scopesKey) }
+        let expiry = Int64((now.timeIntervalSince1970 + lifetime.inSeconds) * 1000)
+        let mac = signature(
+            method: method, expiry: expiry, requestID: requestID, caller: identity.caller,
+            department: identity.department, scopes: scopes, key: key)
+        metadata.addString("v1.\(expiry).\(mac)", forKey: signatureKey)
+    }
+
+    /// The identity `metadata` carries for `method`: anonymous when it claims none; the claimed one when
+    /// its signature verifies; otherwise the reason it is refused (said to the caller, so it names no
+    /// secret).
+    public static func verify(_ metadata: Metadata, method: String, key: IdentityKey?, now: Date = Date())
+        -> Result<CallerIdentity, Refusal>
+    {
+        let requestID = metadata[stringValues: CallerIdentity.requestIDKey].first(where: RequestID.isWellFormed)
+        let claims = CallerIdentity.gatewayOwnedKeys.contains { !Array(metadata[stringValues: $0]).isEmpty }
+        guard claims else { return .success(CallerIdentity(requestID: requestID ?? RequestID.mint())) }
+
+        guard let token = single(metadata, signatureKey) else {
+            return .failure(.init(reason: "UNSIGNED_IDENTITY", "identity headers are set only by the gateway and Kangyi services"))
+        }
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "v1", let expiry = Int64(parts[1]) else {
+            return .failure(.init(reason: "MALFORMED_IDENTITY", "the identity signature is malformed"))
+        }
+        let caller = single(metadata, CallerIdentity.callerKey) ?? ""
+        let department = single(metadata, CallerIdentity.departmentKey) ?? ""
+        let scopes = single(metadata, CallerIdentity.scopesKey) ?? ""
+        guard let key else {
+            return .failure(.init(reason: "IDENTITY_NOT_ACCEPTED", "this server accepts no signed identities"))
+        }
+        let expected = signature(
+            method: method, expiry: expiry, requestID: requestID ?? "", caller: caller, department: department,
+            scopes: scopes, key: key)
+        guard constantTimeEqual(expected, String(parts[2])) else {
+            return .failure(.init(reason: "FORGED_IDENTITY", "the identity signature does not match (wrong key, method or fields)"))
+        }
+        let now = now.timeIntervalSince1970
+        let expires = Double(expiry) / 1000
+        guard expires + skew > now else {
+            return .failure(.init(reason: "EXPIRED_IDENTITY", "the identity signature has expired"))
+        }
+        guard expires <= now + lifetime.inSeconds + skew else {
+            return .failure(.init(reason: "MALFORMED_IDENTITY", "the identity signature is valid for too long"))
+        }
+        return .success(
+            CallerIdentity(
+                requestID: requestID ?? RequestID.mint(), caller: caller.isEmpty ? "anonymous" : caller,
+                department: department, scopes: Set(scopes.split(separator: " ").map(String.init))))
+    }
+
+    /// Why identity headers were not believed.
+    public struct Refusal: Error, Sendable, Equatable {
+        public var reason: String
+        public var message: String
+        init(reason: String, _ message: String) {
+            self.reason = reason
+            self.message = message
+        }
+    }
+
+    /// The one value of a header, or nil when absent or repeated (a repeated claim is not believed).
+    private static func single(_ metadata: Metadata, _ key: String) -> String? {
+        let values = Array(metadata[stringValues: key])
+        return values.count == 1 ? values[0] : nil
+    }
+
+    static func signature(
+        method: String, expiry: Int64, requestID: String, caller: String, department: String, scopes: String,
+        key: IdentityKey
+    ) -> String {
+        // Each field with its length, so no two different sets of fields read the same.
+        let fields = ["v1", method, String(expiry), requestID, caller, department, scopes]
+        let message = fields.map { "\($0.utf8.count):\($0)" }.joined(separator: "\n")
+        let mac = HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: key.key)
+        return Data(mac).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for index in x.indices { difference |= x[index] ^ y[index] }
+        return difference == 0
+    }
+}

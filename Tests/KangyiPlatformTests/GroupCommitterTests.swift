@@ -1,0 +1,87 @@
+import KangyiPlatform
+import KangyiTestSupport
+import Synchronization
+import Testing
+
+/// The group committer's promises, without a database: one bad item fails alone, a caller whose task is
+/// cancelled is answered at once, a batch nobody waits for is cancelled, shutdown refuses new items.
+@Suite struct GroupCommitterTests {
+    struct Refused: Error {}
+
+    /// Records each commit's batch; a batch holding `poison` fails as a whole, as a transaction would.
+    final class Ledger: Sendable {
+        let batches = Mutex<[[Int]]>([])
+        func commit(_ items: [Int], poison: Set<Int>) throws -> [Result<Int, any Error>] {
+            batches.withLock { $0.append(items) }
+            if items.contains(where: poison.contains) { throw Refused() }
+            return items.map { .success($0 * 10) }
+        }
+    }
+
+    @Test func oneBadItemFailsAloneAndEveryNeighbourIsCommitted() async throws {
+        let ledger = Ledger()
+        let poison: Set<Int> = [7, 23]
+        let committer = GroupCommitter<Int, Int>(maxBatch: 64, lanes: 1) { items in
+            try await Task.sleep(for: .milliseconds(5))  // lets a burst gather into one batch
+            return try ledger.commit(items, poison: poison)
+        }
+        let results = try await withServiceGroup([committer]) { _ in
+            await withTaskGroup(of: (Int, Result<Int, any Error>).self) { group in
+                for item in 0..<40 {
+                    group.addTask {
+                        do { return (item, .success(try await committer.submit(item))) } catch { return (item, .failure(error)) }
+                    }
+                }
+                return await group.reduce(into: [Int: Result<Int, any Error>]()) { $0[$1.0] = $1.1 }
+            }
+        }
+        for (item, result) in results {
+            if poison.contains(item) {
+                #expect(throws: Refused.self) { try result.get() }
+            } else {
+                #expect(try result.get() == item * 10, "item \(item)")
+            }
+        }
+        // Every good item was committed exactly once; batches were bisected, not retried one by one.
+        let committed = ledger.batches.withLock { $0 }.filter { !$0.contains(where: poison.contains) }.flatMap { $0 }
+        #expect(committed.sorted() == (0..<40).filter { !poison.contains($0) })
+        #expect(ledger.batches.withLock { $0.count } < 40)
+    }
+
+    @Test func aCancelledCallerIsAnsweredAtOnceAndAnAbandonedCommitIsCancelled() async throws {
+        let commitCancelled = Mutex(false)
+        let committer = GroupCommitter<Int, Int>(maxBatch: 8, lanes: 1) { items in
+            do {
+                try await Task.sleep(for: .seconds(60))  // a commit stuck on an unreachable database
+            } catch {
+                commitCancelled.withLock { $0 = true }
+                throw error
+            }
+            return items.map { .success($0) }
+        }
+        try await withServiceGroup([committer]) { _ in
+            let caller = Task { try await committer.submit(1) }
+            try await Task.sleep(for: .milliseconds(100))
+            let start = ContinuousClock.now
+            caller.cancel()
+            await #expect(throws: CancellationError.self) { try await caller.value }
+            #expect(ContinuousClock.now - start < .seconds(1))
+            // Nobody waits for the batch any more: its commit is cancelled (soon, on a busy machine).
+            let deadline = ContinuousClock.now + .seconds(5)
+            while !commitCancelled.withLock({ $0 }) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(commitCancelled.withLock { $0 }, "an abandoned commit is cancelled")
+        }
+    }
+
+    @Test func afterShutdownNewItemsAreRefusedAsUnavailable() async throws {
+        let committer = GroupCommitter<Int, Int>(maxBatch: 8, lanes: 1) { items in items.map { .success($0) } }
+        try await withServiceGroup([committer]) { group in
+            #expect(try await committer.submit(3) == 3)
+            await group.triggerGracefulShutdown()
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        await #expect { try await committer.submit(4) } throws: { ($0 as? ServiceError)?.code == .unavailable }
+    }
+}
