@@ -2,11 +2,13 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help build run test bench proto check-proto venv clean-data
+.PHONY: help build run test bench faults fuzz proto check-proto venv clean-data
 
 help:
 	@echo "make run          build and start every service (kangyi dev) over an embedded PostgreSQL"
 	@echo "make test         start a throwaway PostgreSQL, run swift test and the Python interop tests"
+	@echo "make faults       the fault suite: database killed or slow, peers down, SIGTERM under load"
+	@echo "make fuzz         fuzz every RPC over the wire (MINUTES=1 by default)"
 	@echo "make bench        release build, durable PostgreSQL: service rates as ratios against baselines"
 	@echo "make proto        regenerate Sources/KangyiAPI from proto/"
 	@echo "make check-proto  fail if the committed generated code differs from proto/"
@@ -23,6 +25,12 @@ test:
 bench:
 	scripts/bench.sh
 
+faults:
+	scripts/faults.sh
+
+fuzz:
+	scripts/fuzz.sh
+
 proto:
 	scripts/proto.sh
 
@@ -38,4 +46,5 @@ venv:
 clean-data:
 	-.build/debug/kangyi db stop --data .data/pg
 	-.build/debug/kangyi db stop --data .data/test-pg
+	-.build/debug/kangyi db stop --data .data/faults-pg
 	rm -rf .data

@@ -4,6 +4,8 @@
 #  2. A throwaway PostgreSQL cluster in .data/test-pg (fsync off), started or reused.
 #  3. swift test, against that cluster.
 #  4. The Python grpcio interop tests, against real `kangyi dev` processes on real ports.
+#  5. The fault suite (make faults) and a short fuzzing pass over the committed corpus (make fuzz).
+#  6. Log privacy: no personal data a test sent appears in any kangyi or PostgreSQL log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +20,10 @@ echo "test database: ${KANGYI_TEST_DATABASE_URL%%@*}@${KANGYI_TEST_DATABASE_URL#
 swift test --skip-build
 
 scripts/venv.sh
-KANGYI_BIN=$PWD/.build/debug/kangyi .venv/bin/python -m pytest -q Tests/Interop
+rm -rf .data/pytest-interop .data/pytest-faults .data/fuzz
+KANGYI_BIN=$PWD/.build/debug/kangyi .venv/bin/python -m pytest -q -p no:cacheprovider --basetemp=.data/pytest-interop Tests/Interop
+
+scripts/faults.sh
+FUZZ_SECONDS=45 scripts/fuzz.sh
+
+.venv/bin/python Tests/privacy_check.py .data/pytest-interop .data/pytest-faults .data/fuzz .data/test-pg .data/faults-pg

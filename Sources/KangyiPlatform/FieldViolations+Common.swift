@@ -1,4 +1,5 @@
 import Foundation
+import SwiftProtobuf
 
 /// Checks that every service makes the same way: caller-supplied ids and the shared reference codes.
 extension FieldViolations {
@@ -44,5 +45,17 @@ extension FieldViolations {
         } else if text.unicodeScalars.count > limit {
             add(field, "\(field.uppercased())_TOO_LONG", "at most \(limit) characters")
         }
+    }
+
+    /// A caller's timestamp as a date, or nil with a violation when it lies outside what protobuf defines
+    /// (0001-01-01 to 9999-12-31, nanos 0-999,999,999): SwiftProtobuf's conversion traps beyond that, so
+    /// no request timestamp is read without this check.
+    public mutating func checkTimestamp(_ timestamp: Google_Protobuf_Timestamp, field: String) -> Date? {
+        guard (-62_135_596_800...253_402_300_799).contains(timestamp.seconds), (0..<1_000_000_000).contains(timestamp.nanos)
+        else {
+            add(field, "INVALID_TIMESTAMP", "must lie between 0001-01-01 and 9999-12-31, with nanos 0-999999999")
+            return nil
+        }
+        return timestamp.date
     }
 }

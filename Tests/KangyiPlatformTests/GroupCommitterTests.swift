@@ -50,7 +50,9 @@ import Testing
 
     @Test func aCancelledCallerIsAnsweredAtOnceAndAnAbandonedCommitIsCancelled() async throws {
         let commitCancelled = Mutex(false)
+        let commitStarted = Mutex(false)
         let committer = GroupCommitter<Int, Int>(maxBatch: 8, lanes: 1) { items in
+            commitStarted.withLock { $0 = true }
             do {
                 try await Task.sleep(for: .seconds(60))  // a commit stuck on an unreachable database
             } catch {
@@ -61,7 +63,7 @@ import Testing
         }
         try await withServiceGroup([committer]) { _ in
             let caller = Task { try await committer.submit(1) }
-            try await Task.sleep(for: .milliseconds(100))
+            while !commitStarted.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
             let start = ContinuousClock.now
             caller.cancel()
             await #expect(throws: CancellationError.self) { try await caller.value }

@@ -92,22 +92,6 @@ extension CallOptions {
     }
 }
 
-/// gRPC's `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).
-enum GRPCTimeout {
-    static func decode(_ value: String?) -> Duration? {
-        guard let value, value.count >= 2, value.count <= 9, let amount = Int64(value.dropLast()), amount >= 0 else { return nil }
-        switch value.last {
-        case "H": return .seconds(amount * 3600)
-        case "M": return .seconds(amount * 60)
-        case "S": return .seconds(amount)
-        case "m": return .milliseconds(amount)
-        case "u": return .microseconds(amount)
-        case "n": return .nanoseconds(amount)
-        default: return nil
-        }
-    }
-}
-
 /// One call to a backend, run in its own task so that its response headers can be awaited before the
 /// gateway answers (grpc-swift sends a response's headers before its producer runs), then its messages
 /// and trailers relayed by the producer. Cancelling the RPC, or dropping the relay unread, cancels it.

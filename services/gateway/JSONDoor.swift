@@ -90,7 +90,14 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
                 throw RPCError(code: .internalError, message: "no message types for \(name)")
             }
             var body = request
-            let bytes = try await body.collectBody(upTo: maxBodyBytes)
+            let bytes: ByteBuffer
+            do {
+                bytes = try await body.collectBody(upTo: maxBodyBytes)
+            } catch is NIOTooManyBytesError {
+                throw ServiceError(
+                    code: .resourceExhausted, reason: "MESSAGE_TOO_LARGE",
+                    message: "the request body is larger than \(maxBodyBytes) bytes, the largest accepted")
+            }
             let message: any SwiftProtobuf.Message
             do {
                 message = bytes.readableBytes == 0 ? input.init() : try input.init(jsonUTF8Bytes: Array(buffer: bytes))

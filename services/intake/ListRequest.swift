@@ -23,8 +23,12 @@ extension HelpRequestFilter {
             }
         }
         if request.hasCreateTime {
-            if request.createTime.hasStart { createdFrom = request.createTime.start.date }
-            if request.createTime.hasEnd { createdBefore = request.createTime.end.date }
+            if request.createTime.hasStart {
+                createdFrom = violations.checkTimestamp(request.createTime.start, field: "create_time.start")
+            }
+            if request.createTime.hasEnd {
+                createdBefore = violations.checkTimestamp(request.createTime.end, field: "create_time.end")
+            }
             if let from = createdFrom, let before = createdBefore, from >= before {
                 violations.add("create_time", "EMPTY_TIME_RANGE", "start must be before end")
             }

@@ -221,11 +221,13 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
     public func getStatistics(
         request: Kangyi_Verification_V1_GetStatisticsRequest, context: ServerContext
     ) async throws -> Kangyi_Verification_V1_GetStatisticsResponse {
-        let from = request.window.hasStart ? request.window.start.date : nil
-        let to = request.window.hasEnd ? request.window.end.date : nil
+        var violations = FieldViolations()
+        let from = request.window.hasStart ? violations.checkTimestamp(request.window.start, field: "window.start") : nil
+        let to = request.window.hasEnd ? violations.checkTimestamp(request.window.end, field: "window.end") : nil
         if let from, let to, from >= to {
-            throw ServiceError.invalidArgument(field: "window", reason: "EMPTY_TIME_RANGE", "start must be before end")
+            violations.add("window", "EMPTY_TIME_RANGE", "start must be before end")
         }
+        try violations.throwIfAny()
         let statistics = try await store.statistics(from: from, to: to)
         return .with {
             $0.counts = statistics.counts.map { count in

@@ -1,3 +1,4 @@
+import GRPCCore
 import ServiceLifecycle
 import Synchronization
 
@@ -52,24 +53,34 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     /// Queues `item` and returns its result once its batch has committed.
     public func submit(_ item: Item) async throws -> Output {
         let ticket = Ticket(item)
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                guard ticket.wait(continuation) else { return }  // cancelled already, and answered
-                let wake: CheckedContinuation<Void, Never>?? = state.withLock { state in
-                    if state.closed { return .none }
-                    state.queue.append(ticket)
-                    return .some(state.idleLanes.popLast())
+        // grpc-swift signals a passed deadline through the RPC's cancellation handle, not the task; it
+        // signals a server's drain the same way, which must not fail calls that are to finish. So the
+        // caller leaves on task cancellation, or on RPC cancellation once its deadline has passed.
+        let deadline = GRPCTimeout.deadline
+        return try await withRPCCancellationHandler {
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    guard ticket.wait(continuation) else { return }  // cancelled already, and answered
+                    let wake: CheckedContinuation<Void, Never>?? = state.withLock { state in
+                        if state.closed { return .none }
+                        state.queue.append(ticket)
+                        return .some(state.idleLanes.popLast())
+                    }
+                    switch wake {
+                    case .none:
+                        ticket.finish(.failure(ServiceError.unavailable(reason: "SHUTTING_DOWN", "the server is shutting down; retry")))
+                    case .some(let lane):
+                        lane?.resume()
+                    }
                 }
-                switch wake {
-                case .none:
-                    ticket.finish(.failure(ServiceError.unavailable(reason: "SHUTTING_DOWN", "the server is shutting down; retry")))
-                case .some(let lane):
-                    lane?.resume()
-                }
+            } onCancel: {
+                // Queued: it stays in the queue, but a lane skips it. Committing: the batch learns it is gone.
+                ticket.finish(.failure(CancellationError()))
             }
-        } onCancel: {
-            // Queued: it stays in the queue, but a lane skips it. Committing: the batch learns it is gone.
-            ticket.finish(.failure(CancellationError()))
+        } onCancelRPC: {
+            if let deadline, ContinuousClock.now >= deadline - .milliseconds(5) {
+                ticket.finish(.failure(RPCError(code: .deadlineExceeded, message: "the call's deadline passed")))
+            }
         }
     }
 
@@ -119,12 +130,53 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
             guard !batch.isEmpty else { continue }
             let items = tickets.map(\.item)
             let work = Task { await self.commitIsolating(items) }
-            batch.onAllGone { work.cancel() }
-            let results = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
+            // The lane moves on when the commit ends — or when every caller has gone or the lane is
+            // cancelled (the drain is over): then the commit is cancelled and left behind, so a commit
+            // stuck on a database that does not answer holds up neither this lane nor shutdown.
+            let outcome = Outcome()
+            Task { outcome.finish(await work.value) }
+            batch.onAllGone {
+                work.cancel()
+                outcome.finish(nil)
+            }
+            let results = await withTaskCancellationHandler {
+                await outcome.value
+            } onCancel: {
+                work.cancel()
+                outcome.finish(nil)
+            }
             for (index, ticket) in tickets.enumerated() {
                 ticket.finish(
-                    index < results.count
-                        ? results[index] : .failure(PlatformError(description: "batch commit returned too few results")))
+                    results.map { index < $0.count ? $0[index] : .failure(PlatformError(description: "batch commit returned too few results")) }
+                        ?? .failure(CancellationError()))
+            }
+        }
+    }
+
+    /// A batch's results, or nil when the lane stopped waiting for them; settled once.
+    private final class Outcome: Sendable {
+        private let state = Mutex<(settled: [Result<Output, any Error>]??, waiter: CheckedContinuation<[Result<Output, any Error>]?, Never>?)>((nil, nil))
+
+        func finish(_ results: [Result<Output, any Error>]?) {
+            let waiter = state.withLock { state -> CheckedContinuation<[Result<Output, any Error>]?, Never>? in
+                guard state.settled == nil else { return nil }
+                state.settled = .some(results)
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(returning: results)
+        }
+
+        var value: [Result<Output, any Error>]? {
+            get async {
+                await withCheckedContinuation { continuation in
+                    let settled = state.withLock { state -> [Result<Output, any Error>]?? in
+                        if let settled = state.settled { return .some(settled) }
+                        state.waiter = continuation
+                        return .none
+                    }
+                    if let settled { continuation.resume(returning: settled) }
+                }
             }
         }
     }

@@ -38,12 +38,16 @@ public struct RequestContextInterceptor: ServerInterceptor {
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         let identity = await resolve(request.metadata, context.descriptor)
+        let deadline = GRPCTimeout.decode(request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true }))
+            .map { ContinuousClock.now + $0 }
         do {
-            var response = try await CallerIdentity.$current.withValue(identity) {
-                try await next(request, context)
+            var response = try await GRPCTimeout.$deadline.withValue(deadline) {
+                try await CallerIdentity.$current.withValue(identity) { try await next(request, context) }
             }
             response.wrapProducer { produce in
-                try await CallerIdentity.$current.withValue(identity) { try await produce() }
+                try await GRPCTimeout.$deadline.withValue(deadline) {
+                    try await CallerIdentity.$current.withValue(identity) { try await produce() }
+                }
             }
             response.metadata.replaceOrAddString(identity.requestID, forKey: CallerIdentity.requestIDKey)
             return response

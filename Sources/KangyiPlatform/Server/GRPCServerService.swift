@@ -42,7 +42,7 @@ public struct GRPCServerService: Service {
         ReflectionServiceV1Alpha(reflection).registerMethods(with: &router)
         router.registerInterceptors(
             pipeline: ([identity] + Self.observers(metrics: metrics, logger: logger)
-                + [IdentityCheckInterceptor(), LoadSheddingInterceptor(limit: limits.maxInFlight), TextInputInterceptor()]
+                + [IdentityCheckInterceptor(), LoadSheddingInterceptor(limit: limits.maxInFlight), RequestCheckInterceptor(maxBytes: limits.maxRequestBytes)]
                 + admission).map { .apply($0, to: .all) })
 
         let transport = HTTP2ServerTransport.Posix(
@@ -65,7 +65,7 @@ public struct GRPCServerService: Service {
 
     static func transportConfig(_ limits: Settings.ServerLimits) -> HTTP2ServerTransport.Posix.Config {
         .defaults { config in
-            config.rpc.maxRequestPayloadSize = limits.maxRequestBytes
+            config.rpc.maxRequestPayloadSize = RequestCheckInterceptor.transportCeiling(for: limits.maxRequestBytes)
             config.http2.maxConcurrentStreams = limits.maxConcurrentStreams
             config.connection.keepalive = .init(
                 time: limits.keepaliveInterval, timeout: limits.keepaliveTimeout,

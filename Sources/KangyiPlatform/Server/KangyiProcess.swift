@@ -85,7 +85,8 @@ public struct KangyiProcess: Sendable {
             url: databaseURL, boards: servers.map(\.board), interval: settings.healthProbeInterval, logger: logger)
 
         // Started in this order, stopped in reverse: servers drain first, the pool closes last.
-        let members: [any Service] = self.background + [database, probe, metricsServer] + background + servers
+        let members: [any Service] = [ShutdownDeadline(grace: settings.shutdownGrace, logger: logger)] + self.background
+            + [database, probe, metricsServer] + background + servers
         var configuration = ServiceGroupConfiguration(
             services: members.map {
                 .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
@@ -115,6 +116,26 @@ public struct KangyiProcess: Sendable {
             }
             try await tasks.next()
             try await tasks.next()
+        }
+    }
+}
+
+/// The last guarantee that SIGTERM stops the process: once graceful shutdown begins, the service group
+/// drains for `grace` and then cancels what still runs; if anything ignores that cancellation (a library
+/// wait that cannot be cancelled), the process exits anyway a few seconds later, with a log line that
+/// says so. Kubernetes would otherwise kill it mid-call at the end of its own grace period.
+struct ShutdownDeadline: Service {
+    let grace: Duration
+    let logger: Logger
+
+    func run() async {
+        try? await gracefulShutdown()
+        guard Task.isShuttingDownGracefully else { return }
+        let (grace, logger) = (self.grace, self.logger)
+        Thread.detachNewThread {
+            Thread.sleep(forTimeInterval: grace.inSeconds + 5)
+            logger.critical("shutdown overran its drain budget; exiting", metadata: ["grace_s": "\(grace.inSeconds)"])
+            exit(1)
         }
     }
 }

@@ -2,34 +2,58 @@ import Foundation
 import GRPCCore
 import SwiftProtobuf
 
-/// Refuses, for every RPC of every service, request messages with text PostgreSQL would refuse: a NUL
-/// character (U+0000) in any string field, at any depth. Without it such a message reaches a group commit
-/// and fails the whole batch — everyone else's submissions with it. (Invalid UTF-8 never gets this far:
-/// the message does not decode.) The answer is INVALID_ARGUMENT naming each field path
-/// (`contact.name`, `items[3].note`). Sits inside error mapping; messages are checked as the handler
-/// reads them, so a stream's bad message ends that stream with the precise status.
-public struct TextInputInterceptor: ServerInterceptor {
+/// Checks every request message of every RPC before a handler sees it, for what would otherwise fail
+/// far from its cause:
+/// - **Size.** Over `maxBytes` (`KANGYI_MAX_REQUEST_BYTES`) is RESOURCE_EXHAUSTED naming the limit.
+///   grpc-swift's transport can only reset the stream of a message over its own limit (grpcio reports
+///   CANCELLED, with no reason), so the transport's limit is set higher (``transportCeiling``) and the
+///   precise answer is given here; only a message beyond that ceiling still meets the reset.
+/// - **Text PostgreSQL would refuse:** a NUL character (U+0000) in any string field, at any depth.
+///   Without this check such a message reaches a group commit. The answer is INVALID_ARGUMENT naming each
+///   field path (`contact.name`, `items[3].note`). (Invalid UTF-8 never gets this far: it does not decode.)
+///
+/// Sits inside error mapping; messages are checked as the handler reads them, so a stream's bad message
+/// ends that stream with the precise status. The gateway's messages are bytes: only their size is checked.
+public struct RequestCheckInterceptor: ServerInterceptor {
+    let maxBytes: Int
     let index: DescriptorIndex
 
-    public init(index: DescriptorIndex = .embedded) {
+    public init(maxBytes: Int, index: DescriptorIndex = .embedded) {
+        self.maxBytes = maxBytes
         self.index = index
     }
+
+    /// The limit the transport enforces by resetting the stream: twice the configured one, so that
+    /// memory stays bounded and everything in between gets a precise answer.
+    public static func transportCeiling(for maxBytes: Int) -> Int { maxBytes * 2 }
 
     public func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>, context: ServerContext,
         next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        guard Input.self is any SwiftProtobuf.Message.Type else { return try await next(request, context) }
-        let index = self.index
+        let (index, maxBytes) = (self.index, self.maxBytes)
         let checked = request.messages.map { message in
-            if let message = message as? any SwiftProtobuf.Message {
-                let violations = TextInput.violations(in: message, index: index)
-                if !violations.isEmpty { throw ServiceError.invalidArgument(violations) }
+            if let bytes = message as? [UInt8] {
+                try Self.checkSize(bytes.count, limit: maxBytes)
+            } else if let message = message as? any SwiftProtobuf.Message {
+                let scan = TextInput.scan(message, index: index)
+                // The scan's count is a lower bound of the encoded size; encode only when it comes close.
+                if scan.approximateBytes > maxBytes / 2 {
+                    try Self.checkSize(((try? message.serializedBytes()) as [UInt8]?)?.count ?? 0, limit: maxBytes)
+                }
+                if !scan.violations.isEmpty { throw ServiceError.invalidArgument(scan.violations) }
             }
             return message
         }
         return try await next(
             StreamingServerRequest(metadata: request.metadata, messages: RPCAsyncSequence(wrapping: checked)), context)
+    }
+
+    static func checkSize(_ size: Int, limit: Int) throws {
+        guard size > limit else { return }
+        throw ServiceError(
+            code: .resourceExhausted, reason: "MESSAGE_TOO_LARGE",
+            message: "the request message is \(size) bytes; the largest accepted is \(limit) bytes")
     }
 }
 
@@ -39,12 +63,20 @@ public enum TextInput {
     public static func violations(in message: any SwiftProtobuf.Message, index: DescriptorIndex = .embedded)
         -> [ServiceError.FieldViolation]
     {
+        scan(message, index: index).violations
+    }
+
+    /// The violations, and a lower bound of the message's encoded size (text and bytes, one per field).
+    static func scan(_ message: any SwiftProtobuf.Message, index: DescriptorIndex)
+        -> (violations: [ServiceError.FieldViolation], approximateBytes: Int)
+    {
         var visitor = NulFinder(index: index, messageName: type(of: message).protoMessageName, path: "")
         try? message.traverse(visitor: &visitor)
-        return visitor.found.map {
+        let violations = visitor.found.map {
             ServiceError.FieldViolation(
                 field: $0, reason: "INVALID_CHARACTER", description: "must not contain the NUL character (U+0000)")
         }
+        return (violations, visitor.bytes)
     }
 
     /// Whether `text` can be stored in a PostgreSQL `text` column.
@@ -56,6 +88,8 @@ private struct NulFinder: SwiftProtobuf.Visitor {
     let messageName: String
     let path: String
     var found: [String] = []
+    /// Text and bytes seen, plus one per field: a lower bound of the encoded size.
+    var bytes = 0
 
     func field(_ number: Int) -> String {
         let name = index.fieldName(of: messageName, number: number) ?? "field_\(number)"
@@ -63,6 +97,7 @@ private struct NulFinder: SwiftProtobuf.Visitor {
     }
 
     mutating func check(_ text: String, at field: String) {
+        bytes += text.utf8.count + 1
         if !TextInput.isStorable(text) { found.append(field) }
     }
 
@@ -70,6 +105,7 @@ private struct NulFinder: SwiftProtobuf.Visitor {
         var inner = NulFinder(index: index, messageName: type(of: message).protoMessageName, path: field)
         try? message.traverse(visitor: &inner)
         found += inner.found
+        bytes += inner.bytes + 1
     }
 
     mutating func visitSingularStringField(value: String, fieldNumber: Int) throws {
@@ -119,12 +155,12 @@ private struct NulFinder: SwiftProtobuf.Visitor {
         }
     }
 
-    // Numbers, booleans, bytes and enums hold no text.
-    mutating func visitSingularDoubleField(value: Double, fieldNumber: Int) throws {}
-    mutating func visitSingularInt64Field(value: Int64, fieldNumber: Int) throws {}
-    mutating func visitSingularUInt64Field(value: UInt64, fieldNumber: Int) throws {}
-    mutating func visitSingularBoolField(value: Bool, fieldNumber: Int) throws {}
-    mutating func visitSingularBytesField(value: Data, fieldNumber: Int) throws {}
-    mutating func visitSingularEnumField<E: SwiftProtobuf.Enum>(value: E, fieldNumber: Int) throws {}
-    mutating func visitUnknown(bytes: Data) throws {}
+    // Numbers, booleans, bytes and enums hold no text; they count towards the size.
+    mutating func visitSingularDoubleField(value: Double, fieldNumber: Int) throws { bytes += 1 }
+    mutating func visitSingularInt64Field(value: Int64, fieldNumber: Int) throws { bytes += 1 }
+    mutating func visitSingularUInt64Field(value: UInt64, fieldNumber: Int) throws { bytes += 1 }
+    mutating func visitSingularBoolField(value: Bool, fieldNumber: Int) throws { bytes += 1 }
+    mutating func visitSingularBytesField(value: Data, fieldNumber: Int) throws { bytes += value.count + 1 }
+    mutating func visitSingularEnumField<E: SwiftProtobuf.Enum>(value: E, fieldNumber: Int) throws { bytes += 1 }
+    mutating func visitUnknown(bytes unknown: Data) throws { bytes += unknown.count }
 }
