@@ -51,6 +51,11 @@ public enum RequestID {
         (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { (0x21...0x7e).contains($0) }
     }
 
+    /// The caller's well-formed `x-request-id`, or a new one.
+    public static func of(_ metadata: Metadata) -> String {
+        metadata[stringValues: CallerIdentity.requestIDKey].first(where: isWellFormed) ?? mint()
+    }
+
     public static func mint() -> String {
         var generator = SystemRandomNumberGenerator()
         let high = generator.next() as UInt64

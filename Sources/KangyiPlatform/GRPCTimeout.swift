@@ -6,6 +6,11 @@ public enum GRPCTimeout {
     /// ``RequestContextInterceptor``); nil when the caller set no deadline.
     @TaskLocal public static var deadline: ContinuousClock.Instant?
 
+    /// What remains of ``deadline`` now (never negative); nil without one.
+    public static var remaining: Duration? {
+        deadline.map { max(.zero, $0 - ContinuousClock.now) }
+    }
+
     public static func decode(_ value: String?) -> Duration? {
         guard let value, value.count >= 2, value.count <= 9, let amount = Int64(value.dropLast()), amount >= 0 else { return nil }
         switch value.last {

@@ -88,6 +88,13 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
         return error
     }
 
+    /// A request over the size limit (`KANGYI_MAX_REQUEST_BYTES`), on either door; `size` when known.
+    public static func messageTooLarge(size: Int? = nil, limit: Int) -> ServiceError {
+        ServiceError(
+            code: .resourceExhausted, reason: "MESSAGE_TOO_LARGE",
+            message: "the request is \(size.map { "\($0) bytes" } ?? "too large"); the largest accepted is \(limit) bytes")
+    }
+
     public static func unavailable(reason: String, _ message: String) -> ServiceError {
         ServiceError(code: .unavailable, reason: reason, message: message)
     }

@@ -40,7 +40,6 @@ public enum SignedIdentity {
     public static let lifetime: Duration = .seconds(60)
     static let skew: TimeInterval = 30
 
-
     /// Adds `identity` to `metadata`, signed for `method` (`package.Service/Method`), replacing any
     /// identity headers already there.
     public static func attach(
@@ -54,57 +53,61 @@ public enum SignedIdentity {
         let scopes = identity.scopes.sorted().joined(separator: " ")
         if !scopes.isEmpty { metadata.addString(scopes, forKey: CallerIdentity.scopesKey) }
         let expiry = Int64((now.timeIntervalSince1970 + lifetime.inSeconds) * 1000)
-        let mac = signature(
-            method: method, expiry: expiry, requestID: requestID, caller: identity.caller,
-            department: identity.department, scopes: scopes, key: key)
-        metadata.addString("v1.\(expiry).\(mac)", forKey: signatureKey)
+        let mac = HMAC<SHA256>.authenticationCode(
+            for: message(
+                method: method, expiry: expiry, requestID: requestID, caller: identity.caller,
+                department: identity.department, scopes: scopes),
+            using: key.key)
+        metadata.addString("v1.\(expiry).\(Base64URL.encode(mac))", forKey: signatureKey)
     }
 
     /// The identity `metadata` carries for `method`: anonymous when it claims none; the claimed one when
-    /// its signature verifies; otherwise the reason it is refused (said to the caller, so it names no
-    /// secret).
+    /// its signature verifies; otherwise anonymous with the ``CallerIdentity/refusal`` that says why (said
+    /// to the caller, so it names no secret).
     public static func verify(_ metadata: Metadata, method: String, key: IdentityKey?, now: Date = Date())
-        -> Result<CallerIdentity, Refusal>
+        -> CallerIdentity
     {
-        let requestID = metadata[stringValues: CallerIdentity.requestIDKey].first(where: RequestID.isWellFormed)
+        var anonymous = CallerIdentity(requestID: RequestID.of(metadata))
         let claims = CallerIdentity.gatewayOwnedKeys.contains { !Array(metadata[stringValues: $0]).isEmpty }
-        guard claims else { return .success(CallerIdentity(requestID: requestID ?? RequestID.mint())) }
+        guard claims else { return anonymous }
+        func refuse(_ reason: String, _ message: String) -> CallerIdentity {
+            anonymous.refusal = Refusal(reason: reason, message)
+            return anonymous
+        }
 
         guard let token = single(metadata, signatureKey) else {
-            return .failure(.init(reason: "UNSIGNED_IDENTITY", "identity headers are set only by the gateway and Kangyi services"))
+            return refuse("UNSIGNED_IDENTITY", "identity headers are set only by the gateway and Kangyi services")
         }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "v1", let expiry = Int64(parts[1]) else {
-            return .failure(.init(reason: "MALFORMED_IDENTITY", "the identity signature is malformed"))
+        guard parts.count == 3, parts[0] == "v1", let expiry = Int64(parts[1]), let mac = Base64URL.decode(parts[2])
+        else {
+            return refuse("MALFORMED_IDENTITY", "the identity signature is malformed")
         }
+        guard let key else { return refuse("IDENTITY_NOT_ACCEPTED", "this server accepts no signed identities") }
+        // The request id signed is the caller's own, or none: a minted one was never signed.
+        let requestID = metadata[stringValues: CallerIdentity.requestIDKey].first(where: RequestID.isWellFormed)
         let caller = single(metadata, CallerIdentity.callerKey) ?? ""
         let department = single(metadata, CallerIdentity.departmentKey) ?? ""
         let scopes = single(metadata, CallerIdentity.scopesKey) ?? ""
-        guard let key else {
-            return .failure(.init(reason: "IDENTITY_NOT_ACCEPTED", "this server accepts no signed identities"))
-        }
-        let expected = signature(
+        let signed = message(
             method: method, expiry: expiry, requestID: requestID ?? "", caller: caller, department: department,
-            scopes: scopes, key: key)
-        guard constantTimeEqual(expected, String(parts[2])) else {
-            return .failure(.init(reason: "FORGED_IDENTITY", "the identity signature does not match (wrong key, method or fields)"))
+            scopes: scopes)
+        guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: signed, using: key.key) else {
+            return refuse("FORGED_IDENTITY", "the identity signature does not match (wrong key, method or fields)")
         }
         let now = now.timeIntervalSince1970
         let expires = Double(expiry) / 1000
-        guard expires + skew > now else {
-            return .failure(.init(reason: "EXPIRED_IDENTITY", "the identity signature has expired"))
-        }
+        guard expires + skew > now else { return refuse("EXPIRED_IDENTITY", "the identity signature has expired") }
         guard expires <= now + lifetime.inSeconds + skew else {
-            return .failure(.init(reason: "MALFORMED_IDENTITY", "the identity signature is valid for too long"))
+            return refuse("MALFORMED_IDENTITY", "the identity signature is valid for too long")
         }
-        return .success(
-            CallerIdentity(
-                requestID: requestID ?? RequestID.mint(), caller: caller.isEmpty ? "anonymous" : caller,
-                department: department, scopes: Set(scopes.split(separator: " ").map(String.init))))
+        return CallerIdentity(
+            requestID: anonymous.requestID, caller: caller.isEmpty ? "anonymous" : caller, department: department,
+            scopes: Set(scopes.split(separator: " ").map(String.init)))
     }
 
     /// Why identity headers were not believed.
-    public struct Refusal: Error, Sendable, Equatable {
+    public struct Refusal: Sendable, Equatable {
         public var reason: String
         public var message: String
         init(reason: String, _ message: String) {
@@ -119,24 +122,11 @@ public enum SignedIdentity {
         return values.count == 1 ? values[0] : nil
     }
 
-    static func signature(
-        method: String, expiry: Int64, requestID: String, caller: String, department: String, scopes: String,
-        key: IdentityKey
-    ) -> String {
-        // Each field with its length, so no two different sets of fields read the same.
+    /// What is signed: each field with its length, so no two different sets of fields read the same.
+    static func message(
+        method: String, expiry: Int64, requestID: String, caller: String, department: String, scopes: String
+    ) -> Data {
         let fields = ["v1", method, String(expiry), requestID, caller, department, scopes]
-        let message = fields.map { "\($0.utf8.count):\($0)" }.joined(separator: "\n")
-        let mac = HMAC<SHA256>.authenticationCode(for: Data(message.utf8), using: key.key)
-        return Data(mac).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
-
-    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var difference: UInt8 = 0
-        for index in x.indices { difference |= x[index] ^ y[index] }
-        return difference == 0
+        return Data(fields.map { "\($0.utf8.count):\($0)" }.joined(separator: "\n").utf8)
     }
 }

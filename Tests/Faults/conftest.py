@@ -8,7 +8,6 @@ import os
 import pathlib
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,33 +16,14 @@ import uuid
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / ".build-python"))
-sys.path.insert(0, str(ROOT / "Tests" / "Interop"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "Interop"))
 
-from kangyi.intake.v1 import intake_pb2 as ipb, intake_pb2_grpc  # noqa: E402
+from kangyi_testing import KANGYI, ROOT, Served, help_request  # noqa: E402  (puts the stubs on the path)
+from kangyi.intake.v1 import intake_pb2_grpc  # noqa: E402
 from signing import signing_channel  # noqa: E402
 
-KANGYI = os.environ.get("KANGYI_BIN", str(ROOT / ".build/debug/kangyi"))
 FIGURES = ROOT / ".data" / "faults" / "figures.json"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(condition, seconds=20, what="condition", every=0.05):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"{what} not met within {seconds} s")
 
 
 def figure(scenario, **values):
@@ -95,65 +75,9 @@ class Cluster:
         return subprocess.run(["psql", url, "-At", "-c", query], check=True, capture_output=True, text=True).stdout.strip()
 
 
-class Served:
-    """`kangyi serve <service>` as its own process."""
-
-    def __init__(self, service, env, log_path, port=None):
-        self.service, self.log_path = service, log_path
-        self.port = port or free_port()
-        self.env = dict(env, KANGYI_GRPC_PORT=str(self.port), KANGYI_METRICS_PORT="0", KANGYI_HTTP_PORT="0")
-        self.key = base64.b64decode(self.env["KANGYI_IDENTITY_KEY"])
-        self.process = None
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def start(self):
-        self.process = subprocess.Popen([KANGYI, "serve", self.service], env=self.env,
-                                        stdout=subprocess.DEVNULL, stderr=open(self.log_path, "a"))
-        wait_for(lambda: self.health() == "SERVING", seconds=60, what=f"{self.service} serving")
-        return self
-
-    def health(self):
-        if self.process.poll() is not None:
-            raise AssertionError(f"{self.service} exited {self.process.returncode}:\n{self.log_path.read_text()[-3000:]}")
-        try:
-            status = health_pb2_grpc.HealthStub(grpc.insecure_channel(self.address)).Check(
-                health_pb2.HealthCheckRequest(), timeout=0.5).status
-            return health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-        except grpc.RpcError:
-            return "DOWN"
-
-    def terminate(self):
-        """SIGTERM; returns the seconds until the process exited and its exit code."""
-        started = time.time()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            code = self.process.wait()
-        return time.time() - started, code
-
-    def rss_mib(self):
-        for line in open(f"/proc/{self.process.pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0
-
-    def log(self):
-        return self.log_path.read_text()
-
-    def channel(self):
-        return signing_channel(self.address, self.key)
-
-
-def submission(run, n, phone=None):
-    return ipb.SubmitHelpRequestRequest(
-        request_id=f"{run}-{n}", category="food_supply", district="420106",
-        contact=ipb.Contact(phone=phone or f"139{uuid.uuid4().int % 10**8:08d}", name="赵六"),
-        description=f"家里断粮了，请帮忙 {uuid.uuid4()}", urgency=ipb.URGENCY_URGENT)
+def submission(run, n):
+    """A help request with its own phone and text, so that no two are linked as repeats."""
+    return help_request(f"{run}-{n}", phone=f"139{uuid.uuid4().int % 10**8:08d}", text=f"家里断粮了，请帮忙 {uuid.uuid4()}")
 
 
 class Load:

@@ -1,6 +1,5 @@
 """Faults under load, against real processes; each scenario prints its figures."""
 import asyncio
-import socket
 import subprocess
 import threading
 import time
@@ -8,7 +7,8 @@ import time
 import grpc
 import pytest
 
-from conftest import KANGYI, Cluster, Load, figure, submission, wait_for
+from conftest import Cluster, Load, figure, submission
+from kangyi_testing import KANGYI, wait_for
 from kangyi.intake.v1 import intake_pb2 as ipb, intake_pb2_grpc
 from kangyi.verification.v1 import verification_pb2 as vpb, verification_pb2_grpc
 

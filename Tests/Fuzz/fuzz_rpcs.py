@@ -11,14 +11,9 @@ status, no hang past the deadline, and the process stays up. Failures are writte
     python Tests/Fuzz/fuzz_rpcs.py --seconds 600      # make fuzz MINUTES=10
 """
 import argparse
-import base64
-import json
-import os
 import pathlib
 import random
 import secrets
-import signal
-import subprocess
 import sys
 import time
 
@@ -29,6 +24,7 @@ sys.path.insert(0, str(ROOT / ".build-python"))
 sys.path.insert(0, str(ROOT / "Tests" / "Interop"))
 
 from google.protobuf import descriptor as d  # noqa: E402
+from kangyi_testing import Kangyi  # noqa: E402
 from signing import sign  # noqa: E402
 
 from kangyi.intake.v1 import intake_pb2  # noqa: E402,F401
@@ -114,46 +110,23 @@ def mutate(data, rng):
     return bytes(data)
 
 
-class Target:
-    def __init__(self, tmp, database_url):
-        self.tmp = tmp
-        env = dict(os.environ, KANGYI_DATA_DIR=str(tmp), KANGYI_DATABASE_URL=database_url, KANGYI_LOG_LEVEL="warning")
-        self.log = open(tmp / "kangyi.log", "w")
-        self.process = subprocess.Popen([os.environ.get("KANGYI_BIN", str(ROOT / ".build/debug/kangyi")), "dev",
-                                         "--ephemeral-ports"], env=env, stdout=subprocess.DEVNULL, stderr=self.log)
-        deadline = time.time() + 60
-        while not (tmp / "dev.json").exists():
-            if self.process.poll() is not None or time.time() > deadline:
-                raise SystemExit(f"kangyi dev did not start: {(tmp / 'kangyi.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-        info = json.loads((tmp / "dev.json").read_text())
-        self.addresses = {s["name"]: s["grpc"] for s in info["services"]}
-        self.key = base64.b64decode((tmp / "identity.key").read_text())
-        self.channels = {name: grpc.insecure_channel(address) for name, address in self.addresses.items()}
-
-    def call(self, service, method, payload, metadata, streaming_in, streaming_out, timeout=3.0):
-        path = f"/{SERVICES[service].full_name}/{method.name}"
-        channel = self.channels[service]
-        metadata = sign(metadata, path, self.key)
-        identity = (lambda b: b)
-        if streaming_out:
-            call = channel.unary_stream(path, request_serializer=identity, response_deserializer=identity)
-            responses = call(payload, metadata=metadata, timeout=timeout)
-            for _ in responses:
-                pass
-        elif streaming_in:
-            call = channel.stream_unary(path, request_serializer=identity, response_deserializer=identity)
-            call(iter([payload] * 3), metadata=metadata, timeout=timeout)
-        else:
-            call = channel.unary_unary(path, request_serializer=identity, response_deserializer=identity)
-            call(payload, metadata=metadata, timeout=timeout)
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+def call(kangyi, service, method, payload, metadata, timeout=3.0):
+    """Sends `payload` as it is (bytes, not a message) to `method`, signing any identity claim."""
+    path = f"/{SERVICES[service].full_name}/{method.name}"
+    channel = kangyi.raw_channel(service)
+    metadata = sign(metadata, path, kangyi.identity_key)
+    identity = (lambda b: b)
+    if method.server_streaming:
+        # A watch runs until its deadline: a short one leaves the time to other methods.
+        for _ in channel.unary_stream(path, request_serializer=identity, response_deserializer=identity)(
+                payload, metadata=metadata, timeout=min(timeout, 1.0)):
+            pass
+    elif method.client_streaming:
+        channel.stream_unary(path, request_serializer=identity, response_deserializer=identity)(
+            iter([payload] * 3), metadata=metadata, timeout=timeout)
+    else:
+        channel.unary_unary(path, request_serializer=identity, response_deserializer=identity)(
+            payload, metadata=metadata, timeout=timeout)
 
 
 def main():
@@ -167,10 +140,7 @@ def main():
     (out / "failures").mkdir(parents=True, exist_ok=True)
     tmp = out / f"run-{secrets.token_hex(3)}"
     tmp.mkdir()
-    cluster = os.environ["KANGYI_TEST_DATABASE_URL"]
-    name = f"fuzz_{secrets.token_hex(4)}"
-    subprocess.run(["psql", cluster, "-q", "-c", f'CREATE DATABASE "{name}"'], check=True)
-    target = Target(tmp, cluster.rsplit("/", 1)[0] + "/" + name)
+    target = Kangyi(tmp, label="fuzz", KANGYI_LOG_LEVEL="warning")
     corpus = sorted(CORPUS.glob("*.bin")) if CORPUS.exists() else []
     methods = [(s, m) for s, service in SERVICES.items() for m in service.methods]
     rounds, failures, codes = 0, [], {}
@@ -195,7 +165,7 @@ def main():
             started = time.time()
             code = grpc.StatusCode.OK
             try:
-                target.call(service, method, payload, metadata, method.client_streaming, method.server_streaming)
+                call(target, service, method, payload, metadata)
             except grpc.RpcError as error:
                 code = error.code()
             took = time.time() - started

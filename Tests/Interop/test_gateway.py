@@ -8,7 +8,7 @@ import uuid
 import grpc
 import pytest
 
-from conftest import ROOT
+from kangyi_testing import KANGYI
 from kangyi.intake.v1 import intake_pb2 as ipb, intake_pb2_grpc
 from kangyi.verification.v1 import verification_pb2 as vpb, verification_pb2_grpc
 
@@ -23,7 +23,7 @@ def new_token(kangyi, *args):
     """A token made with `kangyi token create` on the dev database."""
     env = dict(os.environ, KANGYI_DATABASE_URL=kangyi.info["database_url"])
     out = subprocess.run(
-        [os.environ.get("KANGYI_BIN", str(ROOT / ".build/debug/kangyi")), "token", "create", "--json", *args],
+        [KANGYI, "token", "create", "--json", *args],
         env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out)["token"]
 
@@ -139,8 +139,7 @@ def test_per_caller_metrics(kangyi):
 
 
 def test_the_grpc_door_serves_tls_when_a_certificate_is_configured(tmp_path):
-    from test_verification import Served, free_port
-    from conftest import fresh_database
+    from kangyi_testing import Served, fresh_database, free_port
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
@@ -149,7 +148,7 @@ def test_the_grpc_door_serves_tls_when_a_certificate_is_configured(tmp_path):
     env = dict(os.environ, KANGYI_DATABASE_URL=fresh_database("tls"), KANGYI_TLS_CERT=str(cert), KANGYI_TLS_KEY=str(key),
                KANGYI_HTTP_PORT="0", KANGYI_INTAKE_ADDRESS=f"127.0.0.1:{free_port()}")
     port = free_port()
-    server = Served("gateway", port, env, tmp_path / "gateway.log", tls_root=cert.read_bytes())
+    server = Served("gateway", env, tmp_path / "gateway.log", port=port, tls_root=cert.read_bytes())
     server.start()
     try:
         secure = grpc.secure_channel(f"127.0.0.1:{port}", grpc.ssl_channel_credentials(root_certificates=cert.read_bytes()))

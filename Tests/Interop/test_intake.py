@@ -6,15 +6,9 @@ import grpc
 import pytest
 
 from kangyi.intake.v1 import intake_pb2 as pb, intake_pb2_grpc
+from kangyi_testing import help_request
 
 PII = [("x-kangyi-caller", "interop"), ("x-kangyi-scopes", "pii.read")]
-
-
-def help_request(request_id, phone="13812345678", text="小区封控，家中老人缺少降压药，请帮忙购买"):
-    return pb.SubmitHelpRequestRequest(
-        request_id=request_id, category="medical", district="420106",
-        contact=pb.Contact(phone=phone, name="李四"), description=text,
-        urgency=pb.URGENCY_CRITICAL, special_groups=[pb.SPECIAL_GROUP_ELDERLY])
 
 
 @pytest.fixture()

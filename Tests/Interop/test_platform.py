@@ -102,7 +102,7 @@ def test_metrics_are_served_in_prometheus_text(kangyi):
 
 
 def test_sigterm_stops_the_process_cleanly(tmp_path):
-    from conftest import Kangyi
+    from kangyi_testing import Kangyi
     server = Kangyi(tmp_path)
     assert server.stop() == 0
     assert not (tmp_path / "dev.json").exists()

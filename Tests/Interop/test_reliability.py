@@ -9,7 +9,7 @@ import pytest
 
 from kangyi.intake.v1 import intake_pb2 as pb, intake_pb2_grpc
 from test_gateway import gateway
-from test_intake import help_request
+from kangyi_testing import help_request
 
 FORGED = [("x-kangyi-caller", "developer"), ("x-kangyi-scopes", "pii.read")]
 

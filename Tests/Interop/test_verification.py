@@ -2,17 +2,13 @@
 processes — including intake going away in the middle of a transition and coming back."""
 import base64
 import os
-import signal
-import socket
 import subprocess
-import time
 import uuid
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import ROOT, fresh_database
+from kangyi_testing import KANGYI, Served, free_port, fresh_database, wait_for
 from signing import signing_channel
 from kangyi.intake.v1 import intake_pb2 as ipb, intake_pb2_grpc
 from kangyi.verification.v1 import verification_pb2 as vpb, verification_pb2_grpc
@@ -28,16 +24,6 @@ def submit(intake, phone=None, category="food_supply"):
         contact=ipb.Contact(phone=phone, name="王五"), description=f"家里断粮了 {uuid.uuid4()}",
         urgency=ipb.URGENCY_URGENT)
     return intake.SubmitHelpRequest(request, metadata=[("x-kangyi-caller", "citizen-app")], timeout=10).help_request, phone
-
-
-def wait_for(condition, seconds=20, what="condition"):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met within {seconds} s")
 
 
 def get_case(verification, case_id):
@@ -105,48 +91,6 @@ def test_the_whole_path_of_a_case(kangyi):
     assert phone not in kangyi.log()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Served:
-    """`kangyi serve <service>` as its own OS process."""
-
-    def __init__(self, service, port, env, log_path, tls_root=None):
-        self.service, self.port, self.log_path = service, port, log_path
-        # Every service of a deployment shares one identity key.
-        self.env = dict(env, KANGYI_IDENTITY_KEY=env.get("KANGYI_IDENTITY_KEY") or base64.b64encode(os.urandom(32)).decode())
-        self.key = base64.b64decode(self.env["KANGYI_IDENTITY_KEY"])
-        self.tls_root = tls_root
-        self.process = None
-
-    def start(self):
-        env = dict(self.env, KANGYI_GRPC_PORT=str(self.port), KANGYI_METRICS_PORT="0")
-        self.process = subprocess.Popen(
-            [os.environ.get("KANGYI_BIN", str(ROOT / ".build/debug/kangyi")), "serve", self.service],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "a"))
-        address = f"127.0.0.1:{self.port}"
-        channel = (grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=self.tls_root))
-                   if self.tls_root else grpc.insecure_channel(address))
-        health = health_pb2_grpc.HealthStub(channel)
-
-        def serving():
-            if self.process.poll() is not None:
-                raise AssertionError(f"{self.service} exited:\n{self.log_path.read_text()}")
-            try:
-                return health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING
-            except grpc.RpcError:
-                return False
-        wait_for(serving, seconds=60, what=f"{self.service} serving")
-        return self
-
-    def stop(self):
-        self.process.send_signal(signal.SIGTERM)
-        assert self.process.wait(timeout=30) == 0
-
-
 @pytest.fixture()
 def two_processes(tmp_path):
     intake_port, verification_port = free_port(), free_port()
@@ -154,11 +98,11 @@ def two_processes(tmp_path):
         os.environ, KANGYI_DATABASE_URL=fresh_database("two_processes"),
         KANGYI_IDENTITY_KEY=base64.b64encode(os.urandom(32)).decode(),
         KANGYI_INTAKE_ADDRESS=f"127.0.0.1:{intake_port}", KANGYI_BACKGROUND_POLL_MS="200")
-    intake = Served("intake", intake_port, env, tmp_path / "intake.log")
-    verification = Served("verification", verification_port, env, tmp_path / "verification.log")
+    intake = Served("intake", env, tmp_path / "intake.log", port=intake_port)
+    verification = Served("verification", env, tmp_path / "verification.log", port=verification_port)
     # Migrations first, so two processes starting together do not race for them (they would wait
     # on the advisory lock anyway).
-    subprocess.run([os.environ.get("KANGYI_BIN", str(ROOT / ".build/debug/kangyi")), "migrate"], env=env, check=True,
+    subprocess.run([KANGYI, "migrate"], env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     yield intake.start(), verification.start()
     for server in (verification, intake):

@@ -9,8 +9,7 @@ struct BearerIdentity: Sendable {
     let tokens: TokenStore
 
     func resolve(_ metadata: Metadata) async -> CallerIdentity {
-        let requestID = metadata[stringValues: CallerIdentity.requestIDKey].first(where: RequestID.isWellFormed)
-            ?? RequestID.mint()
+        let requestID = RequestID.of(metadata)
         guard let token = Self.bearer(in: metadata), let holder = try? await tokens.authenticate(token) else {
             return CallerIdentity(requestID: requestID)
         }

@@ -24,7 +24,7 @@ struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
     static func forward(
         _ request: StreamingServerRequest<[UInt8]>, method: Routes.Method, to backend: GRPCClient<Transport>
     ) async throws -> StreamingServerResponse<[UInt8]> {
-        let options = CallOptions.forwarding(timeout: request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true }))
+        let options = CallOptions.forwarding(timeout: GRPCTimeout.remaining)
         let metadata = ForwardedMetadata.filter(request.metadata)
         // A single request message is read before the backend is called: the caller's stream is then never
         // abandoned half-read when the backend answers early (grpc-swift resets such a stream).
@@ -84,10 +84,10 @@ struct RawBytes: MessageSerializer, MessageDeserializer {
 
 extension CallOptions {
     /// A forwarded call: fail fast when the backend is down, and keep the caller's deadline.
-    static func forwarding(timeout header: String?, default fallback: Duration? = nil) -> CallOptions {
+    static func forwarding(timeout: Duration?) -> CallOptions {
         var options = CallOptions.defaults
         options.waitForReady = false
-        options.timeout = GRPCTimeout.decode(header) ?? fallback
+        options.timeout = timeout
         return options
     }
 }

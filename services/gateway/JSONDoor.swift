@@ -94,9 +94,7 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
             do {
                 bytes = try await body.collectBody(upTo: maxBodyBytes)
             } catch is NIOTooManyBytesError {
-                throw ServiceError(
-                    code: .resourceExhausted, reason: "MESSAGE_TOO_LARGE",
-                    message: "the request body is larger than \(maxBodyBytes) bytes, the largest accepted")
+                throw ServiceError.messageTooLarge(limit: maxBodyBytes)
             }
             let message: any SwiftProtobuf.Message
             do {
@@ -107,8 +105,8 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
             }
             let encoded: [UInt8] = try message.serializedBytes()
             let options = CallOptions.forwarding(
-                timeout: metadata[stringValues: "grpc-timeout"].first(where: { _ in true }),
-                default: method.serverStreaming ? nil : .seconds(30))
+                timeout: GRPCTimeout.decode(metadata[stringValues: "grpc-timeout"].first(where: { _ in true }))
+                    ?? (method.serverStreaming ? nil : .seconds(30)))
             let outgoing = StreamingClientRequest<[UInt8]>(metadata: [:]) { writer in try await writer.write(encoded) }
 
             let (call, _) = try await BackendCall.open(

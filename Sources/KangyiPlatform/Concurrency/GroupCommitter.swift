@@ -35,9 +35,6 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     private let maxBatch: Int
     private let lanes: Int
     private let commit: Commit
-    /// Whether an error of a whole batch cannot be blamed on any item (the database is unreachable), so
-    /// splitting the batch would only repeat it.
-    private let failsEveryone: @Sendable (any Error) -> Bool
 
     /// - Parameters:
     ///   - maxBatch: the most items in one commit.
@@ -47,7 +44,6 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         self.maxBatch = maxBatch
         self.lanes = lanes
         self.commit = commit
-        self.failsEveryone = { DatabaseErrorKind($0) == .unavailable }
     }
 
     /// Queues `item` and returns its result once its batch has committed.
@@ -103,8 +99,8 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     /// is nothing to do.
     private func nextBatch() async -> [Ticket]? {
         while true {
+            // Callers answered early (gone) are still queued: ``InFlight`` leaves them out of the commit.
             let batch: [Ticket]?? = state.withLock { state in
-                state.queue.removeAll { $0.isAnswered }
                 if !state.queue.isEmpty {
                     let count = min(state.queue.count, maxBatch)
                     defer { state.queue.removeFirst(count) }
@@ -125,58 +121,23 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     }
 
     private func lane() async {
-        while let tickets = await nextBatch() {
-            let batch = Batch(tickets)
-            guard !batch.isEmpty else { continue }
+        while let queued = await nextBatch() {
+            let batch = InFlight()
+            let tickets = queued.filter { $0.join(batch) }
+            guard !tickets.isEmpty else { continue }
             let items = tickets.map(\.item)
-            let work = Task { await self.commitIsolating(items) }
-            // The lane moves on when the commit ends — or when every caller has gone or the lane is
-            // cancelled (the drain is over): then the commit is cancelled and left behind, so a commit
+            // The lane moves on when the commit ends — or when every caller has gone, or the lane is
+            // cancelled (the drain is over): the commit is then cancelled and left behind, so a commit
             // stuck on a database that does not answer holds up neither this lane nor shutdown.
-            let outcome = Outcome()
-            Task { outcome.finish(await work.value) }
-            batch.onAllGone {
-                work.cancel()
-                outcome.finish(nil)
-            }
             let results = await withTaskCancellationHandler {
-                await outcome.value
+                await batch.run(waiting: tickets.count) { await self.commitIsolating(items) }
             } onCancel: {
-                work.cancel()
-                outcome.finish(nil)
+                batch.abandon()
             }
             for (index, ticket) in tickets.enumerated() {
                 ticket.finish(
                     results.map { index < $0.count ? $0[index] : .failure(PlatformError(description: "batch commit returned too few results")) }
                         ?? .failure(CancellationError()))
-            }
-        }
-    }
-
-    /// A batch's results, or nil when the lane stopped waiting for them; settled once.
-    private final class Outcome: Sendable {
-        private let state = Mutex<(settled: [Result<Output, any Error>]??, waiter: CheckedContinuation<[Result<Output, any Error>]?, Never>?)>((nil, nil))
-
-        func finish(_ results: [Result<Output, any Error>]?) {
-            let waiter = state.withLock { state -> CheckedContinuation<[Result<Output, any Error>]?, Never>? in
-                guard state.settled == nil else { return nil }
-                state.settled = .some(results)
-                defer { state.waiter = nil }
-                return state.waiter
-            }
-            waiter?.resume(returning: results)
-        }
-
-        var value: [Result<Output, any Error>]? {
-            get async {
-                await withCheckedContinuation { continuation in
-                    let settled = state.withLock { state -> [Result<Output, any Error>]?? in
-                        if let settled = state.settled { return .some(settled) }
-                        state.waiter = continuation
-                        return .none
-                    }
-                    if let settled { continuation.resume(returning: settled) }
-                }
             }
         }
     }
@@ -187,7 +148,8 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         do {
             return try await commit(items)
         } catch {
-            if items.count == 1 || failsEveryone(error) || Task.isCancelled {
+            // An unreachable database is nobody's fault: every half would fail the same way.
+            if items.count == 1 || DatabaseErrorKind(error) == .unavailable || Task.isCancelled {
                 return Array(repeating: .failure(error), count: items.count)
             }
             let middle = items.count / 2
@@ -205,7 +167,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         }
 
         let item: Item
-        private let state = Mutex<(phase: Phase, batch: Batch?)>((.new, nil))
+        private let state = Mutex<(phase: Phase, batch: InFlight?)>((.new, nil))
 
         init(_ item: Item) { self.item = item }
 
@@ -224,10 +186,8 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
             return false
         }
 
-        var isAnswered: Bool { state.withLock { if case .answered = $0.phase { true } else { false } } }
-
-        /// Joins a batch; false if already answered (it then does not count as waiting in it).
-        func join(_ batch: Batch) -> Bool {
+        /// Joins a batch; false if already answered (it is then left out of the commit).
+        func join(_ batch: InFlight) -> Bool {
             state.withLock { state in
                 if case .answered = state.phase { return false }
                 state.batch = batch
@@ -237,7 +197,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
 
         /// Answers the caller, unless it was answered already.
         func finish(_ result: Result<Output, any Error>) {
-            let answer: (CheckedContinuation<Output, any Error>?, Batch?)? = state.withLock { state in
+            let answer: (CheckedContinuation<Output, any Error>?, InFlight?)? = state.withLock { state in
                 switch state.phase {
                 case .new:
                     state.phase = .answered(result)
@@ -255,32 +215,62 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         }
     }
 
-    /// The callers of one commit: when every one of them has been answered early, the commit is cancelled.
-    private final class Batch: Sendable {
-        private let state: Mutex<(waiting: Int, cancel: (@Sendable () -> Void)?)>
+    /// One commit under way: its result once it ends, or nil as soon as every caller in it has been
+    /// answered early or the lane gives up on it — then the commit task is cancelled.
+    private final class InFlight: Sendable {
+        typealias Results = [Result<Output, any Error>]
 
-        init(_ tickets: [Ticket]) {
-            state = Mutex((tickets.count, nil))
-            for ticket in tickets where !ticket.join(self) { gone() }
+        private struct State {
+            var waiting = 0
+            var settled: Results??
+            var waiter: CheckedContinuation<Results?, Never>?
+            var work: Task<Void, Never>?
         }
 
-        var isEmpty: Bool { state.withLock { $0.waiting <= 0 } }
+        private let state = Mutex(State())
 
-        func onAllGone(_ cancel: @escaping @Sendable () -> Void) {
-            let now = state.withLock { state in
-                if state.waiting <= 0 { return true }
-                state.cancel = cancel
-                return false
+        /// Starts `commit` and waits for its results (nil if abandoned first); `waiting` callers joined.
+        func run(waiting: Int, _ commit: @escaping @Sendable () async -> Results) async -> Results? {
+            let work = Task { self.settle(await commit()) }
+            // Callers may have gone between joining and now (the count then ran below zero).
+            let abandoned = state.withLock { state in
+                state.waiting += waiting
+                state.work = work
+                return state.settled != nil || state.waiting <= 0
             }
-            if now { cancel() }
+            if abandoned { abandon() }
+            return await withCheckedContinuation { continuation in
+                let settled = state.withLock { state -> Results?? in
+                    if let settled = state.settled { return .some(settled) }
+                    state.waiter = continuation
+                    return .none
+                }
+                if let settled { continuation.resume(returning: settled) }
+            }
         }
 
+        /// A caller of the batch was answered early; the last one to go abandons the commit.
         func gone() {
-            let cancel = state.withLock { state -> (@Sendable () -> Void)? in
+            let last = state.withLock { state in
                 state.waiting -= 1
-                return state.waiting <= 0 ? state.cancel : nil
+                return state.waiting == 0
             }
-            cancel?()
+            if last { abandon() }
+        }
+
+        func abandon() {
+            settle(nil)
+            state.withLock { $0.work }?.cancel()
+        }
+
+        private func settle(_ results: Results?) {
+            let waiter = state.withLock { state -> CheckedContinuation<Results?, Never>? in
+                guard state.settled == nil else { return nil }
+                state.settled = .some(results)
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(returning: results)
         }
     }
 }

@@ -3,8 +3,8 @@ import Logging
 
 /// A PostgreSQL cluster of the machine's PostgreSQL 15, in a folder of the repository (`.data/pg` for
 /// `kangyi dev`, `.data/test-pg` for tests): created with initdb on first use, started on a free local port
-/// the first time and on the same port ever after, reused while it runs and on later runs. initdb and postgres refuse to run as root, so as root they run as
-/// the `postgres` user (`runuser`).
+/// the first time and on the same port ever after, reused while it runs and on later runs. initdb and
+/// postgres refuse to run as root, so as root they run as the `postgres` user (`runuser`).
 public struct EmbeddedPostgres: Sendable {
     public let dataDirectory: String
     /// Off only for throwaway test clusters: durability is not what tests measure.
@@ -55,9 +55,7 @@ public struct EmbeddedPostgres: Sendable {
 
     /// Whether the cluster's postmaster is alive (cheap: no child process; for a watchdog).
     public var isRunning: Bool {
-        guard let pidFile = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
-            let pid = pidFile.split(separator: "\n").first.flatMap({ Int32($0) })
-        else { return false }
+        guard let pid = postmaster()?.pid else { return false }
         return kill(pid, 0) == 0 || errno == EPERM
     }
 
@@ -88,13 +86,19 @@ public struct EmbeddedPostgres: Sendable {
 
     /// The port of a running postmaster of this folder, read from `postmaster.pid` and confirmed by pg_ctl.
     func runningPort() -> Int? {
+        guard let port = postmaster()?.port else { return nil }
+        guard (try? run("pg_ctl", ["-D", dataDirectory, "status"], quiet: true)) != nil else { return nil }
+        return port
+    }
+
+    /// The pid and port `postmaster.pid` records (left behind by a crash: check the pid is alive).
+    private func postmaster() -> (pid: Int32, port: Int)? {
         guard let pidFile = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8) else {
             return nil
         }
         let lines = pidFile.split(separator: "\n", omittingEmptySubsequences: false)
-        guard lines.count > 3, let port = Int(lines[3]) else { return nil }
-        guard (try? run("pg_ctl", ["-D", dataDirectory, "status"], quiet: true)) != nil else { return nil }
-        return port
+        guard lines.count > 3, let pid = Int32(lines[0]), let port = Int(lines[3]) else { return nil }
+        return (pid, port)
     }
 
     private func initializeIfNeeded() throws {

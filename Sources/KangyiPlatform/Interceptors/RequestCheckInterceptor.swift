@@ -34,107 +34,102 @@ public struct RequestCheckInterceptor: ServerInterceptor {
         let (index, maxBytes) = (self.index, self.maxBytes)
         let checked = request.messages.map { message in
             if let bytes = message as? [UInt8] {
-                try Self.checkSize(bytes.count, limit: maxBytes)
+                if bytes.count > maxBytes { throw ServiceError.messageTooLarge(size: bytes.count, limit: maxBytes) }
             } else if let message = message as? any SwiftProtobuf.Message {
-                let scan = TextInput.scan(message, index: index)
+                var scan = MessageScan(index: index)
+                scan.visit(message)
                 // The scan's count is a lower bound of the encoded size; encode only when it comes close.
-                if scan.approximateBytes > maxBytes / 2 {
-                    try Self.checkSize(((try? message.serializedBytes()) as [UInt8]?)?.count ?? 0, limit: maxBytes)
+                if scan.bytes > maxBytes / 2 {
+                    let size = ((try? message.serializedBytes()) as [UInt8]?)?.count ?? 0
+                    if size > maxBytes { throw ServiceError.messageTooLarge(size: size, limit: maxBytes) }
                 }
-                if !scan.violations.isEmpty { throw ServiceError.invalidArgument(scan.violations) }
+                if !scan.nulFields.isEmpty {
+                    throw ServiceError.invalidArgument(scan.nulFields.map {
+                        .init(field: $0, reason: "INVALID_CHARACTER", description: "must not contain the NUL character (U+0000)")
+                    })
+                }
             }
             return message
         }
         return try await next(
             StreamingServerRequest(metadata: request.metadata, messages: RPCAsyncSequence(wrapping: checked)), context)
     }
-
-    static func checkSize(_ size: Int, limit: Int) throws {
-        guard size > limit else { return }
-        throw ServiceError(
-            code: .resourceExhausted, reason: "MESSAGE_TOO_LARGE",
-            message: "the request message is \(size) bytes; the largest accepted is \(limit) bytes")
-    }
 }
 
-/// The text check itself, usable on its own (a batch item, a fuzz target).
-public enum TextInput {
-    /// One violation per string field that holds a NUL character, named by its path.
-    public static func violations(in message: any SwiftProtobuf.Message, index: DescriptorIndex = .embedded)
-        -> [ServiceError.FieldViolation]
-    {
-        scan(message, index: index).violations
+/// One pass over a message and everything in it: the paths of string fields holding a NUL character,
+/// and a lower bound of the encoded size (text and bytes, one per field). Field names are looked up only
+/// for a field found wanting: the clean path, every call's, costs no lookups and builds no strings.
+struct MessageScan: SwiftProtobuf.Visitor {
+    /// Where a nested message sits: its parent's field, and its position when repeated.
+    private struct Step {
+        var message: String
+        var number: Int
+        var position: Int?
     }
 
-    /// The violations, and a lower bound of the message's encoded size (text and bytes, one per field).
-    static func scan(_ message: any SwiftProtobuf.Message, index: DescriptorIndex)
-        -> (violations: [ServiceError.FieldViolation], approximateBytes: Int)
-    {
-        var visitor = NulFinder(index: index, messageName: type(of: message).protoMessageName, path: "")
-        try? message.traverse(visitor: &visitor)
-        let violations = visitor.found.map {
-            ServiceError.FieldViolation(
-                field: $0, reason: "INVALID_CHARACTER", description: "must not contain the NUL character (U+0000)")
-        }
-        return (violations, visitor.bytes)
+    private let index: DescriptorIndex
+    private var message = ""
+    private var path: [Step] = []
+    private(set) var nulFields: [String] = []
+    private(set) var bytes = 0
+
+    init(index: DescriptorIndex) { self.index = index }
+
+    mutating func visit(_ message: any SwiftProtobuf.Message) {
+        let outer = self.message
+        self.message = type(of: message).protoMessageName
+        try? message.traverse(visitor: &self)
+        self.message = outer
     }
 
-    /// Whether `text` can be stored in a PostgreSQL `text` column.
-    public static func isStorable(_ text: String) -> Bool { !text.utf8.contains(0) }
-}
-
-private struct NulFinder: SwiftProtobuf.Visitor {
-    let index: DescriptorIndex
-    let messageName: String
-    let path: String
-    var found: [String] = []
-    /// Text and bytes seen, plus one per field: a lower bound of the encoded size.
-    var bytes = 0
-
-    func field(_ number: Int) -> String {
-        let name = index.fieldName(of: messageName, number: number) ?? "field_\(number)"
-        return path.isEmpty ? name : path + "." + name
-    }
-
-    mutating func check(_ text: String, at field: String) {
+    private mutating func check(_ text: String, number: Int, position: Int? = nil) {
         bytes += text.utf8.count + 1
-        if !TextInput.isStorable(text) { found.append(field) }
+        if text.utf8.contains(0) { nulFields.append(name(path + [Step(message: message, number: number, position: position)])) }
     }
 
-    mutating func descend(_ message: any SwiftProtobuf.Message, at field: String) {
-        var inner = NulFinder(index: index, messageName: type(of: message).protoMessageName, path: field)
-        try? message.traverse(visitor: &inner)
-        found += inner.found
-        bytes += inner.bytes + 1
+    private mutating func descend(_ child: any SwiftProtobuf.Message, number: Int, position: Int? = nil) {
+        path.append(Step(message: message, number: number, position: position))
+        visit(child)
+        path.removeLast()
+        bytes += 1
+    }
+
+    /// `contact.name`, `items[3].note`.
+    private func name(_ steps: [Step]) -> String {
+        steps.map { step in
+            let field = index.fieldName(of: step.message, number: step.number) ?? "field_\(step.number)"
+            return step.position.map { "\(field)[\($0)]" } ?? field
+        }.joined(separator: ".")
     }
 
     mutating func visitSingularStringField(value: String, fieldNumber: Int) throws {
-        check(value, at: field(fieldNumber))
+        check(value, number: fieldNumber)
     }
 
     mutating func visitRepeatedStringField(value: [String], fieldNumber: Int) throws {
-        for (position, text) in value.enumerated() { check(text, at: "\(field(fieldNumber))[\(position)]") }
+        for (position, text) in value.enumerated() { check(text, number: fieldNumber, position: position) }
     }
 
     mutating func visitSingularMessageField<M: SwiftProtobuf.Message>(value: M, fieldNumber: Int) throws {
-        descend(value, at: field(fieldNumber))
+        descend(value, number: fieldNumber)
     }
 
     mutating func visitRepeatedMessageField<M: SwiftProtobuf.Message>(value: [M], fieldNumber: Int) throws {
-        for (position, message) in value.enumerated() { descend(message, at: "\(field(fieldNumber))[\(position)]") }
+        for (position, child) in value.enumerated() { descend(child, number: fieldNumber, position: position) }
     }
 
     mutating func visitSingularGroupField<G: SwiftProtobuf.Message>(value: G, fieldNumber: Int) throws {
-        descend(value, at: field(fieldNumber))
+        descend(value, number: fieldNumber)
     }
 
+    // Maps: keys and string values are checked as the entry's fields; the path names the map field.
     mutating func visitMapField<KeyType, ValueType: MapValueType>(
         fieldType: _ProtobufMap<KeyType, ValueType>.Type, value: _ProtobufMap<KeyType, ValueType>.BaseType,
         fieldNumber: Int
     ) throws {
         for (key, entry) in value {
-            if let key = key as? String { check(key, at: "\(field(fieldNumber))[key]") }
-            if let entry = entry as? String { check(entry, at: "\(field(fieldNumber))[\(key)]") }
+            if let key = key as? String { check(key, number: fieldNumber) }
+            if let entry = entry as? String { check(entry, number: fieldNumber) }
         }
     }
 
@@ -142,7 +137,7 @@ private struct NulFinder: SwiftProtobuf.Visitor {
         fieldType: _ProtobufEnumMap<KeyType, ValueType>.Type, value: _ProtobufEnumMap<KeyType, ValueType>.BaseType,
         fieldNumber: Int
     ) throws where ValueType.RawValue == Int {
-        for key in value.keys { if let key = key as? String { check(key, at: "\(field(fieldNumber))[key]") } }
+        for key in value.keys { if let key = key as? String { check(key, number: fieldNumber) } }
     }
 
     mutating func visitMapField<KeyType, ValueType>(
@@ -150,8 +145,8 @@ private struct NulFinder: SwiftProtobuf.Visitor {
         value: _ProtobufMessageMap<KeyType, ValueType>.BaseType, fieldNumber: Int
     ) throws {
         for (key, entry) in value {
-            if let key = key as? String { check(key, at: "\(field(fieldNumber))[key]") }
-            descend(entry, at: "\(field(fieldNumber))[\(key)]")
+            if let key = key as? String { check(key, number: fieldNumber) }
+            descend(entry, number: fieldNumber)
         }
     }
 

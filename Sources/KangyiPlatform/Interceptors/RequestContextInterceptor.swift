@@ -13,18 +13,7 @@ public struct RequestContextInterceptor: ServerInterceptor {
 
     /// A backend's: signed identities under `key` (none at all when nil).
     public init(key: IdentityKey?) {
-        self.resolve = { metadata, method in
-            switch SignedIdentity.verify(metadata, method: method.fullyQualifiedMethod, key: key) {
-            case .success(let identity):
-                return identity
-            case .failure(let refusal):
-                var anonymous = CallerIdentity(
-                    requestID: metadata[stringValues: CallerIdentity.requestIDKey].first(where: RequestID.isWellFormed)
-                        ?? RequestID.mint())
-                anonymous.refusal = refusal
-                return anonymous
-            }
-        }
+        self.resolve = { metadata, method in SignedIdentity.verify(metadata, method: method.fullyQualifiedMethod, key: key) }
     }
 
     /// A resolver of its own (the gateway's bearer tokens).

@@ -12,7 +12,7 @@ public struct PeerClient: Service {
     public let name: String
     public let grpc: GRPCClient<HTTP2ClientTransport.Posix>
 
-    public init(name: String, address: String, key: IdentityKey?) throws {
+    public init(name: String, address: String, key: IdentityKey) throws {
         let parts = address.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, let port = Int(parts[1]), !parts[0].isEmpty else {
             throw PlatformError(description: "peer address for \(name) must be host:port, not \(address)")
@@ -37,28 +37,17 @@ public struct PeerClient: Service {
     }
 }
 
-/// Copies ``CallerIdentity/current`` into an outgoing call's metadata, signed for its method. Without a
-/// key nothing is claimed: the call is anonymous.
+/// Copies ``CallerIdentity/current`` into an outgoing call's metadata, signed for its method.
 struct IdentityPropagationInterceptor: ClientInterceptor {
-    let key: IdentityKey?
+    let key: IdentityKey
 
     func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingClientRequest<Input>, context: ClientContext,
         next: (StreamingClientRequest<Input>, ClientContext) async throws -> StreamingClientResponse<Output>
     ) async throws -> StreamingClientResponse<Output> {
         var request = request
-        let identity = CallerIdentity.current
-        if let key {
-            SignedIdentity.attach(
-                identity, method: context.descriptor.fullyQualifiedMethod, key: key, to: &request.metadata)
-        } else {
-            for name in [CallerIdentity.requestIDKey] + CallerIdentity.gatewayOwnedKeys {
-                request.metadata.removeAllValues(forKey: name)
-            }
-            if RequestID.isWellFormed(identity.requestID) {
-                request.metadata.addString(identity.requestID, forKey: CallerIdentity.requestIDKey)
-            }
-        }
+        SignedIdentity.attach(
+            CallerIdentity.current, method: context.descriptor.fullyQualifiedMethod, key: key, to: &request.metadata)
         return try await next(request, context)
     }
 }
@@ -70,6 +59,9 @@ extension ServiceRuntime {
         guard let address = peers[name] else {
             throw PlatformError(description: "no address for peer service \(name) (set KANGYI_\(name.uppercased())_ADDRESS)")
         }
-        return try PeerClient(name: name, address: address, key: settings.identityKey)
+        guard let key = settings.identityKey else {
+            throw PlatformError(description: "calls to peer service \(name) need KANGYI_IDENTITY_KEY")
+        }
+        return try PeerClient(name: name, address: address, key: key)
     }
 }
