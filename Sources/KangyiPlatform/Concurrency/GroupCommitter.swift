@@ -49,9 +49,9 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     /// Queues `item` and returns its result once its batch has committed.
     public func submit(_ item: Item) async throws -> Output {
         let ticket = Ticket(item)
-        // grpc-swift signals a passed deadline through the RPC's cancellation handle, not the task; it
-        // signals a server's drain the same way, which must not fail calls that are to finish. So the
-        // caller leaves on task cancellation, or on RPC cancellation once its deadline has passed.
+        // grpc-swift signals a passed deadline through the RPC's cancellation handle, not the task, and
+        // signals a server's drain the same way — which must not fail calls that are to finish. So on the
+        // RPC's cancellation the caller leaves at its deadline (at once if it has passed), never before.
         let deadline = GRPCTimeout.deadline
         return try await withRPCCancellationHandler {
             try await withTaskCancellationHandler {
@@ -74,7 +74,9 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
                 ticket.finish(.failure(CancellationError()))
             }
         } onCancelRPC: {
-            if let deadline, ContinuousClock.now >= deadline - .milliseconds(5) {
+            guard let deadline else { return }
+            Task {
+                try? await Task.sleep(until: deadline)
                 ticket.finish(.failure(RPCError(code: .deadlineExceeded, message: "the call's deadline passed")))
             }
         }
