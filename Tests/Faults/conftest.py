@@ -35,6 +35,17 @@ def figure(scenario, **values):
     FIGURES.write_text(json.dumps(figures, indent=2, sort_keys=True))
 
 
+def crash(data):
+    """kill -9 of a cluster's postmaster and every one of its processes at once: a crash, not a shutdown."""
+    root = int((data / "postmaster.pid").read_text().split("\n")[0])
+    children = subprocess.run(["pgrep", "-P", str(root)], capture_output=True, text=True).stdout.split()
+    for pid in [root] + [int(c) for c in children]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 class Cluster:
     """A durable embedded PostgreSQL cluster (`kangyi db start`) that a scenario may kill."""
 
@@ -46,21 +57,8 @@ class Cluster:
         out = subprocess.run([KANGYI, "db", "start", "--data", str(self.data)], check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
-    def postmaster(self):
-        try:
-            return int((self.data / "postmaster.pid").read_text().split("\n")[0])
-        except (FileNotFoundError, ValueError, PermissionError):
-            return None
-
     def kill(self):
-        """kill -9 of the postmaster and every one of its processes at once: a crash, not a shutdown."""
-        root = self.postmaster()
-        children = subprocess.run(["pgrep", "-P", str(root)], capture_output=True, text=True).stdout.split()
-        for pid in [root] + [int(c) for c in children]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        crash(self.data)
 
     def stop(self):
         subprocess.run([KANGYI, "db", "stop", "--data", str(self.data)], capture_output=True)

@@ -1,13 +1,17 @@
 """Faults under load, against real processes; each scenario prints its figures."""
 import asyncio
+import json
+import os
+import signal
 import subprocess
 import threading
 import time
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from conftest import Cluster, Load, figure, submission
+from conftest import Cluster, Load, crash, figure, submission
 from kangyi_testing import KANGYI, wait_for
 from kangyi.intake.v1 import intake_pb2 as ipb, intake_pb2_grpc
 from kangyi.verification.v1 import verification_pb2 as vpb, verification_pb2_grpc
@@ -55,6 +59,38 @@ def test_database_killed_under_load_then_sigterm(cluster, deployment):
            acknowledged=len(load.acked), stored=rows, codes=dict(load.codes), sigterm_exit_s=round(seconds, 2), exit_code=code)
     assert to_not_serving <= 5 and to_serving <= 5
     assert seconds <= GRACE + 2 and code == 0
+
+
+def test_kangyi_dev_restarts_its_embedded_database(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "KANGYI_DATABASE_URL"}
+    process = subprocess.Popen([KANGYI, "dev", "--ephemeral-ports"], stdout=subprocess.DEVNULL,
+                               stderr=open(tmp_path / "kangyi.log", "w"), env=dict(env, KANGYI_DATA_DIR=str(tmp_path)))
+    try:
+        wait_for(lambda: (tmp_path / "dev.json").exists(), seconds=60, what="kangyi dev ready")
+        info = json.loads((tmp_path / "dev.json").read_text())
+        intake = next(s["grpc"] for s in info["services"] if s["name"] == "intake")
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(intake))
+
+        def status():
+            try:
+                return health_pb2.HealthCheckResponse.ServingStatus.Name(
+                    health.Check(health_pb2.HealthCheckRequest(), timeout=1).status)
+            except grpc.RpcError:
+                return "DOWN"
+        wait_for(lambda: status() == "SERVING", what="SERVING")
+        killed = time.time()
+        crash(tmp_path / "pg")
+        wait_for(lambda: status() == "NOT_SERVING", seconds=10, what="NOT_SERVING")
+        wait_for(lambda: status() == "SERVING", seconds=20, what="SERVING after the watchdog's restart")
+        back = time.time() - killed
+        stub = intake_pb2_grpc.IntakeServiceStub(grpc.insecure_channel(intake))
+        assert stub.SubmitHelpRequest(submission("dev", 1), timeout=10).help_request.ticket
+        assert json.loads((tmp_path / "dev.json").read_text())["database_url"] == info["database_url"]
+        figure("kangyi dev: embedded PostgreSQL killed", serving_again_s=round(back, 2))
+        assert "restarting it on its port" in (tmp_path / "kangyi.log").read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
 
 
 def test_sigterm_under_load_lets_started_calls_finish(deployment):
