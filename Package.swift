@@ -81,6 +81,19 @@ let package = Package(
             exclude: ["README.md"]
         ),
         .target(
+            name: "KangyiCheckpoint",
+            dependencies: [
+                "KangyiAPI", "KangyiPlatform",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "services/checkpoint",
+            exclude: ["README.md"]
+        ),
+        .target(
             name: "KangyiGateway",
             dependencies: [
                 "KangyiAPI", "KangyiPlatform",
@@ -101,6 +114,7 @@ let package = Package(
                 "KangyiPlatform",
                 "KangyiIntake",
                 "KangyiVerification",
+                "KangyiCheckpoint",
                 "KangyiGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -149,6 +163,17 @@ let package = Package(
             dependencies: [
                 "KangyiVerification", "KangyiIntake", "KangyiTestSupport",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "CheckpointTests",
+            dependencies: [
+                "KangyiCheckpoint", "KangyiTestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -19,11 +19,11 @@ extension FieldViolations {
         }
     }
 
-    public mutating func checkDistrict(_ code: String, in reference: ReferenceData, required: Bool) {
+    public mutating func checkDistrict(_ code: String, in reference: ReferenceData, required: Bool, field: String = "district") {
         if code.isEmpty {
-            if required { add("district", "MISSING_DISTRICT", "required: a district code such as 420106") }
+            if required { add(field, "MISSING_DISTRICT", "required: a district code such as 420106") }
         } else if reference.district(code) == nil {
-            add("district", "UNKNOWN_DISTRICT", "unknown district code")
+            add(field, "UNKNOWN_DISTRICT", "unknown district code")
         }
     }
 
@@ -40,10 +40,11 @@ extension FieldViolations {
     /// when `required`.
     public mutating func checkText(_ text: String, field: String, required: Bool, limit: Int = 1000) {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let name = (field.split(separator: ".").last.map(String.init) ?? field).uppercased()  // risk_area.note → NOTE
         if required && trimmed.isEmpty {
-            add(field, "MISSING_\(field.uppercased())", "required")
+            add(field, "MISSING_\(name)", "required")
         } else if text.unicodeScalars.count > limit {
-            add(field, "\(field.uppercased())_TOO_LONG", "at most \(limit) characters")
+            add(field, "\(name)_TOO_LONG", "at most \(limit) characters")
         }
     }
 

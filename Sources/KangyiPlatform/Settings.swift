@@ -38,6 +38,9 @@ public struct Settings: Sendable {
     /// `KANGYI_SHUTDOWN_GRACE_S`: after SIGTERM, how long calls in flight may finish before they are
     /// cancelled and the process exits. Default 20 (Kubernetes' grace period must be longer).
     public var shutdownGrace: Duration
+    /// `KANGYI_CHECKPOINT_RETENTION_DAYS`: how many days of vehicle logs the checkpoint service keeps
+    /// (older daily partitions are dropped; older logs are refused). Default 30.
+    public var checkpointRetentionDays: Int = 30
 
     public struct ServerLimits: Sendable, Equatable {
         /// `KANGYI_MAX_REQUEST_BYTES`: the largest request message accepted. Default 4 MiB.
@@ -121,6 +124,7 @@ public struct Settings: Sendable {
                 try env.int("KANGYI_BACKGROUND_POLL_MS", default: 1000, in: 10...600_000)),
             identityKey: try env.identityKey("KANGYI_IDENTITY_KEY"),
             shutdownGrace: .seconds(try env.int("KANGYI_SHUTDOWN_GRACE_S", default: 20, in: 1...3_600)))
+        self.checkpointRetentionDays = try env.int("KANGYI_CHECKPOINT_RETENTION_DAYS", default: 30, in: 2...3_650)
     }
 }
 

@@ -1,3 +1,4 @@
+import KangyiCheckpoint
 import KangyiGateway
 import KangyiIntake
 import KangyiPlatform
@@ -6,7 +7,9 @@ import KangyiVerification
 /// Every Kangyi service this binary can run, in start-up order. Adding a service is adding its
 /// definition here (and its library target in Package.swift).
 enum Catalog {
-    static let all: [ServiceDefinition] = [Intake.definition, Verification.definition, Gateway.definition]
+    static let all: [ServiceDefinition] = [
+        Intake.definition, Verification.definition, Checkpoint.definition, Gateway.definition,
+    ]
 
     /// Run only by `kangyi serve`, for `make bench`: never part of a deployment.
     static let benchOnly: [ServiceDefinition] = [Noop.definition]

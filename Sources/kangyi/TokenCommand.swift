@@ -17,7 +17,9 @@ struct TokenCommand: AsyncParsableCommand {
             discussion: "Kinds: \(Scopes.kinds.keys.sorted().joined(separator: ", ")). Scopes: \(Scopes.all.joined(separator: ", ")).")
 
         @Option(help: "Who holds it: a system or staff member (letters, digits, . _ -).")
-        var caller: String
+        var caller: String?
+        @Option(help: "The terminal a checkpoint-terminal token belongs to (its caller is then terminal.<ID>; it uploads only as that terminal).")
+        var terminal: String?
         @Option(help: "The holder's department code.")
         var department = ""
         @Option(help: "A kind of caller, which grants that kind's scopes.")
@@ -41,6 +43,20 @@ struct TokenCommand: AsyncParsableCommand {
                 throw ValidationError("unknown scope \(unknown); one of \(Scopes.all.joined(separator: ", "))")
             }
             if kind == nil && scope.isEmpty { throw ValidationError("give --kind or at least one --scope") }
+            if kind == "checkpoint-terminal" {
+                guard let terminal, caller == nil else {
+                    throw ValidationError("a checkpoint-terminal token names its terminal: give --terminal ID (not --caller)")
+                }
+                guard !terminal.isEmpty, terminal.utf8.count <= 64,
+                    terminal.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+                else { throw ValidationError("--terminal: letters, digits, '-' and '_', 1-64 characters") }
+            } else {
+                guard terminal == nil else { throw ValidationError("--terminal is for --kind checkpoint-terminal only") }
+                guard let caller, !caller.isEmpty else { throw ValidationError("give --caller") }
+                guard !caller.hasPrefix("terminal.") else {
+                    throw ValidationError("callers named terminal.* are checkpoint terminals: use --kind checkpoint-terminal --terminal ID")
+                }
+            }
             guard rate > 0, burst >= 1 else { throw ValidationError("--rate must be > 0 and --burst ≥ 1") }
         }
 
@@ -49,7 +65,8 @@ struct TokenCommand: AsyncParsableCommand {
             let expires = expiresInDays.map { Date().addingTimeInterval(Double($0) * 86_400) }
             let (holder, token) = try await withTokens { tokens in
                 try await tokens.create(
-                    caller: caller, department: department, scopes: scopes, ratePerSecond: rate, burst: burst,
+                    caller: terminal.map { "terminal.\($0)" } ?? caller ?? "", department: department, scopes: scopes,
+                    ratePerSecond: rate, burst: burst,
                     expiresAt: expires)
             }
             if json {

@@ -10,6 +10,7 @@ public enum Routes {
     public static let backends: [String: String] = [
         "kangyi.intake.v1.IntakeService": "intake",
         "kangyi.verification.v1.VerificationService": "verification",
+        "kangyi.checkpoint.v1.CheckpointService": "checkpoint",
     ]
 
     /// One routed method as the contracts describe it.

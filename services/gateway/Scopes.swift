@@ -8,10 +8,20 @@ public enum Scopes {
     public static let intakeTransition = "intake.transition"
     public static let verificationWork = "verification.work"
     public static let verificationReport = "verification.report"
+    /// Vehicle logs in (terminals: a terminal's token uploads only as that terminal, see the checkpoint service).
+    public static let checkpointUpload = "checkpoint.upload"
+    /// Vehicle logs out: listings, histories, the flagged feed, statistics, exports (public security,
+    /// the health commission).
+    public static let checkpointRead = "checkpoint.read"
+    /// Checkpoints, terminals, risk areas and watched plates (operators).
+    public static let checkpointAdmin = "checkpoint.admin"
     /// Unmasked personal data in answers (checked by the services themselves).
     public static let personalData = Scope.personalData
 
-    public static let all = [intakeSubmit, intakeRead, intakeTransition, verificationWork, verificationReport, personalData]
+    public static let all = [
+        intakeSubmit, intakeRead, intakeTransition, verificationWork, verificationReport, checkpointUpload, checkpointRead,
+        checkpointAdmin, personalData,
+    ]
 
     /// `package.Service/Method` → the scope a caller's token must hold.
     public static let required: [String: String] = {
@@ -30,14 +40,27 @@ public enum Scopes {
              "Reopen", "GetCase", "ListCases"],
             verificationWork)
         add(verification, ["GetStatistics", "WatchEscalations"], verificationReport)
+        let checkpoint = "kangyi.checkpoint.v1.CheckpointService"
+        add(checkpoint, ["UploadVehicleLogs", "RecordVehicleLog"], checkpointUpload)
+        add(
+            checkpoint,
+            ["ListVehicleLogs", "GetPlateHistory", "WatchFlaggedVehicles", "GetCheckpointStatistics", "ExportVehicleLogs",
+             "ListCheckpoints", "ListTerminals", "ListRiskAreas", "ListWatchedPlates"],
+            checkpointRead)
+        add(
+            checkpoint,
+            ["SetCheckpoint", "RegisterTerminal", "RetireTerminal", "SetRiskArea", "WatchPlate", "UnwatchPlate"],
+            checkpointAdmin)
         return table
     }()
 
     /// The kinds of callers and the scopes a token of that kind gets (`kangyi token create --kind`).
     public static let kinds: [String: [String]] = [
         "citizen-frontend": [intakeSubmit],
-        "department-system": [intakeSubmit, intakeRead],
-        "checkpoint-terminal": [],
+        "department-system": [intakeSubmit, intakeRead, checkpointRead],
+        // Its caller is `terminal.<terminal id>` (`kangyi token create --kind checkpoint-terminal --terminal ID`).
+        "checkpoint-terminal": [checkpointUpload],
+        "checkpoint-operator": [checkpointRead, checkpointAdmin],
         "staff-tool": [intakeRead, verificationWork, personalData],
         "analyst": [verificationReport],
         "supervisor": [intakeRead, verificationWork, verificationReport],

@@ -30,29 +30,6 @@ struct PageKey: Sendable, Equatable, Codable {
     var id: UUID
 }
 
-/// Where a watcher is in the change feed.
-struct FeedCursor: Sendable, Equatable {
-    var xid: UInt64
-    var seq: Int64
-
-    static let start = FeedCursor(xid: 0, seq: 0)
-
-    var token: String { Data("v1:\(xid):\(seq)".utf8).base64EncodedString() }
-
-    init(xid: UInt64, seq: Int64) {
-        self.xid = xid
-        self.seq = seq
-    }
-
-    init?(token: String) {
-        if token.isEmpty { self = .start; return }
-        guard let data = Data(base64Encoded: token) else { return nil }
-        let parts = String(decoding: data, as: UTF8.self).split(separator: ":")
-        guard parts.count == 3, parts[0] == "v1", let xid = UInt64(parts[1]), let seq = Int64(parts[2]) else { return nil }
-        self.init(xid: xid, seq: seq)
-    }
-}
-
 extension IntakeStore {
     func list(_ filter: HelpRequestFilter, after: PageKey?, limit: Int) async throws -> [StoredHelpRequest] {
         var conditions: [String] = []

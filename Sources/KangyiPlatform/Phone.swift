@@ -1,9 +1,9 @@
 /// Mainland China mobile numbers: the one form stored (11 digits) and the one form shown to callers
 /// without the personal-data scope (`138****5678`).
-enum Phone {
+public enum Phone {
     /// "+86 138-1234-5678", "0086 13812345678", "(138) 1234 5678" → "13812345678"; nil if it is not a
     /// mainland mobile number (11 digits, starting 13–19).
-    static func normalize(_ raw: String) -> String? {
+    public static func normalize(_ raw: String) -> String? {
         var digits = ""
         for character in raw {
             if let digit = character.wholeNumberValue, character.isASCII {
@@ -26,14 +26,14 @@ enum Phone {
     }
 
     /// "13812345678" → "138****5678".
-    static func mask(_ phone: String) -> String {
+    public static func mask(_ phone: String) -> String {
         guard phone.count == 11 else { return String(repeating: "*", count: phone.count) }
         return phone.prefix(3) + "****" + phone.suffix(4)
     }
 }
 
 extension String {
-    var trimmingSpaces: Substring {
+    public var trimmingSpaces: Substring {
         var text = Substring(self)
         while let first = text.first, first.isWhitespace { text.removeFirst() }
         while let last = text.last, last.isWhitespace { text.removeLast() }

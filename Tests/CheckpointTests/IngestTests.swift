@@ -1,0 +1,139 @@
+import Foundation
+import GRPCCore
+import KangyiAPI
+@testable import KangyiCheckpoint
+import KangyiPlatform
+import KangyiTestSupport
+import SwiftProtobuf
+import Testing
+
+/// Exactly once per (terminal, sequence), across streams and reconnects; item-level refusals.
+@Suite struct IngestTests {
+    @Test func aStreamIsAcknowledgedThroughItsLastLogAndAResendIsNotStoredTwice() async throws {
+        try await CheckpointHarness.run("stream") { h in
+            let logs = (1...400).map { vehicleLog($0, plate: "豫A\(10000 + $0)") }
+            let first = try await h.upload(Array(logs[0..<300]))
+            #expect(first.last?.ackedThrough == 300)
+            #expect(first.last?.stored == 300)
+            // Acknowledged as commits happen, not once per log.
+            #expect(first.count < 300)
+            #expect(zip(first, first.dropFirst()).allSatisfy { $0.ackedThrough <= $1.ackedThrough })
+            // The terminal reconnects and resends from 201 with new logs after.
+            let second = try await h.upload(Array(logs[200..<400]))
+            #expect(second.last?.ackedThrough == 400)
+            #expect(second.last?.stored == 100)
+            #expect(second.last?.replayed == 100)
+            #expect(try await h.count() == 400)
+            #expect(try await h.count("SELECT count(*)::int FROM checkpoint.log_sequences") == 400)
+        }
+    }
+
+    @Test func aConflictAndAnInvalidLogAreReportedAndTheStreamGoesOn() async throws {
+        try await CheckpointHarness.run("items") { h in
+            _ = try await h.upload([vehicleLog(1), vehicleLog(2)])
+            var bad = vehicleLog(4, plate: "not a plate")
+            bad.occupants[0].temperatureDecidegrees = 999
+            let responses = try await h.upload([
+                vehicleLog(2, plate: "豫A99999"),  // another log under a used sequence
+                vehicleLog(3), bad, vehicleLog(5), vehicleLog(5),  // the last: not increasing
+            ])
+            let items = responses.flatMap(\.items)
+            #expect(items.first { $0.sequence == 2 }?.outcome == .conflict)
+            let rejected = items.first { $0.sequence == 4 }
+            #expect(rejected?.outcome == .rejected)
+            #expect(Set(rejected?.violations.map(\.field) ?? []) == ["log.plate", "log.occupants[0].temperature_decidegrees"])
+            #expect(items.filter { $0.sequence == 5 }.map(\.violations.first?.reason) == ["SEQUENCE_NOT_INCREASING"])
+            #expect(responses.last?.ackedThrough == 5)
+            #expect(responses.last?.stored == 2)
+            #expect(try await h.count() == 4)
+        }
+    }
+
+    @Test func unaryRecordIsIdempotentAndRefusesReuse() async throws {
+        try await CheckpointHarness.run("unary") { h in
+            var log = vehicleLog(1, temperatures: [380], codes: [.green])
+            log.driverPhone = "13812345678"
+            let first = try await h.record(log)
+            #expect(!first.replayed)
+            #expect(first.vehicleLog.checkpoint == CheckpointHarness.checkpoint)
+            #expect(first.vehicleLog.log.driverPhone == "138****5678")  // a terminal holds no personal-data scope
+            let again = try await h.record(log)
+            #expect(again.replayed)
+            #expect(again.vehicleLog.log == first.vehicleLog.log)
+            #expect(again.vehicleLog.flags == [.fever])
+            log.plate = "豫A99999"
+            let error = await #expect(throws: RPCError.self) { try await h.record(log) }
+            #expect(error?.code == .alreadyExists)
+            #expect(try await h.count() == 1)
+        }
+    }
+
+    @Test func concurrentResendsOfTheSameLogsStoreEachOnce() async throws {
+        try await CheckpointHarness.run("race") { h in
+            let logs = (1...200).map { vehicleLog($0, plate: "豫A\(20000 + $0)") }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 { group.addTask { _ = try await h.upload(logs) } }
+                for log in logs.prefix(50) { group.addTask { _ = try await h.record(log) } }
+                try await group.waitForAll()
+            }
+            #expect(try await h.count() == 200)
+        }
+    }
+
+    @Test func aTerminalUploadsOnlyAsItselfAndOnlyWhileRegistered() async throws {
+        try await CheckpointHarness.run("terminals") { h in
+            let op = CheckpointHarness.operatorMetadata
+            _ = try await h.grpc.registerTerminal(
+                .with { $0.terminalID = "T2"; $0.checkpoint = "ZZ-ZHONGMU" }, metadata: op("RegisterTerminal"))
+            // Another terminal's token.
+            let denied = await #expect(throws: RPCError.self) { try await h.record(vehicleLog(1), as: "T2") }
+            #expect(denied?.code == .permissionDenied)
+            let streamDenied = await #expect(throws: RPCError.self) { try await h.upload([vehicleLog(1)], as: "T2") }
+            #expect(streamDenied?.code == .permissionDenied)
+            // An unknown terminal (an operator may upload for any terminal, but it must exist).
+            let unknown = await #expect(throws: RPCError.self) {
+                try await h.grpc.recordVehicleLog(.with { $0.log = vehicleLog(1, terminal: "T9") }, metadata: op("RecordVehicleLog"))
+            }
+            #expect(unknown?.violations == ["log.terminal_id"])
+            // Rebinding is refused; registering again the same way is not.
+            let taken = await #expect(throws: RPCError.self) {
+                try await h.grpc.registerTerminal(.with { $0.terminalID = "T2"; $0.checkpoint = "ZZ-YAOJIA" }, metadata: op("RegisterTerminal"))
+            }
+            #expect(taken?.code == .alreadyExists)
+            _ = try await h.grpc.registerTerminal(.with { $0.terminalID = "T2"; $0.checkpoint = "ZZ-ZHONGMU" }, metadata: op("RegisterTerminal"))
+            // Retired: its backlog observed before the retirement is accepted, nothing after.
+            let before = Date().addingTimeInterval(-120)
+            _ = try await h.grpc.retireTerminal(.with { $0.terminalID = "T2" }, metadata: op("RetireTerminal"))
+            #expect(try await h.record(vehicleLog(1, terminal: "T2", observedAt: before), as: "T2").vehicleLog.checkpoint == "ZZ-ZHONGMU")
+            let after = try await h.upload([vehicleLog(2, terminal: "T2", observedAt: Date().addingTimeInterval(5))], as: "T2")
+            #expect(after.flatMap(\.items).first?.violations.first?.reason == "TERMINAL_RETIRED")
+            let listed = try await h.grpc.listTerminals(.with { $0.includeRetired = true }, metadata: op("ListTerminals"))
+            #expect(listed.terminals.map(\.terminalID) == ["T1", "T2"])
+            #expect(try await h.grpc.listTerminals(.init(), metadata: op("ListTerminals")).terminals.map(\.terminalID) == ["T1"])
+        }
+    }
+
+    @Test func partitionsAreCreatedAheadAndDroppedAfterRetention() async throws {
+        try await CheckpointHarness.run("partitions", retentionDays: 5) { h in
+            let keeper = PartitionKeeper(client: h.client, retentionDays: 5, logger: TestDatabase.logger)
+            let now = Date()
+            // 9 partitions: today, 5 back, 3 ahead.
+            let names = "SELECT count(*)::int FROM pg_inherits WHERE inhparent = 'checkpoint.vehicle_logs'::regclass"
+            #expect(try await h.count(names) == 9)
+            _ = try await h.record(vehicleLog(1, observedAt: now.addingTimeInterval(-2 * 86_400)))
+            _ = try await h.record(vehicleLog(2, observedAt: now.addingTimeInterval(-60)))
+            // Two days later: two old days go; two new days come.
+            let later = try await keeper.maintain(now: now.addingTimeInterval(2 * 86_400))
+            #expect(later.created.count == 2)
+            #expect(later.dropped.count == 2)
+            #expect(later.dropped.first == PartitionKeeper.name(of: PartitionKeeper.day(of: now.addingTimeInterval(-5 * 86_400))))
+            #expect(try await h.count(names) == 9)
+            #expect(try await h.count() == 2)
+            // Five days later the first log's day goes, with its ledger row.
+            let remaining = try await keeper.maintain(now: now.addingTimeInterval(5 * 86_400))
+            #expect(remaining.dropped.contains(PartitionKeeper.name(of: PartitionKeeper.day(of: now.addingTimeInterval(-2 * 86_400)))))
+            #expect(try await h.count() == 1)
+            #expect(try await h.count("SELECT count(*)::int FROM checkpoint.log_sequences") == 1)
+        }
+    }
+}

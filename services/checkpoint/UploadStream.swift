@@ -1,0 +1,220 @@
+import GRPCCore
+import KangyiAPI
+import KangyiPlatform
+import Synchronization
+
+/// One terminal's `UploadVehicleLogs` stream. Logs are validated as they arrive and handed to the group
+/// commit; at most ``window`` are waiting for their commit at once, so the server reads no faster than it
+/// commits and HTTP/2 flow control holds a fast terminal back. A second task writes acknowledgements
+/// whenever the high-water mark moves — one message for everything a commit settled, not one per log.
+struct UploadStream {
+    /// Logs of one stream awaiting their commit at most.
+    static let window = 512
+
+    let store: VehicleLogStore
+    /// The log as stored, or the violations that refuse it.
+    let validate: @Sendable (Kangyi_Checkpoint_V1_VehicleLog) -> Result<NewVehicleLog, ServiceError>
+    /// Throws PERMISSION_DENIED when the caller may not upload as this terminal.
+    let authorize: @Sendable (String) throws -> Void
+
+    func run(
+        requests: RPCAsyncSequence<Kangyi_Checkpoint_V1_UploadVehicleLogsRequest, any Error>,
+        response: RPCWriter<Kangyi_Checkpoint_V1_UploadVehicleLogsResponse>
+    ) async throws {
+        let acks = Acknowledgements()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while let update = await acks.next() { try await response.write(update) }
+            }
+            // The reading stops when the RPC is cancelled (the caller left, or the server drains): what
+            // was not acknowledged is resent on the next stream and answered as a resend.
+            let reading = Task { try await read(requests, into: acks) }
+            do {
+                try await withTaskCancellationHandler {
+                    try await withRPCCancellationHandler { try await reading.value } onCancelRPC: { reading.cancel() }
+                } onCancel: {
+                    reading.cancel()
+                }
+            } catch {
+                acks.finish()
+                throw error
+            }
+            acks.finish()
+            try await group.waitForAll()
+        }
+    }
+
+    private func read(
+        _ requests: RPCAsyncSequence<Kangyi_Checkpoint_V1_UploadVehicleLogsRequest, any Error>, into acks: Acknowledgements
+    ) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { commits in
+            var waiting = 0
+            var terminal: String?
+            var last: Int64 = 0
+            for try await request in requests {
+                let log = request.log
+                try authorize(log.terminalID)
+                var refusal: [ServiceError.FieldViolation] = []
+                if let terminal, log.terminalID != terminal {
+                    refusal = [.init(field: "log.terminal_id", reason: "TERMINAL_CHANGED", description: "a stream carries one terminal's logs")]
+                } else if log.sequence <= last {
+                    refusal = [.init(
+                        field: "log.sequence", reason: "SEQUENCE_NOT_INCREASING",
+                        description: "must increase within a stream (the previous was \(last))")]
+                }
+                if !refusal.isEmpty {
+                    // Not a position in this stream's order: reported, never acknowledged past.
+                    acks.report(.with {
+                        $0.sequence = log.sequence
+                        $0.outcome = .rejected
+                        $0.violations = refusal.map(\.wire)
+                    })
+                    continue
+                }
+                terminal = log.terminalID
+                last = log.sequence
+                acks.received(log.sequence)
+                let sequence = log.sequence
+                switch validate(log) {
+                case .failure(let error):
+                    acks.settle(sequence, .rejected(error.violations))
+                case .success(let valid):
+                    if waiting == Self.window {
+                        try await commits.next()
+                        waiting -= 1
+                    }
+                    waiting += 1
+                    commits.addTask {
+                        acks.settle(sequence, try await Self.ingest(valid, into: store))
+                    }
+                }
+            }
+            try await commits.waitForAll()
+        }
+    }
+
+    /// The outcome of one log. A log the database itself refuses (after the batch isolated it) is
+    /// rejected for good; an unreachable database or a shutdown ends the stream, so the terminal resends.
+    static func ingest(_ log: NewVehicleLog, into store: VehicleLogStore) async throws -> IngestOutcome {
+        do {
+            return try await store.ingest(log)
+        } catch let error where isItemLevel(error) {
+            return .rejected([.init(field: "log", reason: "STORAGE_REFUSED", description: "the database refused this log")])
+        }
+    }
+
+    static func isItemLevel(_ error: any Error) -> Bool {
+        switch DatabaseErrorKind(error) {
+        case .other?, .uniqueViolation?: true
+        default: false
+        }
+    }
+}
+
+/// What a stream has settled and not yet told the terminal: the high-water mark (every sequence up to
+/// it settled), the logs refused since the last message, and the stream's totals.
+final class Acknowledgements: Sendable {
+    private struct State {
+        var order: [(sequence: Int64, settled: Bool)] = []
+        var head = 0
+        var position: [Int64: Int] = [:]
+        var ackedThrough: Int64 = 0
+        var items: [Kangyi_Checkpoint_V1_ItemResult] = []
+        var stored: Int64 = 0
+        var replayed: Int64 = 0
+        var changed = false
+        var finished = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func received(_ sequence: Int64) {
+        state.withLock { state in
+            state.position[sequence] = state.order.count
+            state.order.append((sequence, false))
+        }
+    }
+
+    func settle(_ sequence: Int64, _ outcome: IngestOutcome) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            switch outcome {
+            case .stored: state.stored += 1
+            case .replayed: state.replayed += 1
+            case .conflict:
+                state.items.append(.with {
+                    $0.sequence = sequence
+                    $0.outcome = .conflict
+                })
+            case .rejected(let violations):
+                state.items.append(.with {
+                    $0.sequence = sequence
+                    $0.outcome = .rejected
+                    $0.violations = violations.map(\.wire)
+                })
+            }
+            if let index = state.position.removeValue(forKey: sequence) { state.order[index].settled = true }
+            while state.head < state.order.count, state.order[state.head].settled {
+                state.ackedThrough = state.order[state.head].sequence
+                state.head += 1
+            }
+            if state.head > 1024 {
+                state.order.removeFirst(state.head)
+                state.head = 0
+                for (index, entry) in state.order.enumerated() where !entry.settled { state.position[entry.sequence] = index }
+            }
+            state.changed = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    func report(_ item: Kangyi_Checkpoint_V1_ItemResult) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.items.append(item)
+            state.changed = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// No more settlements: ``next()`` returns what is left, then nil.
+    func finish() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.finished = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// The next message for the terminal, once something changed; nil when finished and told.
+    func next() async -> Kangyi_Checkpoint_V1_UploadVehicleLogsResponse? {
+        while true {
+            let update: Kangyi_Checkpoint_V1_UploadVehicleLogsResponse?? = state.withLock { state in
+                if state.changed {
+                    state.changed = false
+                    defer { state.items.removeAll() }
+                    return .some(.with {
+                        $0.ackedThrough = state.ackedThrough
+                        $0.items = state.items
+                        $0.stored = state.stored
+                        $0.replayed = state.replayed
+                    })
+                }
+                return state.finished ? .some(nil) : nil
+            }
+            if let update { return update }
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { state in
+                    if state.changed || state.finished { return true }
+                    state.waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        }
+    }
+}
