@@ -14,6 +14,7 @@ help:
 	@echo "make check-proto  fail if the committed generated code differs from proto/"
 
 build:
+	scripts/build-deps.sh
 	swift build
 
 run: build
@@ -35,8 +36,9 @@ proto:
 	scripts/proto.sh
 
 check-proto: proto
-	@if [ -n "$$(git status --porcelain -- Sources/KangyiAPI)" ]; then \
-	  git status --short -- Sources/KangyiAPI; git --no-pager diff --stat -- Sources/KangyiAPI; \
+	@if [ -n "$$(git status --porcelain -- Sources/KangyiAPI Sources/kangyi-terminal/generated)" ]; then \
+	  git status --short -- Sources/KangyiAPI Sources/kangyi-terminal/generated; \
+	  git --no-pager diff --stat -- Sources/KangyiAPI Sources/kangyi-terminal/generated; \
 	  echo "generated code is stale: run 'make proto' and commit the result"; exit 1; fi
 	@echo "generated code matches proto/"
 

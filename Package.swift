@@ -7,7 +7,7 @@ let package = Package(
     name: "kangyi",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "kangyi", targets: ["kangyi"])
+        .executable(name: "kangyi", targets: ["kangyi"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -123,6 +123,18 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        // The checkpoint terminal's client, in C: nghttp2 for HTTP/2, protobuf-c for the messages
+        // (generated from the same proto by `make proto`), OpenSSL for TLS. See Sources/kangyi-terminal.
+        .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c", providers: [.apt(["libprotobuf-c-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .executableTarget(
+            name: "kangyi-terminal",
+            dependencies: ["CNGHTTP2", "CProtobufC", "COpenSSL"],
+            exclude: ["README.md"],
+            cSettings: [.headerSearchPath("generated")],
+            linkerSettings: [.linkedLibrary("m")]
         ),
         // Shared by the test targets: a real PostgreSQL database per test, log capture, servers on ports.
         .target(

@@ -20,6 +20,7 @@ T=${BENCH_SECONDS:-10}
 OUT=.data/bench
 
 scripts/ensure-apt.sh postgresql-contrib:/usr/share/postgresql/15/extension/pg_trgm.control nghttp2-client:h2load curl:curl
+scripts/build-deps.sh
 echo "building release binaries..."
 swift build -c release --product kangyi >/dev/null 2>&1 || swift build -c release --product kangyi
 BIN=$(swift build -c release --show-bin-path)/kangyi

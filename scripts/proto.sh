@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-apt.sh protobuf-compiler:protoc libprotobuf-dev:/usr/include/google/protobuf/timestamp.proto \
-  grpc-proto:/usr/share/grpc-proto/grpc/health/v1/health.proto
+  grpc-proto:/usr/share/grpc-proto/grpc/health/v1/health.proto protobuf-c-compiler:protoc-c
+scripts/build-deps.sh
 
 GRPC_PROTOS=/usr/share/grpc-proto
 WKT=/usr/include
@@ -59,4 +60,9 @@ TYPES=$OUT/kangyi_message_types.swift
   echo '    ]'
   echo '}'
 } > "$TYPES"
-echo "regenerated $OUT, $DESCRIPTORS and $TYPES (${#OWN[@]} Kangyi files)"
+# The C terminal client's messages (protoc-c), from the same contract and what it imports.
+C_OUT=Sources/kangyi-terminal/generated
+rm -rf "$C_OUT" && mkdir -p "$C_OUT"
+protoc-c -I proto -I "$WKT" --c_out="$C_OUT" \
+  kangyi/checkpoint/v1/checkpoint.proto kangyi/common/v1/common.proto google/protobuf/timestamp.proto
+echo "regenerated $OUT, $DESCRIPTORS, $TYPES (${#OWN[@]} Kangyi files) and $C_OUT"

@@ -296,7 +296,8 @@ extension Kangyi_Checkpoint_V1_CheckpointService {
         /// > Exactly once per (terminal, sequence): a resent log is acknowledged and not stored twice; another
         /// > log under a used sequence is a CONFLICT item; an invalid log is a REJECTED item with its field
         /// > violations; the stream goes on. A stream carries one terminal's logs in increasing sequence. The
-        /// > server reads no faster than it commits. A terminal token uploads only as its own terminal
+        /// > server reads no faster than it commits. When the database cannot be reached the stream ends
+        /// > UNAVAILABLE: reconnect and resend from `acked_through` + 1. A terminal token uploads only as its own terminal
         /// > (PERMISSION_DENIED ends the stream otherwise).
         ///
         /// - Parameters:
@@ -605,7 +606,8 @@ extension Kangyi_Checkpoint_V1_CheckpointService {
         /// > Exactly once per (terminal, sequence): a resent log is acknowledged and not stored twice; another
         /// > log under a used sequence is a CONFLICT item; an invalid log is a REJECTED item with its field
         /// > violations; the stream goes on. A stream carries one terminal's logs in increasing sequence. The
-        /// > server reads no faster than it commits. A terminal token uploads only as its own terminal
+        /// > server reads no faster than it commits. When the database cannot be reached the stream ends
+        /// > UNAVAILABLE: reconnect and resend from `acked_through` + 1. A terminal token uploads only as its own terminal
         /// > (PERMISSION_DENIED ends the stream otherwise).
         ///
         /// - Parameters:
@@ -912,7 +914,8 @@ extension Kangyi_Checkpoint_V1_CheckpointService {
         /// > Exactly once per (terminal, sequence): a resent log is acknowledged and not stored twice; another
         /// > log under a used sequence is a CONFLICT item; an invalid log is a REJECTED item with its field
         /// > violations; the stream goes on. A stream carries one terminal's logs in increasing sequence. The
-        /// > server reads no faster than it commits. A terminal token uploads only as its own terminal
+        /// > server reads no faster than it commits. When the database cannot be reached the stream ends
+        /// > UNAVAILABLE: reconnect and resend from `acked_through` + 1. A terminal token uploads only as its own terminal
         /// > (PERMISSION_DENIED ends the stream otherwise).
         ///
         /// - Parameters:
@@ -1837,7 +1840,8 @@ extension Kangyi_Checkpoint_V1_CheckpointService {
         /// > Exactly once per (terminal, sequence): a resent log is acknowledged and not stored twice; another
         /// > log under a used sequence is a CONFLICT item; an invalid log is a REJECTED item with its field
         /// > violations; the stream goes on. A stream carries one terminal's logs in increasing sequence. The
-        /// > server reads no faster than it commits. A terminal token uploads only as its own terminal
+        /// > server reads no faster than it commits. When the database cannot be reached the stream ends
+        /// > UNAVAILABLE: reconnect and resend from `acked_through` + 1. A terminal token uploads only as its own terminal
         /// > (PERMISSION_DENIED ends the stream otherwise).
         ///
         /// - Parameters:
@@ -2239,7 +2243,8 @@ extension Kangyi_Checkpoint_V1_CheckpointService {
         /// > Exactly once per (terminal, sequence): a resent log is acknowledged and not stored twice; another
         /// > log under a used sequence is a CONFLICT item; an invalid log is a REJECTED item with its field
         /// > violations; the stream goes on. A stream carries one terminal's logs in increasing sequence. The
-        /// > server reads no faster than it commits. A terminal token uploads only as its own terminal
+        /// > server reads no faster than it commits. When the database cannot be reached the stream ends
+        /// > UNAVAILABLE: reconnect and resend from `acked_through` + 1. A terminal token uploads only as its own terminal
         /// > (PERMISSION_DENIED ends the stream otherwise).
         ///
         /// - Parameters:
@@ -2810,7 +2815,8 @@ extension Kangyi_Checkpoint_V1_CheckpointService.ClientProtocol {
     /// > Exactly once per (terminal, sequence): a resent log is acknowledged and not stored twice; another
     /// > log under a used sequence is a CONFLICT item; an invalid log is a REJECTED item with its field
     /// > violations; the stream goes on. A stream carries one terminal's logs in increasing sequence. The
-    /// > server reads no faster than it commits. A terminal token uploads only as its own terminal
+    /// > server reads no faster than it commits. When the database cannot be reached the stream ends
+    /// > UNAVAILABLE: reconnect and resend from `acked_through` + 1. A terminal token uploads only as its own terminal
     /// > (PERMISSION_DENIED ends the stream otherwise).
     ///
     /// - Parameters:
@@ -3295,7 +3301,8 @@ extension Kangyi_Checkpoint_V1_CheckpointService.ClientProtocol {
     /// > Exactly once per (terminal, sequence): a resent log is acknowledged and not stored twice; another
     /// > log under a used sequence is a CONFLICT item; an invalid log is a REJECTED item with its field
     /// > violations; the stream goes on. A stream carries one terminal's logs in increasing sequence. The
-    /// > server reads no faster than it commits. A terminal token uploads only as its own terminal
+    /// > server reads no faster than it commits. When the database cannot be reached the stream ends
+    /// > UNAVAILABLE: reconnect and resend from `acked_through` + 1. A terminal token uploads only as its own terminal
     /// > (PERMISSION_DENIED ends the stream otherwise).
     ///
     /// - Parameters:

@@ -518,8 +518,6 @@ public nonisolated struct Kangyi_Checkpoint_V1_ItemResult: Sendable {
 
   public var violations: [Kangyi_Checkpoint_V1_FieldViolation] = []
 
-  public var message: String = String()
-
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum Outcome: SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -531,9 +529,6 @@ public nonisolated struct Kangyi_Checkpoint_V1_ItemResult: Sendable {
 
     /// another log is already stored under this sequence
     case conflict // = 2
-
-    /// the server could not store it (see message); send it again
-    case failed // = 3
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -545,7 +540,6 @@ public nonisolated struct Kangyi_Checkpoint_V1_ItemResult: Sendable {
       case 0: self = .unspecified
       case 1: self = .rejected
       case 2: self = .conflict
-      case 3: self = .failed
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -555,7 +549,6 @@ public nonisolated struct Kangyi_Checkpoint_V1_ItemResult: Sendable {
       case .unspecified: return 0
       case .rejected: return 1
       case .conflict: return 2
-      case .failed: return 3
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -565,7 +558,6 @@ public nonisolated struct Kangyi_Checkpoint_V1_ItemResult: Sendable {
       .unspecified,
       .rejected,
       .conflict,
-      .failed,
     ]
 
   }
@@ -1626,7 +1618,7 @@ nonisolated extension Kangyi_Checkpoint_V1_UploadVehicleLogsRequest: SwiftProtob
 
 nonisolated extension Kangyi_Checkpoint_V1_ItemResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ItemResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}outcome\0\u{1}violations\0\u{1}message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}outcome\0\u{1}violations\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1637,7 +1629,6 @@ nonisolated extension Kangyi_Checkpoint_V1_ItemResult: SwiftProtobuf.Message, Sw
       case 1: try { try decoder.decodeSingularInt64Field(value: &self.sequence) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.outcome) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.violations) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
       default: break
       }
     }
@@ -1653,9 +1644,6 @@ nonisolated extension Kangyi_Checkpoint_V1_ItemResult: SwiftProtobuf.Message, Sw
     if !self.violations.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.violations, fieldNumber: 3)
     }
-    if !self.message.isEmpty {
-      try visitor.visitSingularStringField(value: self.message, fieldNumber: 4)
-    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1663,14 +1651,13 @@ nonisolated extension Kangyi_Checkpoint_V1_ItemResult: SwiftProtobuf.Message, Sw
     if lhs.sequence != rhs.sequence {return false}
     if lhs.outcome != rhs.outcome {return false}
     if lhs.violations != rhs.violations {return false}
-    if lhs.message != rhs.message {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
 nonisolated extension Kangyi_Checkpoint_V1_ItemResult.Outcome: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OUTCOME_UNSPECIFIED\0\u{1}OUTCOME_REJECTED\0\u{1}OUTCOME_CONFLICT\0\u{1}OUTCOME_FAILED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OUTCOME_UNSPECIFIED\0\u{1}OUTCOME_REJECTED\0\u{1}OUTCOME_CONFLICT\0")
 }
 
 nonisolated extension Kangyi_Checkpoint_V1_FieldViolation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -21,8 +21,9 @@ struct CheckpointHarness: Sendable {
     static func run(_ label: String, retentionDays: Int = 30, _ body: @Sendable (CheckpointHarness) async throws -> Void) async throws {
         let url = try await TestDatabase.migrated(label, Checkpoint.definition.migrations)
         try await withPostgresClient(url, poolSize: 20) { client in
-            try await PartitionKeeper(client: client, retentionDays: retentionDays, logger: TestDatabase.logger).maintain()
-            let logs = VehicleLogStore(client: client, logger: TestDatabase.logger)
+            // Partitions are made by the first batch (the keeper's own loop is not running here).
+            let partitions = PartitionKeeper(client: client, retentionDays: retentionDays, logger: TestDatabase.logger)
+            let logs = VehicleLogStore(client: client, partitions: partitions, logger: TestDatabase.logger)
             let service = CheckpointService(
                 logs: logs, administration: AdministrationStore(client: client, logger: TestDatabase.logger),
                 reference: ReferenceDataCache(client: client, logger: TestDatabase.logger), retentionDays: retentionDays)

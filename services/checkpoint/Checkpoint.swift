@@ -8,9 +8,7 @@ public enum Checkpoint {
     ) { runtime in
         let retention = runtime.settings.checkpointRetentionDays
         let partitions = PartitionKeeper(client: runtime.database, retentionDays: retention, logger: runtime.logger)
-        // Today's partitions exist before the first log can arrive.
-        try await partitions.maintain()
-        let logs = VehicleLogStore(client: runtime.database, logger: runtime.logger)
+        let logs = VehicleLogStore(client: runtime.database, partitions: partitions, logger: runtime.logger)
         let service = CheckpointService(
             logs: logs, administration: AdministrationStore(client: runtime.database, logger: runtime.logger),
             reference: ReferenceDataCache(client: runtime.database, logger: runtime.logger), retentionDays: retention)

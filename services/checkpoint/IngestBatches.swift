@@ -18,12 +18,16 @@ import PostgresNIO
 /// COPY can neither join nor skip conflicts — it would need a staging table and a second INSERT.
 struct IngestBatches: Sendable {
     let client: PostgresClient
+    let partitions: PartitionKeeper
     let logger: Logger
 
     /// Throws when the transaction failed as a whole; the ``GroupCommitter`` then isolates the log the
     /// database refuses.
     func commit(_ items: [NewVehicleLog]) async throws -> [Result<IngestOutcome, any Error>] {
-        try await client.transaction(logger: logger) { connection in
+        // Every day a valid log can fall on has its partition once the keeper has run; before its first
+        // round (at start-up) or after midnight, it runs here, outside the batch's transaction.
+        if !items.allSatisfy({ partitions.covers($0.observedAt) }) { try await partitions.maintain() }
+        return try await client.transaction(logger: logger) { connection in
             try await commit(items, on: connection)
         }
     }

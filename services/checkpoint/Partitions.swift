@@ -3,6 +3,7 @@ import KangyiPlatform
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 
 /// The day partitions of `checkpoint.vehicle_logs` (days of China Standard Time): every day from the
 /// retention period's start to ``daysAhead`` days ahead exists; older ones are dropped, with their
@@ -13,6 +14,22 @@ struct PartitionKeeper: Service {
     let retentionDays: Int
     let logger: Logger
     var interval: Duration = .seconds(3600)
+    /// The days [first, end) whose partitions the last round left in place.
+    private let covered = Coverage()
+
+    init(client: PostgresClient, retentionDays: Int, logger: Logger, interval: Duration = .seconds(3600)) {
+        self.client = client
+        self.retentionDays = retentionDays
+        self.logger = logger
+        self.interval = interval
+    }
+
+    final class Coverage: Sendable {
+        let days = Mutex<Range<Date>?>(nil)
+    }
+
+    /// Whether `date`'s partition is known to exist.
+    func covers(_ date: Date) -> Bool { covered.days.withLock { $0?.contains(date) ?? false } }
 
     /// Days ahead of today that always have a partition (terminals' clocks may run up to a day ahead).
     static let daysAhead = 3
@@ -62,6 +79,8 @@ struct PartitionKeeper: Service {
             }
             try await connection.query(
                 "DELETE FROM checkpoint.log_sequences WHERE observed_at < \(first)", logger: logger)
+            let end = Self.calendar.date(byAdding: .day, value: Self.daysAhead + 1, to: today)!
+            covered.days.withLock { $0 = first..<end }
             if !created.isEmpty || !dropped.isEmpty {
                 logger.info(
                     "vehicle log partitions maintained",

@@ -173,7 +173,8 @@ enum VehicleLog {
             } else if date > now.addingTimeInterval(clockSkew) {
                 violations.add(field("observed_at"), "OBSERVED_IN_FUTURE", "more than a day ahead of the server's clock")
             } else {
-                observedAt = date
+                // PostgreSQL keeps microseconds: the answer to a resend then equals the first answer.
+                observedAt = Date(timeIntervalSince1970: (date.timeIntervalSince1970 * 1_000_000).rounded() / 1_000_000)
             }
         }
 
