@@ -29,18 +29,20 @@ from signing import sign  # noqa: E402
 
 from kangyi.intake.v1 import intake_pb2  # noqa: E402,F401
 from kangyi.verification.v1 import verification_pb2  # noqa: E402,F401
+from kangyi.checkpoint.v1 import checkpoint_pb2  # noqa: E402,F401
 
 SERVICES = {"intake": intake_pb2.DESCRIPTOR.services_by_name["IntakeService"],
-            "verification": verification_pb2.DESCRIPTOR.services_by_name["VerificationService"]}
+            "verification": verification_pb2.DESCRIPTOR.services_by_name["VerificationService"],
+            "checkpoint": checkpoint_pb2.DESCRIPTOR.services_by_name["CheckpointService"]}
 CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 STAFF = [("x-kangyi-caller", "fuzzer"), ("x-kangyi-department", "health_commission"),
-         ("x-kangyi-scopes", "pii.read intake.read intake.write verification.staff")]
+         ("x-kangyi-scopes", "pii.read intake.read intake.write verification.staff checkpoint.read checkpoint.admin")]
 
 STRINGS = ["", " ", "\x00", "a\x00b", "\u202e", "\ufeff", "🙂" * 50, "中原区", "410102", "420106", "13812345678",
            "+86 138 1234 5678", "food_supply", "medical", "health_commission", "KY26010100000001", "'; DROP TABLE x; --",
            "%s%n", "\\", "00000000-0000-0000-0000-000000000000", "x" * 5000, "\n\r\t", "é" * 1001, "\u0001\u007f",
-           "2026-01-01T00:00:00Z", "-1", "9" * 40]
+           "2026-01-01T00:00:00Z", "-1", "9" * 40, "ZZ-YAOJIA", "T1", "豫A12345", "鄂a 1234学", "豫AD12345", "420000"]
 INTS = [0, 1, -1, 2, 7, 100, 1000, 2**31 - 1, -2**31, 2**63 - 1, -2**63]
 
 
@@ -116,7 +118,11 @@ def call(kangyi, service, method, payload, metadata, timeout=3.0):
     channel = kangyi.raw_channel(service)
     metadata = sign(metadata, path, kangyi.identity_key)
     identity = (lambda b: b)
-    if method.server_streaming:
+    if method.server_streaming and method.client_streaming:
+        for _ in channel.stream_stream(path, request_serializer=identity, response_deserializer=identity)(
+                iter([payload] * 3), metadata=metadata, timeout=timeout):
+            pass
+    elif method.server_streaming:
         # A watch runs until its deadline: a short one leaves the time to other methods.
         for _ in channel.unary_stream(path, request_serializer=identity, response_deserializer=identity)(
                 payload, metadata=metadata, timeout=min(timeout, 1.0)):
