@@ -10,6 +10,10 @@
 #   submit     intake SubmitHelpRequest at C, direct and through the gateway (kangyi bench load);
 #              every acknowledged submission must be a row afterwards
 #   overload   open loop at twice the direct rate: goodput, how fast the excess is refused, peak memory
+#   checkpoint UploadVehicleLogs rows/s, B terminals at once (BENCH_TERMINALS, 4), direct and through the
+#              gateway, and one terminal alone (the server's memory under a terminal sending as fast as
+#              flow control lets it), against `\copy` of as many rows of the same shape into the same table;
+#              every acknowledged log must be a row afterwards
 #
 # CPU time per RPC of the servers and of PostgreSQL (from /proc) goes with each run. Everything lands in
 # .data/bench/results.json and a table. Nothing in `make test` depends on any of it.
@@ -81,10 +85,15 @@ NOOP=$(free_port); NOOP_METRICS=$(free_port)
 METRICS_PORT=$NOOP_METRICS serve noop "$NOOP"
 INTAKE=$(free_port)
 serve intake "$INTAKE" KANGYI_MAX_IN_FLIGHT="${BENCH_MAX_IN_FLIGHT:-64}"
+CHECKPOINT=$(free_port)
+serve checkpoint "$CHECKPOINT"
 GATEWAY=$(free_port)
-serve gateway "$GATEWAY" KANGYI_INTAKE_ADDRESS="127.0.0.1:$INTAKE"
+serve gateway "$GATEWAY" KANGYI_INTAKE_ADDRESS="127.0.0.1:$INTAKE" KANGYI_CHECKPOINT_ADDRESS="127.0.0.1:$CHECKPOINT"
 TOKEN=$(KANGYI_DATABASE_URL=$DB KANGYI_LOG_LEVEL=error "$BIN" token create --caller bench --kind citizen-frontend \
   --rate 1000000 --burst 1000000 2>/dev/null)
+# Registers its terminals and uploads for them: an operator's import, not a terminal's own token.
+CHECKPOINT_TOKEN=$(KANGYI_DATABASE_URL=$DB KANGYI_LOG_LEVEL=error "$BIN" token create --caller bench-import \
+  --kind checkpoint-operator --scope checkpoint.upload --rate 1000000 --burst 1000000 2>/dev/null)
 
 echo "no-op: h2load, $C streams, ${T}s..."
 printf '\0\0\0\0\0' > "$OUT/noop.grpc"   # one gRPC frame: uncompressed, length 0 (an empty message)
@@ -109,8 +118,37 @@ OVERLOAD=$(python3 -c "import json; print(round(2 * json.load(open('$OUT/submit-
 echo "overload: intake SubmitHelpRequest open loop at ${OVERLOAD}/s (twice the direct rate), ${T}s..."
 run overload "$PID_intake" -- --target "127.0.0.1:$INTAKE" --rate "$OVERLOAD" --seconds "$T"
 
+B=${BENCH_TERMINALS:-4}
+# upload LABEL SERVER_PIDS... -- kangyi bench upload arguments: rows/s with CPU figures beside it.
+upload() {
+  local label=$1; shift
+  local pids=(); while [[ $1 != -- ]]; do pids+=("$1"); shift; done; shift
+  local before_pg before_servers
+  before_pg=$(cpu_pg); before_servers=$(cpu_of "${pids[@]}")
+  "$BIN" bench upload "$@" --seconds "$T" --json "$OUT/$label.json" >/dev/null
+  python3 scripts/bench/proc.py annotate "$OUT/$label.json" "$before_servers" "$(cpu_of "${pids[@]}")" "$before_pg" "$(cpu_pg)"
+  run_id=$(python3 -c "import json; print(json.load(open('$OUT/$label.json'))['run'])")
+  psql "$DB" -At -c "SELECT count(*) FROM checkpoint.vehicle_logs WHERE terminal_id LIKE 'bench-$run_id-%'" > "$OUT/$label.rows"
+}
+echo "checkpoint UploadVehicleLogs direct, $B terminals, ${T}s..."
+upload upload-direct "$PID_checkpoint" -- --target "127.0.0.1:$CHECKPOINT" --terminals "$B"
+echo "checkpoint UploadVehicleLogs through the gateway, $B terminals, ${T}s..."
+upload upload-gateway "$PID_checkpoint" "$PID_gateway" -- --target "127.0.0.1:$GATEWAY" --token "$CHECKPOINT_TOKEN" --terminals "$B"
+echo "checkpoint UploadVehicleLogs direct, one terminal as fast as it can, ${T}s..."
+upload upload-one "$PID_checkpoint" -- --target "127.0.0.1:$CHECKPOINT" --terminals 1
+ROWS=$(python3 -c "import json; print(max(100000, json.load(open('$OUT/upload-direct.json'))['acked_in_window']))")
+echo "\\copy of $ROWS vehicle logs into the same table..."
+python3 scripts/bench/vehicle_logs_csv.py "$ROWS" > "$OUT/copy.csv"
+COLUMNS="checkpoint, terminal_id, sequence, observed_at, plate, plate_color, vehicle_type, direction, origin_code, \
+origin_province, plate_region, temperatures, health_codes, people, fevers, red_codes, yellow_codes, driver_phone, \
+destination_district, risk_area, watched_plate"
+COPY_START=$(date +%s.%N)
+psql "$DB" -q -c "\\copy checkpoint.vehicle_logs ($COLUMNS) FROM '$OUT/copy.csv' WITH (FORMAT csv)"
+COPY_END=$(date +%s.%N)
+python3 -c "import json; print(json.dumps({'rows': $ROWS, 'seconds': $COPY_END - $COPY_START, 'rate_per_s': $ROWS / ($COPY_END - $COPY_START)}))" > "$OUT/copy.json"
+
 python3 scripts/bench/proc.py peak-memory "intake=$PID_intake" "gateway=$PID_gateway" "noop=$PID_noop" \
-  "postgres=tree:$POSTMASTER" > "$OUT/memory.json"
+  "checkpoint=$PID_checkpoint" "postgres=tree:$POSTMASTER" > "$OUT/memory.json"
 for label in submit-direct submit-gateway overload; do
   run_id=$(python3 -c "import json; print(json.load(open('$OUT/$label.json'))['run'])")
   psql "$DB" -At -c "SELECT count(*) FROM intake.help_requests WHERE request_id LIKE 'bench-$run_id-%'" > "$OUT/$label.rows"

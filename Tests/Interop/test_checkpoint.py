@@ -160,3 +160,46 @@ def test_statistics_straight_from_the_backend_with_a_signed_identity(kangyi, ter
     with pytest.raises(grpc.RpcError) as refused:
         raw.ListVehicleLogs(cpb.ListVehicleLogsRequest(), metadata=staff, timeout=10)
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_the_c_terminal_uploads_over_tls(kangyi, terminals, tmp_path):
+    """kangyi-terminal against a gateway serving TLS (ALPN h2, the certificate checked against its CA file)."""
+    import base64
+    import os
+
+    from kangyi_testing import ROOT, Served, free_port
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    env = dict(os.environ, KANGYI_DATABASE_URL=kangyi.info["database_url"], KANGYI_TLS_CERT=str(cert), KANGYI_TLS_KEY=str(key),
+               KANGYI_IDENTITY_KEY=base64.b64encode(kangyi.identity_key).decode(),
+               KANGYI_CHECKPOINT_ADDRESS=kangyi.addresses["checkpoint"], KANGYI_HTTP_PORT="0")
+    port = free_port()
+    server = Served("gateway", env, tmp_path / "gateway.log", port=port, tls_root=cert.read_bytes())
+    server.start()
+    try:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        lines = tmp_path / "logs.csv"
+        lines.write_text("sequence,plate,plate_color,vehicle_type,direction,temperatures,health_codes,observed_at\n" + "".join(
+            f"{n},豫A{70000 + n},blue,car,inbound,36.5;37.9,green;yellow,{(now - datetime.timedelta(minutes=n)).isoformat()}\n"
+            for n in range(101, 151)))
+        _, tokens, _ = terminals
+        terminal = os.environ.get("KANGYI_TERMINAL_BIN", str(ROOT / ".build/debug/kangyi-terminal"))
+        base = [terminal, "--terminal", "YJ-02", "--token", tokens["YJ-02"], "--spool", str(tmp_path / "spool"),
+                "--max-attempts", "3", "--max-backoff", "1"]
+        # Without the CA the certificate is not trusted: nothing is sent, the logs stay spooled.
+        untrusted = subprocess.run(base + ["--target", f"localhost:{port}", "--ca", "/dev/null", str(lines)],
+                                   capture_output=True, text=True, timeout=60)
+        assert untrusted.returncode == 1, untrusted.stderr
+        done = subprocess.run(base + ["--target", f"localhost:{port}", "--ca", str(cert)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        stub = checkpoint_pb2_grpc.CheckpointServiceStub(kangyi.channel("checkpoint"))
+        staff = [("x-kangyi-caller", "police-3"), ("x-kangyi-scopes", "checkpoint.read")]
+        listed = stub.ListVehicleLogs(cpb.ListVehicleLogsRequest(plate="豫A70107"), metadata=staff, timeout=10)
+        assert [(v.log.terminal_id, v.log.sequence, list(v.flags)) for v in listed.vehicle_logs] == [
+            ("YJ-02", 107, [cpb.FLAG_FEVER, cpb.FLAG_YELLOW_CODE])]
+        assert "rejected" not in done.stderr and "conflict" not in done.stderr, done.stderr
+    finally:
+        server.stop()

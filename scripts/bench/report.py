@@ -30,6 +30,12 @@ for name, run in (("submit-direct", direct), ("submit-gateway", gateway), ("over
     if run["rows_in_database"] < run["ok"]:
         sys.exit(f"FAILED: {name}: {run['ok']} submissions acknowledged but only {run['rows_in_database']} rows stored")
 ratio = lambda a, b: a / b if b else None
+uploads = {name: load(name) for name in ("upload-direct", "upload-gateway", "upload-one")}
+copy = load("copy")
+for name, run in uploads.items():
+    run["rows_in_database"] = int(open(f"{out}/{name}.rows").read())
+    if run["rows_in_database"] < run["acked_total"] or run["errors"]:
+        sys.exit(f"FAILED: {name}: {run['acked_total']} logs acknowledged, {run['rows_in_database']} rows stored, errors {run['errors']}")
 
 results = {
     "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
@@ -37,6 +43,8 @@ results = {
     "disk": disk, "pgbench_insert": pgbench,
     "noop": {"h2load": noop_h2load, "kangyi_bench": noop},
     "intake": {"submit_direct": direct, "submit_through_gateway": gateway, "overload": overload},
+    "checkpoint": {"upload_direct": uploads["upload-direct"], "upload_through_gateway": uploads["upload-gateway"],
+                   "upload_one_terminal": uploads["upload-one"], "copy": copy},
     "memory_peak_mib": load("memory"),
     "ratios": {
         "submit_over_pgbench": ratio(direct["rate_per_s"], tps),
@@ -44,6 +52,8 @@ results = {
         "gateway_over_direct": ratio(gateway["rate_per_s"], direct["rate_per_s"]),
         "gateway_added_p50_ms": gateway["p50_ms"] - direct["p50_ms"],
         "overload_goodput_over_direct": ratio(overload["rate_per_s"], direct["rate_per_s"]),
+        "upload_over_copy": ratio(uploads["upload-direct"]["rate_per_s"], copy["rate_per_s"]),
+        "upload_gateway_over_direct": ratio(uploads["upload-gateway"]["rate_per_s"], uploads["upload-direct"]["rate_per_s"]),
     },
 }
 json.dump(results, open(f"{out}/results.json", "w"), indent=2, sort_keys=True)
@@ -65,10 +75,18 @@ row("intake SubmitHelpRequest, direct", f0(direct["rate_per_s"]), f2(direct["p50
 row("intake SubmitHelpRequest, through the gateway", f0(gateway["rate_per_s"]), f2(gateway["p50_ms"]), f2(gateway["p99_ms"]), cpu(gateway))
 row(f"overload: open loop at {overload['offered_rate_per_s']:.0f}/s (goodput)", f0(overload["rate_per_s"]),
     f2(overload["p50_ms"]), f2(overload["p99_ms"]), cpu(overload))
+ucpu = lambda run: f"{run['cpu_ms_per_call']['servers'] * 1000:.1f} + {run['cpu_ms_per_call']['postgres'] * 1000:.1f} µs/row"
+row("checkpoint: \\copy into vehicle_logs", f0(copy["rate_per_s"]), "-", "-")
+for name, label in (("upload-direct", f"UploadVehicleLogs, {uploads['upload-direct']['terminals']} terminals, direct"),
+                    ("upload-gateway", f"UploadVehicleLogs, {uploads['upload-gateway']['terminals']} terminals, gateway"),
+                    ("upload-one", "UploadVehicleLogs, 1 terminal, direct")):
+    row(label, f0(uploads[name]["rate_per_s"]), "-", "-", ucpu(uploads[name]))
 r = results["ratios"]
 print(f"ratios: submit/pgbench {r['submit_over_pgbench']:.2f}, submit/no-op {r['submit_over_noop']:.3f}, "
       f"gateway/direct {r['gateway_over_direct']:.2f} (+{r['gateway_added_p50_ms']:.2f} ms p50), "
       f"overload goodput/direct {r['overload_goodput_over_direct']:.2f}")
+print(f"checkpoint: upload/\\copy {r['upload_over_copy']:.2f}, gateway/direct {r['upload_gateway_over_direct']:.2f}; "
+      f"rows stored {[uploads[n]['rows_in_database'] for n in uploads]}")
 print(f"overload: {overload['not_ok']} refused or failed, refused in p50 {overload['not_ok_p50_ms']:.2f} ms / "
       f"p99 {overload['not_ok_p99_ms']:.2f} ms; statuses {overload['codes']}")
 print(f"peak memory MiB: {results['memory_peak_mib']}")
