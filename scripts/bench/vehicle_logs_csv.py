@@ -12,6 +12,7 @@ for i in range(1, n + 1):
     hubei = i % 7 == 0
     plate = ("鄂A" if hubei else "豫A") + f"{i % 100000:05d}"
     fever = i % 50 == 0
-    out.write(f"ZZ-YAOJIA,copy-bench,{i},{observed},{plate},blue,car,inbound,,{'420000' if hubei else '410000'},"
-              f"{'420100' if hubei else '410100'},\"{{{378 if fever else 365},366}}\",\"{{green,green}}\",2,{1 if fever else 0},0,0,,"
-              f"420106,false,false\n")
+    # "" is an empty string in CSV; an empty field would be NULL.
+    out.write(f"ZZ-YAOJIA,copy-bench,{i},{observed},{plate},blue,car,inbound,\"\",{'420000' if hubei else '410000'},"
+              f"{'420100' if hubei else '410100'},\"{{{378 if fever else 365},366}}\",\"{{green,green}}\",2,{1 if fever else 0},0,0,\"\","
+              f"410102,false,false\n")

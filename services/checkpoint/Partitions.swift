@@ -7,7 +7,7 @@ import Synchronization
 
 /// The day partitions of `checkpoint.vehicle_logs` (days of China Standard Time): every day from the
 /// retention period's start to ``daysAhead`` days ahead exists; older ones are dropped, with their
-/// ledger rows. Run once before the service serves and then hourly; replicas take turns under an
+/// ledger rows. Run by the first batch that needs it and then hourly; replicas take turns under an
 /// advisory lock.
 struct PartitionKeeper: Service {
     let client: PostgresClient
@@ -36,6 +36,10 @@ struct PartitionKeeper: Service {
     static let zone = TimeZone(identifier: "Asia/Shanghai")!
 
     func run() async throws {
+        // The first batch of the process makes what it needs (IngestBatches), so the first round waits an
+        // interval: a start-up during a database outage leaves nothing here waiting on the pool.
+        await cancelWhenGracefulShutdown { try? await Task.sleep(for: interval) }
+        guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
         await repeatUntilShutdown(every: interval, logger: logger, failure: "partition maintenance failed") {
             try await maintain()
         }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import UnixSignals
 
 /// Runs one or more Kangyi services in this process: migrates their schemas, opens the pool, starts a
 /// gRPC server per service (each on its own port) plus the metrics endpoint and the database health
@@ -124,18 +125,28 @@ public struct KangyiProcess: Sendable {
 /// drains for `grace` and then cancels what still runs; if anything ignores that cancellation (a library
 /// wait that cannot be cancelled), the process exits anyway a few seconds later, with a log line that
 /// says so. Kubernetes would otherwise kill it mid-call at the end of its own grace period.
+///
+/// Armed by the signal itself, not by its own turn in the group's shutdown: the group stops its members
+/// one at a time, newest first, and this one — stopped last — would never hear of a shutdown that a
+/// hanging member holds up.
 struct ShutdownDeadline: Service {
     let grace: Duration
     let logger: Logger
 
     func run() async {
-        try? await gracefulShutdown()
-        guard Task.isShuttingDownGracefully else { return }
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         let (grace, logger) = (self.grace, self.logger)
-        Thread.detachNewThread {
-            Thread.sleep(forTimeInterval: grace.inSeconds + 5)
-            logger.critical("shutdown overran its drain budget; exiting", metadata: ["grace_s": "\(grace.inSeconds)"])
-            exit(1)
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                Thread.detachNewThread {
+                    Thread.sleep(forTimeInterval: grace.inSeconds + 5)
+                    logger.critical("shutdown overran its drain budget; exiting", metadata: ["grace_s": "\(grace.inSeconds)"])
+                    exit(1)
+                }
+                break
+            }
         }
+        // A member that returns early makes the group cancel everything: this one waits for its turn.
+        try? await gracefulShutdown()
     }
 }
