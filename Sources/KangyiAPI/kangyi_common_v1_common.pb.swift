@@ -25,6 +25,9 @@ public nonisolated enum Kangyi_Common_V1_DistrictKind: SwiftProtobuf.Enum, Swift
   case unspecified // = 0
   case urban // = 1
   case outlying // = 2
+
+  /// A functional zone citizens name as their district (郑东新区).
+  case functionalZone // = 3
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -36,6 +39,7 @@ public nonisolated enum Kangyi_Common_V1_DistrictKind: SwiftProtobuf.Enum, Swift
     case 0: self = .unspecified
     case 1: self = .urban
     case 2: self = .outlying
+    case 3: self = .functionalZone
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -45,6 +49,7 @@ public nonisolated enum Kangyi_Common_V1_DistrictKind: SwiftProtobuf.Enum, Swift
     case .unspecified: return 0
     case .urban: return 1
     case .outlying: return 2
+    case .functionalZone: return 3
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -54,11 +59,13 @@ public nonisolated enum Kangyi_Common_V1_DistrictKind: SwiftProtobuf.Enum, Swift
     .unspecified,
     .urban,
     .outlying,
+    .functionalZone,
   ]
 
 }
 
-/// A district or county of the city, identified by its administrative code (e.g. "420102").
+/// A district, county or functional zone of the city, identified by its administrative code (e.g.
+/// "410102") or, for a functional zone, an identifier of its own (e.g. "zhengdong").
 public nonisolated struct Kangyi_Common_V1_District: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -66,13 +73,13 @@ public nonisolated struct Kangyi_Common_V1_District: Sendable {
 
   public var code: String = String()
 
-  /// The Chinese name, e.g. "武昌区".
+  /// The Chinese name, e.g. "中原区".
   public var name: String = String()
 
   /// Whether this is an urban district or an outlying one.
   public var kind: Kangyi_Common_V1_DistrictKind = .unspecified
 
-  /// The romanised name, e.g. "Wuchang".
+  /// The romanised name, e.g. "Zhongyuan".
   public var nameEn: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -186,7 +193,7 @@ public nonisolated struct Kangyi_Common_V1_Actor: Sendable {
 fileprivate nonisolated let _protobuf_package = "kangyi.common.v1"
 
 nonisolated extension Kangyi_Common_V1_DistrictKind: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DISTRICT_KIND_UNSPECIFIED\0\u{1}DISTRICT_KIND_URBAN\0\u{1}DISTRICT_KIND_OUTLYING\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DISTRICT_KIND_UNSPECIFIED\0\u{1}DISTRICT_KIND_URBAN\0\u{1}DISTRICT_KIND_OUTLYING\0\u{1}DISTRICT_KIND_FUNCTIONAL_ZONE\0")
 }
 
 nonisolated extension Kangyi_Common_V1_District: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -264,7 +264,7 @@ public nonisolated struct Kangyi_Intake_V1_HelpRequest: @unchecked Sendable {
     set {_uniqueStorage()._category = newValue}
   }
 
-  /// District code from common.districts, e.g. "420106".
+  /// District code from common.districts, e.g. "410102".
   public var district: String {
     get {_storage._district}
     set {_uniqueStorage()._district = newValue}

@@ -21,7 +21,7 @@ extension FieldViolations {
 
     public mutating func checkDistrict(_ code: String, in reference: ReferenceData, required: Bool, field: String = "district") {
         if code.isEmpty {
-            if required { add(field, "MISSING_DISTRICT", "required: a district code such as 420106") }
+            if required { add(field, "MISSING_DISTRICT", "required: a district code such as 410102") }
         } else if reference.district(code) == nil {
             add(field, "UNKNOWN_DISTRICT", "unknown district code")
         }

@@ -113,7 +113,7 @@ struct Bench: AsyncParsableCommand {
             return .with {
                 $0.requestID = "bench-\(run)-\(number)"
                 $0.category = "food_supply"
-                $0.district = "420106"
+                $0.district = "410102"
                 $0.contact = .with { $0.phone = "1\(third)" + String(repeating: "0", count: 9 - digits.count) + digits }
                 $0.description_p = "压测请求 \(UUID().uuidString) \(UInt64.random(in: 0...UInt64.max))：需要生活物资"
                 $0.urgency = .urgent

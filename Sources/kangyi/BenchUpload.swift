@@ -112,7 +112,7 @@ struct BenchUpload: AsyncParsableCommand {
                 .with { $0.temperatureDecidegrees = sequence % 50 == 0 ? 378 : 365; $0.healthCode = .green },
                 .with { $0.temperatureDecidegrees = 366; $0.healthCode = .green },
             ]
-            $0.destinationDistrict = "420106"
+            $0.destinationDistrict = "410102"
             $0.observedAt = Google_Protobuf_Timestamp(date: Date())
         }
     }

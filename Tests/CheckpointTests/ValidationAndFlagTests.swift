@@ -34,7 +34,7 @@ import Testing
 
 @Suite struct VehicleLogValidationTests {
     static let reference = ReferenceData(
-        districts: [.init(code: "420106", name: "武昌区", nameEn: "Wuchang", isUrban: true)], departments: [], categories: [])
+        districts: [.init(code: "410102", name: "中原区", nameEn: "Zhongyuan", kind: .urban)], departments: [], categories: [])
 
     func violations(_ log: Kangyi_Checkpoint_V1_VehicleLog, now: Date = Date()) -> [String] {
         guard case .failure(let error) = VehicleLog.validate(log, reference: Self.reference, retentionDays: 30, now: now) else {
@@ -46,13 +46,22 @@ import Testing
     @Test func aValidLogIsNormalisedAndCountsItsPeople() throws {
         var log = vehicleLog(7, plate: "豫a 54321", temperatures: [365, 380, 0], codes: [.green, .yellow, .red])
         log.driverPhone = "+86 138-1234-5678"
-        log.destinationDistrict = "420106"
+        log.destinationDistrict = "410102"
         let valid = try VehicleLog.validate(log, reference: Self.reference, retentionDays: 30).get()
         #expect(valid.plate == "豫A54321")
         #expect(valid.driverPhone == "13812345678")
         #expect(valid.fevers == 1 && valid.redCodes == 1 && valid.yellowCodes == 1)
         #expect(valid.originProvince == "410000")  // from the plate, none declared
         #expect(valid.temperatures == [365, 380, 0])
+    }
+
+    @Test func theCitysOwnPlatePrefixNamesTheCity() throws {
+        var reference = Self.reference
+        reference.city = .init(name: "上海市", nameEn: "Shanghai", code: "310100", province: "310000", platePrefix: "沪B")
+        let local = try VehicleLog.validate(vehicleLog(1, plate: "沪B12345"), reference: reference, retentionDays: 30).get()
+        #expect(local.plateRegion == "310100")
+        let other = try VehicleLog.validate(vehicleLog(1, plate: "沪C12345"), reference: reference, retentionDays: 30).get()
+        #expect(other.plateRegion == "310000")
     }
 
     @Test func everyBadFieldIsNamed() {

@@ -39,7 +39,7 @@ FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 STAFF = [("x-kangyi-caller", "fuzzer"), ("x-kangyi-department", "health_commission"),
          ("x-kangyi-scopes", "pii.read intake.read intake.write verification.staff checkpoint.read checkpoint.admin")]
 
-STRINGS = ["", " ", "\x00", "a\x00b", "\u202e", "\ufeff", "🙂" * 50, "中原区", "410102", "420106", "13812345678",
+STRINGS = ["", " ", "\x00", "a\x00b", "\u202e", "\ufeff", "🙂" * 50, "中原区", "410102", "zhengdong", "13812345678",
            "+86 138 1234 5678", "food_supply", "medical", "health_commission", "KY26010100000001", "'; DROP TABLE x; --",
            "%s%n", "\\", "00000000-0000-0000-0000-000000000000", "x" * 5000, "\n\r\t", "é" * 1001, "\u0001\u007f",
            "2026-01-01T00:00:00Z", "-1", "9" * 40, "ZZ-YAOJIA", "T1", "豫A12345", "鄂a 1234学", "豫AD12345", "420000"]

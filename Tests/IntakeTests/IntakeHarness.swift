@@ -60,11 +60,11 @@ func submission(
     .with {
         $0.requestID = requestID
         $0.category = category
-        $0.district = "420106"
+        $0.district = "410102"
         $0.contact = .with {
             $0.phone = phone
             $0.name = "张三"
-            $0.address = "武昌区中山路1号"
+            $0.address = "中原区中山路1号"
         }
         $0.description_p = description
         $0.urgency = .urgent

@@ -113,7 +113,7 @@ import Testing
 
     @Test func nearIdenticalTextFromAnotherPhoneIsARepeat() async throws {
         try await IntakeHarness.run("similartext") { intake in
-            let text = "武昌区中山路小区封控第三天，全楼二十户人家缺少蔬菜和大米，请尽快安排配送"
+            let text = "中原区中山路小区封控第三天，全楼二十户人家缺少蔬菜和大米，请尽快安排配送"
             let original = try await intake.submit(submission(phone: "13800000001", description: text)).helpRequest
             let similar = try await intake.submit(submission(phone: "13800000002", description: text + "。")).helpRequest
             #expect(similar.repeatOf == original.id)

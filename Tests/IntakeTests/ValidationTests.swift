@@ -45,7 +45,7 @@ import Testing
 @Suite struct SubmissionValidatorTests {
     let validator = SubmissionValidator(
         reference: ReferenceData(
-            districts: [.init(code: "420106", name: "武昌区", nameEn: "Wuchang", isUrban: true)],
+            districts: [.init(code: "410102", name: "中原区", nameEn: "Zhongyuan", kind: .urban)],
             departments: [.init(code: "commerce", name: "市商务局", nameEn: "Commerce Bureau")],
             categories: [.init(code: "food_supply", name: "生活物资", nameEn: "Food supply", defaultDepartment: "commerce")]))
 

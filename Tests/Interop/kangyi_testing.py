@@ -90,7 +90,7 @@ class Kangyi:
 
 def help_request(request_id, phone="13812345678", text="小区封控，家中老人缺少降压药，请帮忙购买"):
     return intake_pb2.SubmitHelpRequestRequest(
-        request_id=request_id, category="medical", district="420106",
+        request_id=request_id, category="medical", district="410102",
         contact=intake_pb2.Contact(phone=phone, name="李四"), description=text,
         urgency=intake_pb2.URGENCY_CRITICAL, special_groups=[intake_pb2.SPECIAL_GROUP_ELDERLY])
 

@@ -44,7 +44,7 @@ def curl(kangyi, method, body, token=None, max_time=10, headers=()):
 
 def submission(phone):
     return {
-        "requestId": f"gw-{uuid.uuid4()}", "category": "medical", "district": "420106",
+        "requestId": f"gw-{uuid.uuid4()}", "category": "medical", "district": "410102",
         "contact": {"phone": phone, "name": "赵六"}, "description": f"需要退烧药 {uuid.uuid4()}", "urgency": "URGENCY_CRITICAL",
     }
 
@@ -55,7 +55,7 @@ def test_grpc_through_the_gateway(kangyi):
     dev = [("authorization", f"Bearer {kangyi.info['token']}")]
     phone = f"139{uuid.uuid4().int % 10**8:08d}"
     request = ipb.SubmitHelpRequestRequest(
-        request_id=f"gw-{uuid.uuid4()}", category="food_supply", district="420106",
+        request_id=f"gw-{uuid.uuid4()}", category="food_supply", district="410102",
         contact=ipb.Contact(phone=phone), description="没有菜了", urgency=ipb.URGENCY_URGENT)
     submitted, call = intake.SubmitHelpRequest.with_call(request, metadata=dev, timeout=10)
     assert submitted.help_request.ticket.startswith("KY")

@@ -20,7 +20,7 @@ def submit(intake, phone=None, category="food_supply"):
     """Stores a help request; returns it with the (unmasked) phone it was filed with."""
     phone = phone or f"139{uuid.uuid4().int % 10**8:08d}"
     request = ipb.SubmitHelpRequestRequest(
-        request_id=f"py-{uuid.uuid4()}", category=category, district="420106",
+        request_id=f"py-{uuid.uuid4()}", category=category, district="410102",
         contact=ipb.Contact(phone=phone, name="王五"), description=f"家里断粮了 {uuid.uuid4()}",
         urgency=ipb.URGENCY_URGENT)
     return intake.SubmitHelpRequest(request, metadata=[("x-kangyi-caller", "citizen-app")], timeout=10).help_request, phone

@@ -16,7 +16,7 @@ import Testing
         let url = try await TestDatabase.fresh("migrate")
         let runner = MigrationRunner(logger: logger)
         let first = try await runner.apply(CommonSchema.migrations + Self.steps, url: url)
-        #expect(first.map { "\($0.schema)/\($0.version)" } == ["common/1", "demo/1", "demo/2"])
+        #expect(first.map { "\($0.schema)/\($0.version)" } == ["common/1", "common/2", "demo/1", "demo/2"])
         let second = try await runner.apply(CommonSchema.migrations + Self.steps, url: url)
         #expect(second.isEmpty)
 
@@ -26,9 +26,9 @@ import Testing
                 logger: logger)
             var recorded: [String] = []
             for try await (schema, version) in rows.decode((String, Int).self) { recorded.append("\(schema)/\(version)") }
-            #expect(recorded == ["common/1", "demo/1", "demo/2"])
+            #expect(recorded == ["common/1", "common/2", "demo/1", "demo/2"])
             let reference = try await ReferenceData.load(from: client, logger: logger)
-            #expect(reference.districts.count == 13)
+            #expect(reference.districts.count == 16)  // Zhengzhou's 12 and 4 functional zones
             #expect(reference.categories.map(\.code) == [
                 "epidemic_policy", "transport", "medical", "education", "food_supply", "health_code", "other",
             ])
@@ -73,7 +73,7 @@ import Testing
             }
             return try await group.reduce(into: [Int]()) { $0.append($1) }
         }
-        // One runner did all three steps; the others waited on the lock and found nothing to do.
-        #expect(applied.sorted() == [0, 0, 0, 3])
+        // One runner did all four steps; the others waited on the lock and found nothing to do.
+        #expect(applied.sorted() == [0, 0, 0, 4])
     }
 }

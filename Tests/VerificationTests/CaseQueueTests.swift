@@ -107,14 +107,14 @@ import Testing
 
     @Test func filtersAndStages() async throws {
         try await VerificationHarness.run("queue_filters") { h in
-            _ = try await h.newCase(category: "food_supply", district: "420106")
-            let medical = try await h.newCase(category: "medical", district: "420102")
+            _ = try await h.newCase(category: "food_supply", district: "410102")
+            let medical = try await h.newCase(category: "medical", district: "410103")
             let byCategory = try await asStaff("a") {
                 try await h.service.claimNext(request: .with { $0.category = "medical" }, context: .testing)
             }
             #expect(byCategory.case.id == medical.uuidString.lowercased())
             let elsewhere = try await asStaff("b") {
-                try await h.service.claimNext(request: .with { $0.district = "420117" }, context: .testing)
+                try await h.service.claimNext(request: .with { $0.district = "410185" }, context: .testing)
             }
             #expect(!elsewhere.hasCase)
             let resolvedStage = try await asStaff("c") {

@@ -59,7 +59,7 @@ struct VerificationHarness: Sendable {
 
     /// Stores a help request in intake (directly) and returns it.
     func submitToIntake(
-        category: String = "food_supply", district: String = "420106", urgency: Kangyi_Intake_V1_Urgency = .urgent,
+        category: String = "food_supply", district: String = "410102", urgency: Kangyi_Intake_V1_Urgency = .urgent,
         groups: [Kangyi_Intake_V1_SpecialGroup] = [], phone: String? = nil
     ) async throws -> Kangyi_Intake_V1_HelpRequest {
         let request = Kangyi_Intake_V1_SubmitHelpRequestRequest.with {
@@ -79,7 +79,7 @@ struct VerificationHarness: Sendable {
 
     /// A help request in intake and its case in the queue (recorded as the feed follower would).
     func newCase(
-        category: String = "food_supply", district: String = "420106", urgency: Kangyi_Intake_V1_Urgency = .urgent,
+        category: String = "food_supply", district: String = "410102", urgency: Kangyi_Intake_V1_Urgency = .urgent,
         groups: [Kangyi_Intake_V1_SpecialGroup] = []
     ) async throws -> UUID {
         let request = try await submitToIntake(category: category, district: district, urgency: urgency, groups: groups)

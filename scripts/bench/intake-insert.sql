@@ -4,5 +4,5 @@ INSERT INTO intake.help_requests (id, ticket, caller, request_id, content_hash, 
     contact_name, address, description, special_groups, urgency, priority, green_channel)
 VALUES (gen_random_uuid(),
         'KY' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYMMDD') || lpad(nextval('intake.ticket_seq')::text, 8, '0'),
-        'pgbench', gen_random_uuid()::text, md5(random()::text), 'food_supply', '420106', '13800000000',
+        'pgbench', gen_random_uuid()::text, md5(random()::text), 'food_supply', '410102', '13800000000',
         '', '', '压测基线：需要生活物资', '{}', 'urgent', 30, false);

@@ -111,5 +111,11 @@ enum CheckpointMigrations {
                 "CREATE INDEX vehicle_logs_observed ON checkpoint.vehicle_logs (observed_at DESC)",
                 "CREATE INDEX vehicle_logs_feed ON checkpoint.vehicle_logs (feed_xid, feed_seq) WHERE flagged",
             ]),
+        Migration(
+            schema: "checkpoint", version: 4, name: "the airport exit lies in the airport economy zone",
+            statements: [
+                // Zhengzhou's reference data names the zone by its own identifier (common, version 2).
+                "UPDATE checkpoint.checkpoints SET district = 'hangkonggang' WHERE code = 'ZZ-AIRPORT' AND district = '410173'",
+            ]),
     ]
 }

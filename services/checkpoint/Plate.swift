@@ -76,6 +76,6 @@ enum RegionCode {
         code.utf8.count == 6 && code.utf8.allSatisfy { (48...57).contains($0) } && provinces.contains(String(code.prefix(2)))
     }
 
-    /// "420106" → "420000".
+    /// "410102" → "420000".
     static func province(of code: String) -> String { String(code.prefix(2)) + "0000" }
 }

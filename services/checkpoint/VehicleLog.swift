@@ -182,10 +182,12 @@ enum VehicleLog {
             return .failure(.invalidArgument(violations.all))
         }
         let origin = wire.originCode
+        // A plate of the city itself (豫A for Zhengzhou) comes from the city, whatever the static table says.
+        let region = reference.city.map { plate.text.hasPrefix($0.platePrefix) ? $0.code : plate.region } ?? plate.region
         return .success(NewVehicleLog(
             terminalID: wire.terminalID, sequence: wire.sequence, plate: plate.text, plateColor: color,
             vehicleType: vehicleType, direction: direction, originCode: origin,
-            originProvince: origin.isEmpty ? plate.province : RegionCode.province(of: origin), plateRegion: plate.region,
+            originProvince: origin.isEmpty ? plate.province : RegionCode.province(of: origin), plateRegion: region,
             temperatures: temperatures, healthCodes: codes, driverPhone: phone,
             destinationDistrict: wire.destinationDistrict, observedAt: observedAt))
     }

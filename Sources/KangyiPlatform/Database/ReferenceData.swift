@@ -1,25 +1,58 @@
+import Foundation
 import Logging
 import PostgresNIO
 import Synchronization
 
-/// The `common` schema's reference data, read once at start-up: it changes only through migrations, so
-/// services validate against this copy instead of querying it on every request.
-public struct ReferenceData: Sendable {
-    public struct District: Sendable, Equatable {
-        public var code: String
+/// The city a deployment serves, as the `common` schema holds it: its districts, counties and functional
+/// zones, the command centre's departments, the help categories citizens choose from, and the city itself
+/// (its codes and its licence-plate prefix). Services validate against a cached copy
+/// (``ReferenceDataCache``); `kangyi reference load FILE` replaces it (``ReferenceDataFile``). Its JSON form
+/// (snake_case keys) is the file format: `reference/zhengzhou.json` is the complete example.
+public struct ReferenceData: Sendable, Equatable, Codable {
+    public struct City: Sendable, Equatable, Codable {
+        /// "郑州市"
         public var name: String
         public var nameEn: String
-        public var isUrban: Bool
+        /// The city's administrative code ("410100") and its province's ("410000").
+        public var code: String
+        public var province: String
+        /// The province abbreviation and city letter of its licence plates ("豫A"): a plate with it is local.
+        public var platePrefix: String
 
-        public init(code: String, name: String, nameEn: String, isUrban: Bool) {
-            self.code = code
+        public init(name: String, nameEn: String, code: String, province: String, platePrefix: String) {
             self.name = name
             self.nameEn = nameEn
-            self.isUrban = isUrban
+            self.code = code
+            self.province = province
+            self.platePrefix = platePrefix
         }
     }
 
-    public struct Department: Sendable, Equatable {
+    public struct District: Sendable, Equatable, Codable {
+        public enum Kind: String, Sendable, Codable, CaseIterable {
+            /// A district of the city proper.
+            case urban
+            /// A county or county-level city.
+            case outlying
+            /// A functional zone citizens name as their district (郑东新区); its code is its own identifier.
+            case zone
+        }
+
+        /// An administrative code ("410102"), or a zone's own identifier ("zhengdong").
+        public var code: String
+        public var name: String
+        public var nameEn: String
+        public var kind: Kind
+
+        public init(code: String, name: String, nameEn: String, kind: Kind) {
+            self.code = code
+            self.name = name
+            self.nameEn = nameEn
+            self.kind = kind
+        }
+    }
+
+    public struct Department: Sendable, Equatable, Codable {
         public var code: String
         public var name: String
         public var nameEn: String
@@ -31,7 +64,7 @@ public struct ReferenceData: Sendable {
         }
     }
 
-    public struct Category: Sendable, Equatable {
+    public struct Category: Sendable, Equatable, Codable {
         public var code: String
         public var name: String
         public var nameEn: String
@@ -45,12 +78,15 @@ public struct ReferenceData: Sendable {
         }
     }
 
-    /// In display order.
+    public var city: City?
+    /// In code order.
     public var districts: [District]
     public var departments: [Department]
+    /// In display order.
     public var categories: [Category]
 
-    public init(districts: [District], departments: [Department], categories: [Category]) {
+    public init(city: City? = nil, districts: [District], departments: [Department], categories: [Category]) {
+        self.city = city
         self.districts = districts
         self.departments = departments
         self.categories = categories
@@ -65,7 +101,7 @@ public struct ReferenceData: Sendable {
         for try await (code, name, nameEn, kind) in try await client.query(
             "SELECT code, name, name_en, kind FROM common.districts ORDER BY code", logger: logger
         ).decode((String, String, String, String).self) {
-            districts.append(District(code: code, name: name, nameEn: nameEn, isUrban: kind == "urban"))
+            districts.append(District(code: code, name: name, nameEn: nameEn, kind: District.Kind(rawValue: kind) ?? .outlying))
         }
         var departments: [Department] = []
         for try await (code, name, nameEn) in try await client.query(
@@ -80,26 +116,39 @@ public struct ReferenceData: Sendable {
         ).decode((String, String, String, String).self) {
             categories.append(Category(code: code, name: name, nameEn: nameEn, defaultDepartment: department))
         }
-        return ReferenceData(districts: districts, departments: departments, categories: categories)
+        var city: City?
+        for try await (name, nameEn, code, province, plate) in try await client.query(
+            "SELECT name, name_en, code, province, plate_prefix FROM common.city", logger: logger
+        ).decode((String, String, String, String, String).self) {
+            city = City(name: name, nameEn: nameEn, code: code, province: province, platePrefix: plate)
+        }
+        return ReferenceData(city: city, districts: districts, departments: departments, categories: categories)
     }
 }
 
-/// Loads ``ReferenceData`` on first use (the pool is not running yet when services are assembled) and
-/// keeps it. Two first callers at once may both load it; the result is the same.
+/// ``ReferenceData`` loaded on first use (the pool is not running yet when services are assembled) and
+/// kept for ``lifetime``: after `kangyi reference load`, every service validates against the new data
+/// within that long, without a restart. Two callers at once may both load it; the result is the same.
 public final class ReferenceDataCache: Sendable {
+    /// How long a loaded copy is used before the next call loads it again.
+    public static let lifetime: Duration = .seconds(30)
+
     private let client: PostgresClient
     private let logger: Logger
-    private let loaded = Mutex<ReferenceData?>(nil)
+    private let lifetime: Duration
+    private let loaded = Mutex<(data: ReferenceData, until: ContinuousClock.Instant)?>(nil)
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, logger: Logger, lifetime: Duration = ReferenceDataCache.lifetime) {
         self.client = client
         self.logger = logger
+        self.lifetime = lifetime
     }
 
     public func get() async throws -> ReferenceData {
-        if let data = loaded.withLock({ $0 }) { return data }
+        if let loaded = loaded.withLock({ $0 }), loaded.until > .now { return loaded.data }
         let data = try await ReferenceData.load(from: client, logger: logger)
-        loaded.withLock { $0 = data }
+        let until = ContinuousClock.now + lifetime
+        loaded.withLock { $0 = (data, until) }
         return data
     }
 }

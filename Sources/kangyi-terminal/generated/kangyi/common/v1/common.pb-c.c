@@ -648,17 +648,19 @@ const ProtobufCMessageDescriptor kangyi__common__v1__actor__descriptor =
   (ProtobufCMessageInit) kangyi__common__v1__actor__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue kangyi__common__v1__district_kind__enum_values_by_number[3] =
+static const ProtobufCEnumValue kangyi__common__v1__district_kind__enum_values_by_number[4] =
 {
   { "DISTRICT_KIND_UNSPECIFIED", "KANGYI__COMMON__V1__DISTRICT_KIND__DISTRICT_KIND_UNSPECIFIED", 0 },
   { "DISTRICT_KIND_URBAN", "KANGYI__COMMON__V1__DISTRICT_KIND__DISTRICT_KIND_URBAN", 1 },
   { "DISTRICT_KIND_OUTLYING", "KANGYI__COMMON__V1__DISTRICT_KIND__DISTRICT_KIND_OUTLYING", 2 },
+  { "DISTRICT_KIND_FUNCTIONAL_ZONE", "KANGYI__COMMON__V1__DISTRICT_KIND__DISTRICT_KIND_FUNCTIONAL_ZONE", 3 },
 };
 static const ProtobufCIntRange kangyi__common__v1__district_kind__value_ranges[] = {
-{0, 0},{0, 3}
+{0, 0},{0, 4}
 };
-static const ProtobufCEnumValueIndex kangyi__common__v1__district_kind__enum_values_by_name[3] =
+static const ProtobufCEnumValueIndex kangyi__common__v1__district_kind__enum_values_by_name[4] =
 {
+  { "DISTRICT_KIND_FUNCTIONAL_ZONE", 3 },
   { "DISTRICT_KIND_OUTLYING", 2 },
   { "DISTRICT_KIND_UNSPECIFIED", 0 },
   { "DISTRICT_KIND_URBAN", 1 },
@@ -670,9 +672,9 @@ const ProtobufCEnumDescriptor kangyi__common__v1__district_kind__descriptor =
   "DistrictKind",
   "Kangyi__Common__V1__DistrictKind",
   "kangyi.common.v1",
-  3,
+  4,
   kangyi__common__v1__district_kind__enum_values_by_number,
-  3,
+  4,
   kangyi__common__v1__district_kind__enum_values_by_name,
   1,
   kangyi__common__v1__district_kind__value_ranges,

@@ -29,21 +29,26 @@ typedef struct Kangyi__Common__V1__Actor Kangyi__Common__V1__Actor;
 typedef enum _Kangyi__Common__V1__DistrictKind {
   KANGYI__COMMON__V1__DISTRICT_KIND__DISTRICT_KIND_UNSPECIFIED = 0,
   KANGYI__COMMON__V1__DISTRICT_KIND__DISTRICT_KIND_URBAN = 1,
-  KANGYI__COMMON__V1__DISTRICT_KIND__DISTRICT_KIND_OUTLYING = 2
+  KANGYI__COMMON__V1__DISTRICT_KIND__DISTRICT_KIND_OUTLYING = 2,
+  /*
+   * A functional zone citizens name as their district (郑东新区).
+   */
+  KANGYI__COMMON__V1__DISTRICT_KIND__DISTRICT_KIND_FUNCTIONAL_ZONE = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(KANGYI__COMMON__V1__DISTRICT_KIND)
 } Kangyi__Common__V1__DistrictKind;
 
 /* --- messages --- */
 
 /*
- * A district or county of the city, identified by its administrative code (e.g. "420102").
+ * A district, county or functional zone of the city, identified by its administrative code (e.g.
+ * "410102") or, for a functional zone, an identifier of its own (e.g. "zhengdong").
  */
 struct  Kangyi__Common__V1__District
 {
   ProtobufCMessage base;
   char *code;
   /*
-   * The Chinese name, e.g. "武昌区".
+   * The Chinese name, e.g. "中原区".
    */
   char *name;
   /*
@@ -51,7 +56,7 @@ struct  Kangyi__Common__V1__District
    */
   Kangyi__Common__V1__DistrictKind kind;
   /*
-   * The romanised name, e.g. "Wuchang".
+   * The romanised name, e.g. "Zhongyuan".
    */
   char *name_en;
 };
