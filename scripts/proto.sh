@@ -14,10 +14,14 @@ WKT=/usr/include
 OUT=Sources/KangyiAPI
 DESCRIPTORS=$OUT/kangyi_descriptor_set.swift
 
+# In a build folder of their own: building a dependency's product in .build leaves SwiftPM a cached plan
+# that makes the next `swift build --build-tests` build every dependency's executables too (protoc from
+# C++ source, minutes).
+SCRATCH=.build-plugins
 for plugin in protoc-gen-swift protoc-gen-grpc-swift-2; do
-  swift build --product "$plugin" >/dev/null 2>&1 || swift build --product "$plugin"
+  swift build --scratch-path "$SCRATCH" --product "$plugin" >/dev/null 2>&1 || swift build --scratch-path "$SCRATCH" --product "$plugin"
 done
-BIN=$(swift build --show-bin-path)
+BIN=$(swift build --scratch-path "$SCRATCH" --show-bin-path)
 
 mapfile -t OWN < <(cd proto && find kangyi -name '*.proto' | LC_ALL=C sort)
 # v1alpha too: the same messages under its old name, which grpcio-reflection's client still speaks.
