@@ -138,9 +138,13 @@ import Testing
 
             try await h.withIntakeServer {
                 try await withServiceGroup([h.sync]) { _ in
-                    // The background loop delivers both, in order.
+                    // The background loop delivers both, in order. Intake applies a transition a moment
+                    // before the outbox records its delivery, so both are waited for.
                     let deadline = ContinuousClock.now + .seconds(20)
-                    while try await h.intakeStatus(id) != .assigned, ContinuousClock.now < deadline {
+                    while ContinuousClock.now < deadline {
+                        let pending = try await h.service.getCase(request: .with { $0.caseID = caseID }, context: .testing)
+                            .case.pendingIntakeTransitions
+                        if try await h.intakeStatus(id) == .assigned, pending == 0 { break }
                         try await Task.sleep(for: .milliseconds(100))
                     }
                 }
