@@ -59,8 +59,5 @@ struct ReferenceCommand: AsyncParsableCommand {
 
 /// Runs `body` on `KANGYI_DATABASE_URL`, the `common` schema migrated first.
 private func withReferenceDatabase<T: Sendable>(_ body: @Sendable (PostgresClient, Logger) async throws -> T) async throws -> T {
-    let startup = try Startup(label: "kangyi.reference")
-    guard let url = startup.settings.databaseURL else { throw ValidationError("KANGYI_DATABASE_URL must be set") }
-    _ = try await MigrationRunner(logger: startup.logger).apply(CommonSchema.migrations, url: url)
-    return try await Database.withClient(url: url, logger: startup.logger) { client in try await body(client, startup.logger) }
+    try await withAdministrationDatabase(label: "kangyi.reference", migrations: CommonSchema.migrations, body)
 }

@@ -115,14 +115,13 @@ struct TokenCommand: AsyncParsableCommand {
 
 /// Runs `body` with the gateway's token store on `KANGYI_DATABASE_URL`, its schema migrated first.
 func withTokens<T: Sendable>(_ body: @Sendable (TokenStore) async throws -> T) async throws -> T {
-    let startup = try Startup(label: "kangyi.token")
-    guard let url = startup.settings.databaseURL else { throw ValidationError("KANGYI_DATABASE_URL must be set") }
-    return try await withTokens(url: url, logger: startup.logger, body)
+    try await withAdministrationDatabase(label: "kangyi.token", migrations: KangyiProcess.migrations(of: [Gateway.definition])) {
+        try await body(TokenStore(client: $0, logger: $1))
+    }
 }
 
 func withTokens<T: Sendable>(url: DatabaseURL, logger: Logger, _ body: @Sendable (TokenStore) async throws -> T) async throws -> T {
-    try await MigrationRunner(logger: logger).apply(KangyiProcess.migrations(of: [Gateway.definition]), url: url)
-    return try await Database.withClient(url: url, logger: logger) { client in
-        try await body(TokenStore(client: client, logger: logger))
+    try await withMigratedDatabase(url: url, migrations: KangyiProcess.migrations(of: [Gateway.definition]), logger: logger) {
+        try await body(TokenStore(client: $0, logger: $1))
     }
 }

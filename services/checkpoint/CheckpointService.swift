@@ -134,27 +134,18 @@ public struct CheckpointService: Kangyi_Checkpoint_V1_CheckpointService.SimpleSe
         response: RPCWriter<Kangyi_Checkpoint_V1_WatchFlaggedVehiclesResponse>,
         context: ServerContext
     ) async throws {
-        guard var cursor = FeedCursor(token: request.cursor) else {
-            throw ServiceError.invalidArgument(field: "cursor", reason: "INVALID_CURSOR", "not a cursor this service issued")
-        }
         let checkpoint = request.checkpoint.isEmpty ? nil : request.checkpoint
         let identity = CallerIdentity.current
-        // Poll the feed; end when the caller goes away or the server shuts down.
-        while !context.cancellation.isCancelled && !Task.isShuttingDownGracefully {
-            let changes = try await logs.flagged(after: cursor, checkpoint: checkpoint, limit: 500)
-            for (log, position) in changes {
+        try await followFeed(
+            from: try FeedCursor.parse(request.cursor), context: context,
+            next: { try await logs.flagged(after: $0, checkpoint: checkpoint, limit: $1).map { (row: $0.0, cursor: $0.1) } },
+            write: { log, position in
                 try await response.write(.with {
                     $0.vehicleLog = log.wire(for: identity)
                     $0.cursor = position.token
                 })
-                cursor = position
-            }
-            if changes.count < 500 { try? await Task.sleep(for: Self.watchPollInterval) }
-        }
+            })
     }
-
-    /// How often an idle watch looks for new flagged logs.
-    static let watchPollInterval: Duration = .milliseconds(200)
 
     public func getCheckpointStatistics(
         request: Kangyi_Checkpoint_V1_GetCheckpointStatisticsRequest, context: ServerContext

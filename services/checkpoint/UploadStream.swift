@@ -115,9 +115,9 @@ struct UploadStream {
 /// it settled), the logs refused since the last message, and the stream's totals.
 final class Acknowledgements: Sendable {
     private struct State {
+        /// The stream's sequences in arrival order (increasing), from the first not yet settled.
         var order: [(sequence: Int64, settled: Bool)] = []
         var head = 0
-        var position: [Int64: Int] = [:]
         var ackedThrough: Int64 = 0
         var items: [Kangyi_Checkpoint_V1_ItemResult] = []
         var stored: Int64 = 0
@@ -131,7 +131,6 @@ final class Acknowledgements: Sendable {
 
     func received(_ sequence: Int64) {
         state.withLock { state in
-            state.position[sequence] = state.order.count
             state.order.append((sequence, false))
         }
     }
@@ -153,7 +152,13 @@ final class Acknowledgements: Sendable {
                     $0.violations = violations.map(\.wire)
                 })
             }
-            if let index = state.position.removeValue(forKey: sequence) { state.order[index].settled = true }
+            // Sequences arrive in increasing order, so a binary search finds this one.
+            var low = state.head, high = state.order.count
+            while low < high {
+                let middle = (low + high) / 2
+                if state.order[middle].sequence < sequence { low = middle + 1 } else { high = middle }
+            }
+            if low < state.order.count, state.order[low].sequence == sequence { state.order[low].settled = true }
             while state.head < state.order.count, state.order[state.head].settled {
                 state.ackedThrough = state.order[state.head].sequence
                 state.head += 1
@@ -161,7 +166,6 @@ final class Acknowledgements: Sendable {
             if state.head > 1024 {
                 state.order.removeFirst(state.head)
                 state.head = 0
-                for (index, entry) in state.order.enumerated() where !entry.settled { state.position[entry.sequence] = index }
             }
             state.changed = true
             defer { state.waiter = nil }

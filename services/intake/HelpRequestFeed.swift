@@ -32,41 +32,37 @@ struct PageKey: Sendable, Equatable, Codable {
 
 extension IntakeStore {
     func list(_ filter: HelpRequestFilter, after: PageKey?, limit: Int) async throws -> [StoredHelpRequest] {
-        var conditions: [String] = []
-        var bindings = PostgresBindings()
-        func bind(_ value: some PostgresEncodable & Sendable) -> String {
-            try! bindings.append(value, context: .default)
-            return "$\(bindings.count)"
-        }
-        if !filter.statuses.isEmpty { conditions.append("status = ANY(\(bind(filter.statuses.map(\.rawValue)))::text[])") }
-        if let category = filter.category { conditions.append("category = \(bind(category))") }
-        if let district = filter.district { conditions.append("district = \(bind(district))") }
-        if let group = filter.specialGroup { conditions.append("\(bind(group.rawValue)) = ANY(special_groups)") }
-        if let from = filter.createdFrom { conditions.append("created_at >= \(bind(from))") }
-        if let before = filter.createdBefore { conditions.append("created_at < \(bind(before))") }
+        var sql = SQLConditions()
+        if !filter.statuses.isEmpty { sql.add("status = ANY(\(sql.bind(filter.statuses.map(\.rawValue)))::text[])") }
+        if let category = filter.category { sql.add("category = \(sql.bind(category))") }
+        if let district = filter.district { sql.add("district = \(sql.bind(district))") }
+        if let group = filter.specialGroup { sql.add("\(sql.bind(group.rawValue)) = ANY(special_groups)") }
+        if let from = filter.createdFrom { sql.add("created_at >= \(sql.bind(from))") }
+        if let before = filter.createdBefore { sql.add("created_at < \(sql.bind(before))") }
         let order: String
         if filter.newestFirst {
             if let after {
-                conditions.append("(created_at, id) < (to_timestamp(\(bind(after.createdAtMicros))::float8 / 1e6), \(bind(after.id)))")
+                sql.add("(created_at, id) < (to_timestamp(\(sql.bind(after.createdAtMicros))::float8 / 1e6), \(sql.bind(after.id)))")
             }
             order = "created_at DESC, id DESC"
         } else {
             if let after {
-                conditions.append("""
+                sql.add("""
                     (NOT green_channel, -priority, created_at, id) > \
-                    (NOT \(bind(after.green)), -\(bind(after.priority))::int, \
-                    to_timestamp(\(bind(after.createdAtMicros))::float8 / 1e6), \(bind(after.id)))
+                    (NOT \(sql.bind(after.green)), -\(sql.bind(after.priority))::int, \
+                    to_timestamp(\(sql.bind(after.createdAtMicros))::float8 / 1e6), \(sql.bind(after.id)))
                     """)
             }
             order = "green_channel DESC, priority DESC, created_at, id"
         }
-        let sql = """
-            SELECT \(HelpRequestRow.columns) FROM intake.help_requests
-            \(conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "))
-            ORDER BY \(order) LIMIT \(limit)
-            """
+        let query = PostgresQuery(
+            unsafeSQL: """
+                SELECT \(HelpRequestRow.columns) FROM intake.help_requests \(sql.whereClause)
+                ORDER BY \(order) LIMIT \(limit)
+                """,
+            binds: sql.bindings)
         var rows: [StoredHelpRequest] = []
-        for try await row in try await client.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {
+        for try await row in try await client.query(query, logger: logger) {
             rows.append(try HelpRequestRow.decode(row))
         }
         return rows

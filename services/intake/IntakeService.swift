@@ -77,26 +77,17 @@ public struct IntakeService: Kangyi_Intake_V1_IntakeService.SimpleServiceProtoco
         response: RPCWriter<Kangyi_Intake_V1_WatchHelpRequestsResponse>,
         context: ServerContext
     ) async throws {
-        guard var cursor = FeedCursor(token: request.cursor) else {
-            throw ServiceError.invalidArgument(field: "cursor", reason: "INVALID_CURSOR", "not a cursor this service issued")
-        }
         let identity = CallerIdentity.current
-        // Poll the feed; end when the caller goes away or the server shuts down.
-        while !context.cancellation.isCancelled && !Task.isShuttingDownGracefully {
-            let changes = try await store.changes(after: cursor, limit: 500)
-            for (row, position) in changes {
+        try await followFeed(
+            from: try FeedCursor.parse(request.cursor), context: context,
+            next: { try await store.changes(after: $0, limit: $1).map { (row: $0.0, cursor: $0.1) } },
+            write: { row, position in
                 try await response.write(.with {
                     $0.helpRequest = row.wire(for: identity)
                     $0.cursor = position.token
                 })
-                cursor = position
-            }
-            if changes.count < 500 { try? await Task.sleep(for: Self.watchPollInterval) }
-        }
+            })
     }
-
-    /// How often an idle watch looks for new changes.
-    static let watchPollInterval: Duration = .milliseconds(200)
 
     public func transitionHelpRequest(
         request: Kangyi_Intake_V1_TransitionHelpRequestRequest, context: ServerContext

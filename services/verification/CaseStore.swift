@@ -209,22 +209,16 @@ struct CaseStore: Sendable {
 
     /// A page of cases matching `filter`, newest submission first, after `after`.
     func list(_ filter: CaseFilter, after: CasePageKey?, limit: Int) async throws -> [CaseRecord] {
-        var conditions: [String] = []
-        var bindings = PostgresBindings()
-        func bind(_ value: some PostgresEncodable & Sendable) -> String {
-            try! bindings.append(value, context: .default)
-            return "$\(bindings.count)"
-        }
-        if !filter.states.isEmpty { conditions.append("c.state = ANY(\(bind(filter.states.map(\.rawValue))))") }
-        if let department = filter.department { conditions.append("c.department = \(bind(department))") }
-        if let category = filter.category { conditions.append("c.category = \(bind(category))") }
-        if let district = filter.district { conditions.append("c.district = \(bind(district))") }
-        if filter.breachedOnly { conditions.append(CaseRow.breached) }
-        if let after { conditions.append("(c.submitted_at, c.id) < (\(bind(after.submittedAt)), \(bind(after.id)))") }
-        let whereClause = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
-        let sql = CaseRow.select + whereClause + " ORDER BY c.submitted_at DESC, c.id DESC LIMIT \(bind(limit))"
+        var sql = SQLConditions()
+        if !filter.states.isEmpty { sql.add("c.state = ANY(\(sql.bind(filter.states.map(\.rawValue))))") }
+        if let department = filter.department { sql.add("c.department = \(sql.bind(department))") }
+        if let category = filter.category { sql.add("c.category = \(sql.bind(category))") }
+        if let district = filter.district { sql.add("c.district = \(sql.bind(district))") }
+        if filter.breachedOnly { sql.add(CaseRow.breached) }
+        if let after { sql.add("(c.submitted_at, c.id) < (\(sql.bind(after.submittedAt)), \(sql.bind(after.id)))") }
+        let query = CaseRow.select + " " + sql.whereClause + " ORDER BY c.submitted_at DESC, c.id DESC LIMIT \(sql.bind(limit))"
         var cases: [CaseRecord] = []
-        for try await row in try await client.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {
+        for try await row in try await client.query(PostgresQuery(unsafeSQL: query, binds: sql.bindings), logger: logger) {
             cases.append(try CaseRow.decode(row))
         }
         return cases

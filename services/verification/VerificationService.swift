@@ -250,7 +250,7 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
         response: RPCWriter<Kangyi_Verification_V1_WatchEscalationsResponse>,
         context: ServerContext
     ) async throws {
-        var after: Int64
+        let after: Int64
         if request.cursor.isEmpty {
             // Open breaches first, then everything recorded after them.
             after = try await store.lastEscalationSeq()
@@ -266,21 +266,17 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
             }
             after = seq
         }
-        while !context.cancellation.isCancelled && !Task.isShuttingDownGracefully {
-            let found = try await store.escalations(after: after, limit: 500)
-            for escalation in found {
+        // An idle escalation watch looks for new breaches four times a second.
+        try await followFeed(
+            from: after, context: context, idle: .milliseconds(250),
+            next: { try await store.escalations(after: $0, limit: $1).map { (row: $0, cursor: $0.seq) } },
+            write: { escalation, seq in
                 try await response.write(.with {
                     $0.escalation = escalation.wire
-                    $0.cursor = EscalationCursor.token(escalation.seq)
+                    $0.cursor = EscalationCursor.token(seq)
                 })
-                after = escalation.seq
-            }
-            if found.count < 500 { try? await Task.sleep(for: Self.watchPollInterval) }
-        }
+            })
     }
-
-    /// How often an idle escalation watch looks for new breaches.
-    static let watchPollInterval: Duration = .milliseconds(250)
 
     // MARK: Checks
 
