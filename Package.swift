@@ -95,6 +95,19 @@ let package = Package(
             exclude: ["README.md"]
         ),
         .target(
+            name: "KangyiTracing",
+            dependencies: [
+                "KangyiAPI", "KangyiPlatform",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "services/tracing",
+            exclude: ["README.md"]
+        ),
+        .target(
             name: "KangyiGateway",
             dependencies: [
                 "KangyiAPI", "KangyiPlatform",
@@ -116,6 +129,7 @@ let package = Package(
                 "KangyiIntake",
                 "KangyiVerification",
                 "KangyiCheckpoint",
+                "KangyiTracing",
                 "KangyiGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
@@ -188,6 +202,16 @@ let package = Package(
                 "KangyiCheckpoint", "KangyiTestSupport",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "TracingTests",
+            dependencies: [
+                "KangyiTracing", "KangyiCheckpoint", "KangyiTestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

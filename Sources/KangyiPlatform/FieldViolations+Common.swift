@@ -1,4 +1,5 @@
 import Foundation
+import KangyiAPI
 import SwiftProtobuf
 
 /// Checks that every service makes the same way: caller-supplied ids and the shared reference codes.
@@ -58,5 +59,43 @@ extension FieldViolations {
             return nil
         }
         return timestamp.date
+    }
+}
+
+extension FieldViolations {
+    /// A time range both ends of which are required (`field.start` < `field.end`), at most `maxDays` long;
+    /// nil with violations otherwise.
+    public mutating func checkRequiredRange(
+        _ range: Kangyi_Common_V1_TimeRange, has: Bool, field: String, maxDays: Int?
+    ) -> (start: Date, end: Date)? {
+        guard has, range.hasStart, range.hasEnd else {
+            add(field, "MISSING_RANGE", "required: \(field).start and \(field).end")
+            return nil
+        }
+        let start = checkTimestamp(range.start, field: "\(field).start")
+        let end = checkTimestamp(range.end, field: "\(field).end")
+        guard let start, let end else { return nil }
+        if end <= start {
+            add("\(field).end", "END_BEFORE_START", "must be after \(field).start")
+            return nil
+        }
+        if let maxDays, end.timeIntervalSince(start) > Double(maxDays) * 86_400 {
+            add(field, "RANGE_TOO_LONG", "at most \(maxDays) days")
+            return nil
+        }
+        return (start, end)
+    }
+
+    /// A claim's lease as a caller asks for it (`has` false: `standard`), from 1 s to `maximum`.
+    public mutating func checkLease(
+        _ wire: Google_Protobuf_Duration, has: Bool, standard: Duration, maximum: Duration, field: String = "lease"
+    ) -> Duration {
+        guard has else { return standard }
+        let seconds = wire.timeInterval
+        guard seconds >= 1, seconds <= maximum.inSeconds else {
+            add(field, "LEASE_OUT_OF_RANGE", "must be 1 s to \(Int(maximum.inSeconds / 60)) min")
+            return standard
+        }
+        return .milliseconds(Int64(seconds * 1000))
     }
 }

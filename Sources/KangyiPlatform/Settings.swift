@@ -41,6 +41,31 @@ public struct Settings: Sendable {
     /// `KANGYI_CHECKPOINT_RETENTION_DAYS`: how many days of vehicle logs the checkpoint service keeps
     /// (older daily partitions are dropped; older logs are refused). Default 30.
     public var checkpointRetentionDays: Int = 30
+    /// `KANGYI_PII_KEY`, `KANGYI_PII_INDEX_KEY`, `KANGYI_PII_RETIRED_KEYS`: the keys that seal personal data
+    /// at rest (``PersonalDataKeys``). Required by the tracing service; `kangyi dev` makes them.
+    public var personalData: PersonalDataKeys?
+    /// The tracing service's rules.
+    public var tracing: TracingRules = .defaults
+
+    public struct TracingRules: Sendable, Equatable {
+        /// `KANGYI_TRACING_FOLLOW_UP_DAYS`: a contact is followed up until this many days after the last
+        /// exposure. Default 14.
+        public var followUpDays: Int
+        /// `KANGYI_TRACING_LOST_AFTER_DAYS`: a task may be closed as lost to follow-up after unanswered
+        /// calls on this many different days. Default 3.
+        public var lostAfterDays: Int
+        /// `KANGYI_TRACING_RETRY_MINUTES`: after an unanswered call, the task is offered again this much
+        /// later. Default 60.
+        public var retryAfter: Duration
+
+        public static let defaults = TracingRules(followUpDays: 14, lostAfterDays: 3, retryAfter: .seconds(3600))
+
+        public init(followUpDays: Int, lostAfterDays: Int, retryAfter: Duration) {
+            self.followUpDays = followUpDays
+            self.lostAfterDays = lostAfterDays
+            self.retryAfter = retryAfter
+        }
+    }
 
     public struct ServerLimits: Sendable, Equatable {
         /// `KANGYI_MAX_REQUEST_BYTES`: the largest request message accepted. Default 4 MiB.
@@ -125,6 +150,11 @@ public struct Settings: Sendable {
             identityKey: try env.identityKey("KANGYI_IDENTITY_KEY"),
             shutdownGrace: .seconds(try env.int("KANGYI_SHUTDOWN_GRACE_S", default: 20, in: 1...3_600)))
         self.checkpointRetentionDays = try env.int("KANGYI_CHECKPOINT_RETENTION_DAYS", default: 30, in: 2...3_650)
+        self.personalData = try env.personalDataKeys()
+        self.tracing = TracingRules(
+            followUpDays: try env.int("KANGYI_TRACING_FOLLOW_UP_DAYS", default: 14, in: 1...60),
+            lostAfterDays: try env.int("KANGYI_TRACING_LOST_AFTER_DAYS", default: 3, in: 1...30),
+            retryAfter: .seconds(60 * (try env.int("KANGYI_TRACING_RETRY_MINUTES", default: 60, in: 1...1_440))))
     }
 }
 
@@ -154,6 +184,11 @@ public struct SettingsError: Error, CustomStringConvertible, Equatable {
     public var variable: String
     public var expected: String
     public var description: String { "\(variable) is not valid: expected \(expected)" }
+
+    public init(variable: String, expected: String) {
+        self.variable = variable
+        self.expected = expected
+    }
 }
 
 /// A PostgreSQL connection URL, split into the parts postgres-nio needs.
@@ -273,6 +308,31 @@ struct EnvironmentReader {
             throw SettingsError(variable: name, expected: "base64 of at least 32 random bytes (openssl rand -base64 32)")
         }
         return key
+    }
+
+    /// The personal-data keys, or nil when `KANGYI_PII_KEY` is unset. Secrets: never echoed.
+    func personalDataKeys() throws(SettingsError) -> PersonalDataKeys? {
+        let sealing = "base64 of exactly 32 random bytes (openssl rand -base64 32)"
+        guard let text = raw("KANGYI_PII_KEY") else { return nil }
+        guard let current = PersonalDataKeys.SealingKey(base64: text) else {
+            throw SettingsError(variable: "KANGYI_PII_KEY", expected: sealing)
+        }
+        var retired: [PersonalDataKeys.SealingKey] = []
+        for part in (raw("KANGYI_PII_RETIRED_KEYS") ?? "").split(separator: ",") {
+            guard let key = PersonalDataKeys.SealingKey(base64: String(part)) else {
+                throw SettingsError(variable: "KANGYI_PII_RETIRED_KEYS", expected: "comma-separated keys, each \(sealing)")
+            }
+            retired.append(key)
+        }
+        let indexExpected = "base64 of at least 32 random bytes, set with KANGYI_PII_KEY"
+        guard let index = raw("KANGYI_PII_INDEX_KEY") else {
+            throw SettingsError(variable: "KANGYI_PII_INDEX_KEY", expected: indexExpected)
+        }
+        do {
+            return try PersonalDataKeys(current: current, retired: retired, indexKeyBase64: index)
+        } catch {
+            throw SettingsError(variable: "KANGYI_PII_INDEX_KEY", expected: indexExpected)
+        }
     }
 
     func databaseURL(_ name: String) throws(SettingsError) -> DatabaseURL? {

@@ -2,13 +2,15 @@ import KangyiCheckpoint
 import KangyiGateway
 import KangyiIntake
 import KangyiPlatform
+import KangyiTracing
 import KangyiVerification
 
 /// Every Kangyi service this binary can run, in start-up order. Adding a service is adding its
 /// definition here (and its library target in Package.swift).
 enum Catalog {
     static let all: [ServiceDefinition] = [
-        Intake.definition, Verification.definition, Checkpoint.definition, Gateway.definition,
+        Intake.definition, Verification.definition, Checkpoint.definition, Tracing.definition,
+        Gateway.definition,
     ]
 
     /// Run only by `kangyi serve`, for `make bench`: never part of a deployment.

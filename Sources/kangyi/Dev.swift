@@ -22,6 +22,9 @@ struct Dev: AsyncParsableCommand {
         if settings.identityKey == nil {
             settings.identityKey = try identityKey(in: dataDirectory.appendingPathComponent("identity.key"))
         }
+        if settings.personalData == nil {
+            settings.personalData = try personalDataKeys(in: dataDirectory)
+        }
 
         var embedded: EmbeddedPostgres?
         var watchdog: [any Service] = []
@@ -95,6 +98,24 @@ func identityKey(in file: URL) throws -> IdentityKey {
     let key = IdentityKey.random()
     FileManager.default.createFile(atPath: file.path, contents: Data((key.base64 + "\n").utf8), attributes: [.posixPermissions: 0o600])
     return key
+}
+
+/// The development personal-data keys (`KANGYI_PII_KEY`, `KANGYI_PII_INDEX_KEY` when unset): kept in
+/// `.data/pii.key` and `.data/pii-index.key` (readable by their owner only), made on first use.
+func personalDataKeys(in directory: URL) throws -> PersonalDataKeys {
+    let sealingFile = directory.appendingPathComponent("pii.key")
+    let indexFile = directory.appendingPathComponent("pii-index.key")
+    if let sealing = (try? String(contentsOf: sealingFile, encoding: .utf8)).flatMap(PersonalDataKeys.SealingKey.init(base64:)),
+        let index = try? String(contentsOf: indexFile, encoding: .utf8),
+        let keys = try? PersonalDataKeys(current: sealing, indexKeyBase64: index)
+    {
+        return keys
+    }
+    let keys = PersonalDataKeys.random()
+    for (file, text) in [(sealingFile, keys.current.base64), (indexFile, keys.indexKeyBase64)] {
+        FileManager.default.createFile(atPath: file.path, contents: Data((text + "\n").utf8), attributes: [.posixPermissions: 0o600])
+    }
+    return keys
 }
 
 /// The contents of `.data/dev.json`.

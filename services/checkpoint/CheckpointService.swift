@@ -151,7 +151,7 @@ public struct CheckpointService: Kangyi_Checkpoint_V1_CheckpointService.SimpleSe
         request: Kangyi_Checkpoint_V1_GetCheckpointStatisticsRequest, context: ServerContext
     ) async throws -> Kangyi_Checkpoint_V1_GetCheckpointStatisticsResponse {
         var violations = FieldViolations()
-        let (from, before) = Self.requiredRange(request.observed, has: request.hasObserved, maxDays: 93, &violations)
+        let observed = violations.checkRequiredRange(request.observed, has: request.hasObserved, field: "observed", maxDays: 93)
         let granularity: String?
         switch request.granularity {
         case .unspecified, .hour: granularity = "hour"
@@ -161,9 +161,9 @@ public struct CheckpointService: Kangyi_Checkpoint_V1_CheckpointService.SimpleSe
             violations.add("granularity", "INVALID_GRANULARITY", "HOUR or DAY")
         }
         try violations.throwIfAny()
-        guard let from, let before, let granularity else { throw ServiceError.invalidArgument(violations.all) }
+        guard let observed, let granularity else { throw ServiceError.invalidArgument(violations.all) }
         let rows = try await logs.statistics(StatisticsRequest(
-            checkpoint: request.checkpoint.isEmpty ? nil : request.checkpoint, from: from, before: before,
+            checkpoint: request.checkpoint.isEmpty ? nil : request.checkpoint, from: observed.start, before: observed.end,
             granularity: granularity, byOriginProvince: request.byOriginProvince))
         return .with { $0.rows = rows.map(\.wire) }
     }
@@ -174,9 +174,9 @@ public struct CheckpointService: Kangyi_Checkpoint_V1_CheckpointService.SimpleSe
         context: ServerContext
     ) async throws {
         var violations = FieldViolations()
-        let (from, before) = Self.requiredRange(request.observed, has: request.hasObserved, maxDays: nil, &violations)
+        let observed = violations.checkRequiredRange(request.observed, has: request.hasObserved, field: "observed", maxDays: nil)
         try violations.throwIfAny()
-        guard let from, let before else { throw ServiceError.invalidArgument(violations.all) }
+        guard let (from, before) = observed else { throw ServiceError.invalidArgument(violations.all) }
         let checkpoint = request.checkpoint.isEmpty ? nil : request.checkpoint
         let identity = CallerIdentity.current
         // One page in memory at a time; each page is a new query, so no connection is held between them.
@@ -344,21 +344,4 @@ public struct CheckpointService: Kangyi_Checkpoint_V1_CheckpointService.SimpleSe
     }
 
     /// A required [start, end) range, at most `maxDays` long.
-    static func requiredRange(
-        _ range: Kangyi_Common_V1_TimeRange, has: Bool, maxDays: Int?, _ violations: inout FieldViolations
-    ) -> (Date?, Date?) {
-        guard has, range.hasStart, range.hasEnd else {
-            violations.add("observed", "MISSING_RANGE", "required: observed.start and observed.end")
-            return (nil, nil)
-        }
-        let start = violations.checkTimestamp(range.start, field: "observed.start")
-        let end = violations.checkTimestamp(range.end, field: "observed.end")
-        guard let start, let end else { return (nil, nil) }
-        if end <= start {
-            violations.add("observed.end", "END_BEFORE_START", "must be after observed.start")
-        } else if let maxDays, end.timeIntervalSince(start) > Double(maxDays) * 86_400 {
-            violations.add("observed", "RANGE_TOO_LONG", "at most \(maxDays) days")
-        }
-        return (start, end)
-    }
 }

@@ -33,7 +33,6 @@ struct PartitionKeeper: Service {
 
     /// Days ahead of today that always have a partition (terminals' clocks may run up to a day ahead).
     static let daysAhead = 3
-    static let zone = TimeZone(identifier: "Asia/Shanghai")!
 
     func run() async throws {
         // The first batch of the process makes what it needs (IngestBatches), so the first round waits an
@@ -96,7 +95,7 @@ struct PartitionKeeper: Service {
 
     static let calendar: Calendar = {
         var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = zone
+        calendar.timeZone = .chinaStandard
         return calendar
     }()
 

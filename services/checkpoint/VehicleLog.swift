@@ -192,17 +192,3 @@ enum VehicleLog {
             destinationDistrict: wire.destinationDistrict, observedAt: observedAt))
     }
 }
-
-/// A wire enum's stored names, both ways.
-struct WireNames<Wire: Hashable & Sendable>: Sendable {
-    let names: [Wire: String]
-    let wires: [String: Wire]
-
-    init(_ names: [Wire: String]) {
-        self.names = names
-        self.wires = Dictionary(uniqueKeysWithValues: names.map { ($1, $0) })
-    }
-
-    func name(_ wire: Wire) -> String? { names[wire] }
-    func wire(_ name: String) -> Wire? { wires[name] }
-}

@@ -11,6 +11,7 @@ public enum Routes {
         "kangyi.intake.v1.IntakeService": "intake",
         "kangyi.verification.v1.VerificationService": "verification",
         "kangyi.checkpoint.v1.CheckpointService": "checkpoint",
+        "kangyi.tracing.v1.TracingService": "tracing",
     ]
 
     /// One routed method as the contracts describe it.

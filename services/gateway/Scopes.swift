@@ -15,12 +15,16 @@ public enum Scopes {
     public static let checkpointRead = "checkpoint.read"
     /// Checkpoints, terminals, risk areas and watched plates (operators).
     public static let checkpointAdmin = "checkpoint.admin"
+    /// The investigators' work: cases, contacts, the call queue, attempts, closing, persons.
+    public static let tracingWork = "tracing.work"
+    /// Supervisors and analysts: tracing statistics, the overdue feed, the personal-data access log.
+    public static let tracingReport = "tracing.report"
     /// Unmasked personal data in answers (checked by the services themselves).
     public static let personalData = Scope.personalData
 
     public static let all = [
         intakeSubmit, intakeRead, intakeTransition, verificationWork, verificationReport, checkpointUpload, checkpointRead,
-        checkpointAdmin, personalData,
+        checkpointAdmin, tracingWork, tracingReport, personalData,
     ]
 
     /// `package.Service/Method` → the scope a caller's token must hold.
@@ -51,6 +55,13 @@ public enum Scopes {
             checkpoint,
             ["SetCheckpoint", "RegisterTerminal", "RetireTerminal", "SetRiskArea", "WatchPlate", "UnwatchPlate"],
             checkpointAdmin)
+        let tracing = "kangyi.tracing.v1.TracingService"
+        add(
+            tracing,
+            ["CreateCase", "AddContacts", "ClaimNextCall", "ReleaseCall", "RecordCallAttempt", "CloseTask", "GetTask",
+             "GetPerson", "FindPerson", "ListTasks"],
+            tracingWork)
+        add(tracing, ["WatchOverdue", "GetTracingStatistics", "ListAccessLog"], tracingReport)
         return table
     }()
 
@@ -62,8 +73,10 @@ public enum Scopes {
         "checkpoint-terminal": [checkpointUpload],
         "checkpoint-operator": [checkpointRead, checkpointAdmin],
         "staff-tool": [intakeRead, verificationWork, personalData],
-        "analyst": [verificationReport],
-        "supervisor": [intakeRead, verificationWork, verificationReport],
+        "analyst": [verificationReport, tracingReport],
+        "supervisor": [intakeRead, verificationWork, verificationReport, tracingWork, tracingReport],
+        // Contact tracers: they phone people, so they read personal data (each unmasked read is logged).
+        "investigator": [tracingWork, personalData],
         "development": all,
     ]
 

@@ -23,15 +23,7 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
         let states = violations.caseStates(request.states)
         violations.checkCategory(request.category, in: data, required: false)
         violations.checkDistrict(request.district, in: data, required: false)
-        var lease = Self.defaultLease
-        if request.hasLease {
-            let seconds = request.lease.timeInterval
-            if !(1...Self.maximumLease).contains(seconds) {
-                violations.add("lease", "LEASE_OUT_OF_RANGE", "must be 1 s to 30 min")
-            } else {
-                lease = .milliseconds(Int64(seconds * 1000))
-            }
-        }
+        let lease = violations.checkLease(request.lease, has: request.hasLease, standard: Self.defaultLease, maximum: Self.maximumLease)
         try violations.throwIfAny()
         let claimed = try await store.claimNext(
             actor: staff.caller, actorDepartment: staff.department, states: states.isEmpty ? [.submitted] : states,
@@ -41,7 +33,7 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
     }
 
     static let defaultLease: Duration = .seconds(300)
-    static let maximumLease: TimeInterval = 1800
+    static let maximumLease: Duration = .seconds(1800)
 
     public func releaseClaim(
         request: Kangyi_Verification_V1_ReleaseClaimRequest, context: ServerContext
