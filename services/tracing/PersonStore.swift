@@ -21,8 +21,9 @@ struct PersonStore: Sendable {
     func resolve(_ details: PersonDetails, on connection: PostgresConnection) async throws -> UUID {
         let phoneIndex = details.phone.map { keys.blindIndex($0, kind: "phone") }
         let idIndex = details.idNumber.map { keys.blindIndex($0, kind: "id") }
-        // Two calls listing one person at once wait here for each other, so they find one row.
-        if let key = idIndex ?? phoneIndex {
+        // Two calls listing one person at once wait here for each other, so they find one row (both keys,
+        // in one order: one call may know the ID number and the other only the phone).
+        for key in [idIndex, phoneIndex].compactMap({ $0 }).sorted(by: { $0.lexicographicallyPrecedes($1) }) {
             try await connection.query(
                 "SELECT pg_advisory_xact_lock(hashtextextended(encode(\(key), 'hex'), 0))", logger: logger)
         }
