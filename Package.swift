@@ -95,6 +95,19 @@ let package = Package(
             exclude: ["README.md"]
         ),
         .target(
+            name: "KangyiPriceWatch",
+            dependencies: [
+                "KangyiAPI", "KangyiPlatform",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "services/pricewatch",
+            exclude: ["README.md"]
+        ),
+        .target(
             name: "KangyiTracing",
             dependencies: [
                 "KangyiAPI", "KangyiPlatform",
@@ -129,6 +142,7 @@ let package = Package(
                 "KangyiIntake",
                 "KangyiVerification",
                 "KangyiCheckpoint",
+                "KangyiPriceWatch",
                 "KangyiTracing",
                 "KangyiGateway",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -202,6 +216,16 @@ let package = Package(
                 "KangyiCheckpoint", "KangyiTestSupport",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "PriceWatchTests",
+            dependencies: [
+                "KangyiPriceWatch", "KangyiTestSupport",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -19,7 +19,9 @@ KANGYI_TEST_DATABASE_URL=$(.build/debug/kangyi db start --data .data/test-pg --t
 export KANGYI_TEST_DATABASE_URL
 echo "test database: ${KANGYI_TEST_DATABASE_URL%%@*}@${KANGYI_TEST_DATABASE_URL#*@}"
 
-swift test --skip-build
+# At most 8 tests at once: every test makes its own database, and on 2 cores more at once only makes each
+# slower (peer calls and leases then time out).
+swift test --skip-build --experimental-maximum-parallelization-width 8
 
 scripts/venv.sh
 rm -rf .data/pytest-interop .data/pytest-faults .data/fuzz

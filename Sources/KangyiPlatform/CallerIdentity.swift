@@ -68,3 +68,17 @@ public enum RequestID {
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
 }
+
+extension CallerIdentity {
+    /// The caller the gateway vouched for, for an action attributed to it: an anonymous call is refused
+    /// UNAUTHENTICATED with `reason` ("STAFF_IDENTITY_REQUIRED"), saying that `actions` need `who`.
+    public static func vouched(reason: String, _ actions: String, need who: String) throws -> CallerIdentity {
+        let identity = current
+        guard identity.caller != "anonymous", !identity.caller.isEmpty else {
+            throw ServiceError(
+                code: .unauthenticated, reason: reason,
+                message: "\(actions) need \(who) (x-kangyi-caller, set by the gateway)")
+        }
+        return identity
+    }
+}

@@ -46,6 +46,27 @@ public struct Settings: Sendable {
     public var personalData: PersonalDataKeys?
     /// The tracing service's rules.
     public var tracing: TracingRules = .defaults
+    /// The price-watch service's rules.
+    public var priceWatch: PriceWatchRules = .defaults
+
+    public struct PriceWatchRules: Sendable, Equatable {
+        /// `KANGYI_PRICEWATCH_BASE_DATE`: a seller's pre-epidemic markup is its last transaction on or before
+        /// this day (China Standard Time). Default 2020-01-19.
+        public var baseDate: String
+        /// `KANGYI_PRICEWATCH_MARKUP_CAP_PERCENT`: the markup cap for sellers without that history, where no
+        /// markup-cap control applies. Default 35.
+        public var markupCapPercent: Int
+        /// `KANGYI_PRICEWATCH_JUMP_Z`: a robust z-score above this over the last 7 days is a sudden jump. Default 3.5.
+        public var jumpZ: Double
+
+        public static let defaults = PriceWatchRules(baseDate: "2020-01-19", markupCapPercent: 35, jumpZ: 3.5)
+
+        public init(baseDate: String, markupCapPercent: Int, jumpZ: Double) {
+            self.baseDate = baseDate
+            self.markupCapPercent = markupCapPercent
+            self.jumpZ = jumpZ
+        }
+    }
 
     public struct TracingRules: Sendable, Equatable {
         /// `KANGYI_TRACING_FOLLOW_UP_DAYS`: a contact is followed up until this many days after the last
@@ -151,6 +172,17 @@ public struct Settings: Sendable {
             shutdownGrace: .seconds(try env.int("KANGYI_SHUTDOWN_GRACE_S", default: 20, in: 1...3_600)))
         self.checkpointRetentionDays = try env.int("KANGYI_CHECKPOINT_RETENTION_DAYS", default: 30, in: 2...3_650)
         self.personalData = try env.personalDataKeys()
+        let baseDate = try env.string("KANGYI_PRICEWATCH_BASE_DATE", default: PriceWatchRules.defaults.baseDate)
+        guard CalendarDay.parse(baseDate) != nil else {
+            throw SettingsError(variable: "KANGYI_PRICEWATCH_BASE_DATE", expected: "a day as YYYY-MM-DD, got \"\(baseDate)\"")
+        }
+        let jump = try env.string("KANGYI_PRICEWATCH_JUMP_Z", default: "3.5")
+        guard let jumpZ = Double(jump), (1...100).contains(jumpZ) else {
+            throw SettingsError(variable: "KANGYI_PRICEWATCH_JUMP_Z", expected: "a number from 1 to 100, got \"\(jump)\"")
+        }
+        self.priceWatch = PriceWatchRules(
+            baseDate: baseDate, markupCapPercent: try env.int("KANGYI_PRICEWATCH_MARKUP_CAP_PERCENT", default: 35, in: 0...10_000),
+            jumpZ: jumpZ)
         self.tracing = TracingRules(
             followUpDays: try env.int("KANGYI_TRACING_FOLLOW_UP_DAYS", default: 14, in: 1...60),
             lostAfterDays: try env.int("KANGYI_TRACING_LOST_AFTER_DAYS", default: 3, in: 1...30),

@@ -2,6 +2,7 @@ import KangyiCheckpoint
 import KangyiGateway
 import KangyiIntake
 import KangyiPlatform
+import KangyiPriceWatch
 import KangyiTracing
 import KangyiVerification
 
@@ -9,7 +10,8 @@ import KangyiVerification
 /// definition here (and its library target in Package.swift).
 enum Catalog {
     static let all: [ServiceDefinition] = [
-        Intake.definition, Verification.definition, Checkpoint.definition, Tracing.definition,
+        Intake.definition, Verification.definition, Checkpoint.definition, PriceWatch.definition,
+        Tracing.definition,
         Gateway.definition,
     ]
 

@@ -31,11 +31,13 @@ from kangyi.intake.v1 import intake_pb2  # noqa: E402,F401
 from kangyi.verification.v1 import verification_pb2  # noqa: E402,F401
 from kangyi.checkpoint.v1 import checkpoint_pb2  # noqa: E402,F401
 from kangyi.tracing.v1 import tracing_pb2  # noqa: E402,F401
+from kangyi.pricewatch.v1 import pricewatch_pb2  # noqa: E402,F401
 
 SERVICES = {"intake": intake_pb2.DESCRIPTOR.services_by_name["IntakeService"],
             "verification": verification_pb2.DESCRIPTOR.services_by_name["VerificationService"],
             "checkpoint": checkpoint_pb2.DESCRIPTOR.services_by_name["CheckpointService"],
-            "tracing": tracing_pb2.DESCRIPTOR.services_by_name["TracingService"]}
+            "tracing": tracing_pb2.DESCRIPTOR.services_by_name["TracingService"],
+            "pricewatch": pricewatch_pb2.DESCRIPTOR.services_by_name["PriceWatchService"]}
 CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 STAFF = [("x-kangyi-caller", "fuzzer"), ("x-kangyi-department", "health_commission"),
@@ -45,7 +47,8 @@ STRINGS = ["", " ", "\x00", "a\x00b", "\u202e", "\ufeff", "🙂" * 50, "中原�
            "+86 138 1234 5678", "food_supply", "medical", "health_commission", "KY26010100000001", "'; DROP TABLE x; --",
            "%s%n", "\\", "00000000-0000-0000-0000-000000000000", "x" * 5000, "\n\r\t", "é" * 1001, "\u0001\u007f",
            "2026-01-01T00:00:00Z", "-1", "9" * 40, "ZZ-YAOJIA", "T1", "豫A12345", "鄂a 1234学", "豫AD12345", "420000",
-           "11010519491231002X", "110105194912310021", "2026-02-29", "2026-11-20", "9999-12-31"]
+           "11010519491231002X", "110105194912310021", "2026-02-29", "2026-11-20", "9999-12-31",
+           "pork", "mask_n95", "ibuprofen"]
 INTS = [0, 1, -1, 2, 7, 100, 1000, 2**31 - 1, -2**31, 2**63 - 1, -2**63]
 
 

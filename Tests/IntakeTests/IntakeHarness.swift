@@ -36,7 +36,7 @@ struct IntakeHarness: Sendable {
 
     /// The change feed after `cursor`, waited on (up to 10 s) until it holds `count` changes.
     func changes(after cursor: FeedCursor, count: Int) async throws -> [(StoredHelpRequest, FeedCursor)] {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         while true {
             let changes = try await store().changes(after: cursor, limit: 100)
             if changes.count >= count || ContinuousClock.now > deadline { return changes }

@@ -114,6 +114,7 @@ import Testing
             // The feed shows a change once every older write transaction in the cluster has finished
             // (other tests write concurrently), so wait for it rather than expect it at once.
             let feed = try await intake.changes(after: .start, count: 2)
+            try #require(feed.count == 2)
             #expect(feed.map(\.0.id.uuidString).map { $0.lowercased() } == [first.id, second.id])
 
             // Resume after the first: only the second, then a change to the first shows up again.

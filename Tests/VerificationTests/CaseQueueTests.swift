@@ -66,7 +66,8 @@ import Testing
     @Test func leasesExpireRenewAndRelease() async throws {
         try await VerificationHarness.run("queue_lease") { h in
             let id = try await h.newCase()
-            let short = Kangyi_Verification_V1_ClaimNextRequest.with { $0.lease = .init(seconds: 1) }
+            // Long enough that a busy machine does not let it lapse between Alice's two claims.
+            let short = Kangyi_Verification_V1_ClaimNextRequest.with { $0.lease = .init(seconds: 4) }
             let first = try await asStaff("alice") { try await h.service.claimNext(request: short, context: .testing) }
             #expect(first.case.id == id.uuidString.lowercased())
             // Bob finds nothing while Alice holds it; Alice asking again gets the same case back.
@@ -87,7 +88,7 @@ import Testing
             }
             #expect(refused?.reason == "CLAIMED_BY_ANOTHER")
             // After the lease runs out, Bob gets it.
-            try await Task.sleep(for: .milliseconds(1200))
+            try await Task.sleep(for: .milliseconds(4200))
             let later = try await asStaff("bob") { try await h.service.claimNext(request: short, context: .testing) }
             #expect(later.case.claim.claimedBy == "bob")
             // Released, it is free for Alice again.

@@ -35,7 +35,7 @@ struct VerificationHarness: Sendable {
             let intakeClient = Kangyi_Intake_V1_IntakeService.Client(wrapping: peer.grpc)
             let store = CaseStore(client: client, logger: logger)
             let sync = IntakeSync(
-                store: store, intake: intakeClient, callTimeout: .seconds(2), retryInterval: .milliseconds(100),
+                store: store, intake: intakeClient, callTimeout: .seconds(10), retryInterval: .milliseconds(100),
                 logger: logger)
             let harness = VerificationHarness(
                 client: client, store: store, service: VerificationService(store: store, sync: sync, reference: reference),

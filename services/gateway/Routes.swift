@@ -12,6 +12,7 @@ public enum Routes {
         "kangyi.verification.v1.VerificationService": "verification",
         "kangyi.checkpoint.v1.CheckpointService": "checkpoint",
         "kangyi.tracing.v1.TracingService": "tracing",
+        "kangyi.pricewatch.v1.PriceWatchService": "pricewatch",
     ]
 
     /// One routed method as the contracts describe it.

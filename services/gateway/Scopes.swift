@@ -19,12 +19,18 @@ public enum Scopes {
     public static let tracingWork = "tracing.work"
     /// Supervisors and analysts: tracing statistics, the overdue feed, the personal-data access log.
     public static let tracingReport = "tracing.report"
+    /// Observations in: inspectors, outlets' feeds, the citizens' complaint front end.
+    public static let pricewatchReport = "pricewatch.report"
+    /// Series, indicators, observations, alerts, controls and reference data out (analysts).
+    public static let pricewatchRead = "pricewatch.read"
+    /// Working alerts to enforcement, price controls, baselines, commodities and outlets (market supervision).
+    public static let pricewatchEnforce = "pricewatch.enforce"
     /// Unmasked personal data in answers (checked by the services themselves).
     public static let personalData = Scope.personalData
 
     public static let all = [
         intakeSubmit, intakeRead, intakeTransition, verificationWork, verificationReport, checkpointUpload, checkpointRead,
-        checkpointAdmin, tracingWork, tracingReport, personalData,
+        checkpointAdmin, tracingWork, tracingReport, pricewatchReport, pricewatchRead, pricewatchEnforce, personalData,
     ]
 
     /// `package.Service/Method` → the scope a caller's token must hold.
@@ -62,18 +68,32 @@ public enum Scopes {
              "GetPerson", "FindPerson", "ListTasks"],
             tracingWork)
         add(tracing, ["WatchOverdue", "GetTracingStatistics", "ListAccessLog"], tracingReport)
+        let pricewatch = "kangyi.pricewatch.v1.PriceWatchService"
+        add(pricewatch, ["SubmitPriceObservations", "StreamPriceObservations"], pricewatchReport)
+        add(
+            pricewatch,
+            ["GetPriceSeries", "ListPriceObservations", "GetIndicators", "ListAlerts", "WatchAlerts", "GetOutletRecord",
+             "ListPriceControls", "ListBaselines", "ListCommodities", "ListOutlets"],
+            pricewatchRead)
+        add(
+            pricewatch, ["UpdateAlert", "SetPriceControl", "EndPriceControl", "SetBaseline", "SetCommodity", "SetOutlet"],
+            pricewatchEnforce)
         return table
     }()
 
     /// The kinds of callers and the scopes a token of that kind gets (`kangyi token create --kind`).
     public static let kinds: [String: [String]] = [
-        "citizen-frontend": [intakeSubmit],
+        // Citizens' price complaints arrive through the front end too.
+        "citizen-frontend": [intakeSubmit, pricewatchReport],
         "department-system": [intakeSubmit, intakeRead, checkpointRead],
         // Its caller is `terminal.<terminal id>` (`kangyi token create --kind checkpoint-terminal --terminal ID`).
         "checkpoint-terminal": [checkpointUpload],
         "checkpoint-operator": [checkpointRead, checkpointAdmin],
         "staff-tool": [intakeRead, verificationWork, personalData],
-        "analyst": [verificationReport, tracingReport],
+        "analyst": [verificationReport, tracingReport, pricewatchRead],
+        // Inspectors and outlets' systems report prices; market supervision works the alerts.
+        "price-reporter": [pricewatchReport],
+        "market-supervisor": [pricewatchRead, pricewatchEnforce],
         "supervisor": [intakeRead, verificationWork, verificationReport, tracingWork, tracingReport],
         // Contact tracers: they phone people, so they read personal data (each unmasked read is logged).
         "investigator": [tracingWork, personalData],

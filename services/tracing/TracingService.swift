@@ -411,13 +411,7 @@ public struct TracingService: Kangyi_Tracing_V1_TracingService.SimpleServiceProt
 
     /// The investigator the gateway vouched for; calls are attributed to them, so anonymous ones are refused.
     static func actor() throws -> CallerIdentity {
-        let identity = CallerIdentity.current
-        guard identity.caller != "anonymous", !identity.caller.isEmpty else {
-            throw ServiceError(
-                code: .unauthenticated, reason: "INVESTIGATOR_IDENTITY_REQUIRED",
-                message: "tracing actions need an investigator identity (x-kangyi-caller, set by the gateway)")
-        }
-        return identity
+        try CallerIdentity.vouched(reason: "INVESTIGATOR_IDENTITY_REQUIRED", "tracing actions", need: "an investigator identity")
     }
 
     /// Whether the answer may show personal data: the caller holds pii.read and says why.

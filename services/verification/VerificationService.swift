@@ -274,13 +274,7 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
 
     /// The staff member the gateway vouched for; actions are attributed to them, so anonymous calls are refused.
     static func staff() throws -> CallerIdentity {
-        let identity = CallerIdentity.current
-        guard identity.caller != "anonymous", !identity.caller.isEmpty else {
-            throw ServiceError(
-                code: .unauthenticated, reason: "STAFF_IDENTITY_REQUIRED",
-                message: "verification actions need a staff identity (x-kangyi-caller, set by the gateway)")
-        }
-        return identity
+        try CallerIdentity.vouched(reason: "STAFF_IDENTITY_REQUIRED", "verification actions", need: "a staff identity")
     }
 
     /// A request's one case id, checked.

@@ -1,0 +1,393 @@
+import Foundation
+import KangyiPlatform
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// One group commit of price observations, in a single transaction (nobody is acknowledged before the
+/// commit):
+///
+/// 1. The batch's commodities and outlets: an unknown one refuses its observation.
+/// 2. The ledger (`observation_keys`): one INSERT … ON CONFLICT DO NOTHING claims each (submitter,
+///    observation id); a claim that loses is a duplicate (same content) or a refused reuse of the id.
+/// 3. What the rules need for the batch, a query each: controls in force, baselines, class thresholds,
+///    sellers' pre-epidemic transactions, prices before each freeze, the 7-day windows.
+/// 4. The observations (one multi-row INSERT into the month partitions), the day aggregates (one upsert,
+///    in key order so two batches cannot deadlock) and the alerts the rules found.
+///
+/// Rules consult what was committed before the batch; `checkRules: false` (a historical import) stores
+/// and aggregates without raising alerts.
+struct ObservationBatches: Sendable {
+    let client: PostgresClient
+    let partitions: MonthPartitions
+    let rules: Rules.Settings
+    let checkRules: Bool
+    let logger: Logger
+
+    func commit(_ items: [NewObservation]) async throws -> [Result<ObservationOutcome, any Error>] {
+        try await partitions.ensure(items.map(\.observedAt))
+        return try await client.transaction(logger: logger) { connection in
+            try await commit(items, on: connection).map { .success($0) }
+        }
+    }
+
+    private struct Key: Hashable {
+        var submitter: String
+        var observationID: String
+    }
+
+    private func commit(_ items: [NewObservation], on connection: PostgresConnection) async throws -> [ObservationOutcome] {
+        var outcomes = [ObservationOutcome?](repeating: nil, count: items.count)
+
+        // 1. Commodities and outlets.
+        var commodities: [String: (commodityClass: String, unitQuantity: Int64)] = [:]
+        for try await (code, commodityClass, quantity) in try await connection.query(
+            "SELECT code, class, unit_quantity FROM pricewatch.commodities WHERE code = ANY(\(Array(Set(items.map(\.commodity)))))",
+            logger: logger
+        ).decode((String, String, Int64).self) {
+            commodities[code] = (commodityClass, quantity)
+        }
+        var districts: [String: String] = [:]
+        for try await (code, district) in try await connection.query(
+            "SELECT code, district FROM pricewatch.outlets WHERE code = ANY(\(Array(Set(items.map(\.outlet)))))", logger: logger
+        ).decode((String, String).self) {
+            districts[code] = district
+        }
+        var known: [(index: Int, subject: Rules.Subject)] = []
+        for (index, item) in items.enumerated() {
+            var violations: [ServiceError.FieldViolation] = []
+            if commodities[item.commodity] == nil {
+                violations.append(.init(field: "commodity", reason: "UNKNOWN_COMMODITY", description: "no commodity has this code"))
+            }
+            if districts[item.outlet] == nil {
+                violations.append(.init(field: "outlet", reason: "UNKNOWN_OUTLET", description: "no outlet has this code"))
+            }
+            guard violations.isEmpty, let commodity = commodities[item.commodity], let district = districts[item.outlet] else {
+                outcomes[index] = .refused(violations)
+                continue
+            }
+            known.append((index, Rules.Subject(
+                commodity: item.commodity, commodityClass: commodity.commodityClass, district: district, outlet: item.outlet,
+                observedAt: item.observedAt,
+                unitPriceFen: UnitPrice.normalise(item.priceFen, quantity: item.quantity, unitQuantity: commodity.unitQuantity),
+                unitCostFen: item.purchaseCostFen == 0
+                    ? 0 : UnitPrice.normalise(item.purchaseCostFen, quantity: item.quantity, unitQuantity: commodity.unitQuantity))))
+        }
+
+        // 2. Claim the keys; settle the claims that lost (a repeat inside the batch loses to its first).
+        let claimed = try await claim(known.map { (items[$0.index], $0.subject.district) }, on: connection)
+        var claimedFirst: Set<Key> = []
+        var new: [(index: Int, subject: Rules.Subject)] = []
+        var lost: [Int] = []
+        for entry in known {
+            let key = Key(submitter: items[entry.index].submitter, observationID: items[entry.index].observationID)
+            if claimed.contains(key) && claimedFirst.insert(key).inserted { new.append(entry) } else { lost.append(entry.index) }
+        }
+        let same = try await sameAsStored(lost.map { items[$0] }, on: connection)
+        for (position, index) in lost.enumerated() {
+            outcomes[index] = same.contains(position)
+                ? .duplicate
+                : .refused([.init(
+                    field: "observation_id", reason: "OBSERVATION_ID_REUSED",
+                    description: "this submitter already sent another observation under this id")])
+        }
+
+        // 3, 4. Rules, then the rows.
+        let findings = checkRules ? try await self.findings(new.map(\.subject), on: connection) : new.map { _ in [] }
+        let received = try await insert(new.map { (items[$0.index], $0.subject) }, on: connection)
+        try await aggregate(new.map(\.subject), on: connection)
+        let alerts = try await raise(zip(new, findings).map { (items[$0.0.index], $0.0.subject, $0.1) }, on: connection)
+        for (position, entry) in new.enumerated() {
+            let item = items[entry.index]
+            outcomes[entry.index] = .stored(
+                StoredObservation(
+                    observation: item, district: entry.subject.district, unitPriceFen: entry.subject.unitPriceFen,
+                    unitCostFen: entry.subject.unitCostFen, receivedAt: received),
+                alerts[position])
+        }
+        return outcomes.map { $0 ?? .refused([]) }
+    }
+
+    private func claim(_ items: [(NewObservation, String)], on connection: PostgresConnection) async throws -> Set<Key> {
+        guard !items.isEmpty else { return [] }
+        let query = PostgresQuery(
+            unsafeSQL: """
+                INSERT INTO pricewatch.observation_keys (submitter, observation_id, district, observed_at, content_hash)
+                SELECT submitter, observation_id, district, observed_at, md5(content)
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+                     AS n(submitter, observation_id, district, observed_at, content)
+                ORDER BY submitter, observation_id  -- one lock order: two batches cannot deadlock
+                ON CONFLICT DO NOTHING
+                RETURNING submitter, observation_id
+                """,
+            binds: binds(
+                items.map(\.0.submitter), items.map(\.0.observationID), items.map(\.1), items.map(\.0.observedAt),
+                items.map(\.0.canonicalContent)))
+        var claimed: Set<Key> = []
+        for try await (submitter, id) in try await connection.query(query, logger: logger).decode((String, String).self) {
+            claimed.insert(Key(submitter: submitter, observationID: id))
+        }
+        return claimed
+    }
+
+    /// The positions of `items` whose key is stored with the same content.
+    private func sameAsStored(_ items: [NewObservation], on connection: PostgresConnection) async throws -> Set<Int> {
+        guard !items.isEmpty else { return [] }
+        var same: Set<Int> = []
+        let rows = try await connection.query(
+            """
+            SELECT n.position FROM pricewatch.observation_keys k
+            JOIN unnest(\(Array(0..<items.count))::int[], \(items.map(\.submitter))::text[], \(items.map(\.observationID))::text[],
+                        \(items.map(\.canonicalContent))::text[]) AS n(position, submitter, observation_id, content)
+              ON n.submitter = k.submitter AND n.observation_id = k.observation_id AND k.content_hash = md5(n.content)
+            """, logger: logger)
+        for try await position in rows.decode(Int.self) { same.insert(position) }
+        return same
+    }
+
+    private func insert(_ rows: [(NewObservation, Rules.Subject)], on connection: PostgresConnection) async throws -> Date {
+        guard !rows.isEmpty else { return Date() }
+        let query = PostgresQuery(
+            unsafeSQL: """
+                INSERT INTO pricewatch.observations (district, commodity, outlet, observed_at, submitter, observation_id, source,
+                    price_fen, quantity, purchase_cost_fen, unit_price_fen, unit_cost_fen)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
+                    $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])
+                RETURNING received_at
+                """,
+            binds: binds(
+                rows.map(\.1.district), rows.map(\.0.commodity), rows.map(\.0.outlet), rows.map(\.0.observedAt),
+                rows.map(\.0.submitter), rows.map(\.0.observationID), rows.map(\.0.source), rows.map(\.0.priceFen),
+                rows.map(\.0.quantity), rows.map(\.0.purchaseCostFen), rows.map(\.1.unitPriceFen), rows.map(\.1.unitCostFen)))
+        var received = Date()
+        for try await at in try await connection.query(query, logger: logger).decode(Date.self) { received = at }
+        return received
+    }
+
+    /// Appends each unit price to its (district, commodity, day) row.
+    private func aggregate(_ subjects: [Rules.Subject], on connection: PostgresConnection) async throws {
+        guard !subjects.isEmpty else { return }
+        var groups: [String: (district: String, commodity: String, day: String, prices: [Int64])] = [:]
+        for subject in subjects {
+            let day = CalendarDay.of(subject.observedAt)
+            groups["\(subject.district)|\(subject.commodity)|\(day)", default: (subject.district, subject.commodity, day, [])]
+                .prices.append(subject.unitPriceFen)
+        }
+        let rows = groups.sorted { $0.key < $1.key }.map(\.value)
+        try await connection.query(
+            """
+            INSERT INTO pricewatch.daily_prices (district, commodity, day, count, prices)
+            SELECT district, commodity, day::date, cardinality(string_to_array(prices, ',')), string_to_array(prices, ',')::int8[]
+            FROM unnest(\(rows.map(\.district))::text[], \(rows.map(\.commodity))::text[], \(rows.map(\.day))::text[],
+                        \(rows.map { $0.prices.map(String.init).joined(separator: ",") })::text[]) AS n(district, commodity, day, prices)
+            ON CONFLICT (district, commodity, day) DO UPDATE
+            SET count = daily_prices.count + EXCLUDED.count, prices = daily_prices.prices || EXCLUDED.prices
+            """, logger: logger)
+    }
+
+    private func raise(_ found: [(NewObservation, Rules.Subject, [Rules.Finding])], on connection: PostgresConnection) async throws
+        -> [[AlertRecord]]
+    {
+        var records = found.map { _ in [AlertRecord]() }
+        var rows: [(position: Int, record: AlertRecord)] = []
+        for (position, (item, subject, findings)) in found.enumerated() {
+            for finding in findings {
+                rows.append((position, AlertRecord(
+                    id: UUID(), kind: finding.kind, status: "open", commodity: subject.commodity, outlet: subject.outlet,
+                    district: subject.district, submitter: item.submitter, observationID: item.observationID,
+                    observedAt: item.observedAt, figures: finding.figures, controlID: finding.controlID,
+                    createdAt: Date(), updatedAt: Date())))
+            }
+        }
+        guard !rows.isEmpty else { return records }
+        let alerts = rows.map(\.record)
+        let created = try await connection.query(
+            """
+            INSERT INTO pricewatch.alerts (id, kind, commodity, outlet, district, submitter, observation_id, observed_at, figures,
+                price_control_id)
+            SELECT id, kind, commodity, outlet, district, submitter, observation_id, observed_at, figures::jsonb,
+                NULLIF(control, '')::uuid
+            FROM unnest(\(alerts.map(\.id))::uuid[], \(alerts.map(\.kind))::text[], \(alerts.map(\.commodity))::text[],
+                        \(alerts.map(\.outlet))::text[], \(alerts.map(\.district))::text[], \(alerts.map(\.submitter))::text[],
+                        \(alerts.map(\.observationID))::text[], \(alerts.map(\.observedAt))::timestamptz[],
+                        \(alerts.map(\.figuresJSON))::text[], \(alerts.map { $0.controlID?.uuidString ?? "" })::text[])
+                 AS n(id, kind, commodity, outlet, district, submitter, observation_id, observed_at, figures, control)
+            RETURNING id, created_at
+            """, logger: logger)
+        var createdAt: [UUID: Date] = [:]
+        for try await (id, at) in created.decode((UUID, Date).self) { createdAt[id] = at }
+        for (position, record) in rows {
+            var record = record
+            record.createdAt = createdAt[record.id] ?? record.createdAt
+            record.updatedAt = record.createdAt
+            records[position].append(record)
+        }
+        return records
+    }
+
+    // MARK: What the rules need
+
+    private func findings(_ subjects: [Rules.Subject], on connection: PostgresConnection) async throws -> [[Rules.Finding]] {
+        guard !subjects.isEmpty else { return [] }
+        let times = subjects.map(\.observedAt)
+        var controls: [Rules.Control] = []
+        for try await row in try await connection.query(
+            """
+            SELECT id, kind, commodity, class, district, ceiling_fen, (max_markup * 10000)::int8, effective_from, effective_until
+            FROM pricewatch.price_controls
+            WHERE effective_from <= \(times.max()!) AND (effective_until IS NULL OR effective_until > \(times.min()!))
+            """, logger: logger
+        ).decode((UUID, String, String?, String?, String?, Int64?, Int64?, Date, Date?).self) {
+            controls.append(Rules.Control(
+                id: row.0, kind: row.1, commodity: row.2, commodityClass: row.3, district: row.4, ceilingFen: row.5,
+                maxMarkupBasisPoints: row.6, effectiveFrom: row.7, effectiveUntil: row.8))
+        }
+        var thresholds: [String: Int64] = [:]
+        for try await (commodityClass, basisPoints) in try await connection.query(
+            "SELECT class, (rise_over_baseline * 10000)::int8 FROM pricewatch.class_thresholds", logger: logger
+        ).decode((String, Int64).self) {
+            thresholds[commodityClass] = basisPoints
+        }
+        let pairs = Array(Set(subjects.map { "\($0.district)|\($0.commodity)" })).sorted().map { $0.split(separator: "|").map(String.init) }
+        var baselines: [String: Int64] = [:]
+        for try await (district, commodity, price) in try await connection.query(
+            """
+            SELECT b.district, b.commodity, b.price_fen FROM pricewatch.baselines b
+            JOIN unnest(\(pairs.map { $0[0] })::text[], \(pairs.map { $0[1] })::text[]) AS k(district, commodity)
+              ON k.district = b.district AND k.commodity = b.commodity
+            """, logger: logger
+        ).decode((String, String, Int64).self) {
+            baselines["\(district)|\(commodity)"] = price
+        }
+        let bases = try await baseTransactions(subjects.filter { $0.unitCostFen > 0 }, on: connection)
+        let frozen = try await frozenPrices(subjects, controls: controls.filter { $0.kind == "freeze" }, on: connection)
+        let windows = try await windowPrices(subjects, pairs: pairs, on: connection)
+        return subjects.map { subject in
+            let pair = "\(subject.district)|\(subject.commodity)"
+            let day = CalendarDay.of(subject.observedAt)
+            let first = CalendarDay.of(CalendarDay.start(of: day)!.addingTimeInterval(-6 * 86_400))
+            let window = (windows[pair] ?? []).filter { $0.day >= first && $0.day <= day }.flatMap(\.prices)
+            let context = Rules.Context(
+                controls: controls, base: bases["\(subject.outlet)|\(subject.commodity)"], baselineFen: baselines[pair],
+                riseThresholdBasisPoints: thresholds[subject.commodityClass],
+                frozenPrices: frozen.filter { $0.key.outlet == subject.outlet && $0.key.commodity == subject.commodity }
+                    .reduce(into: [:]) { $0[$1.key.control] = $1.value },
+                window: window)
+            return Rules.check(subject, context, settings: rules)
+        }
+    }
+
+    /// Each seller's last transaction with a known cost on or before the base date.
+    private func baseTransactions(_ subjects: [Rules.Subject], on connection: PostgresConnection) async throws
+        -> [String: (price: Int64, cost: Int64)]
+    {
+        guard !subjects.isEmpty, let baseDay = CalendarDay.start(of: rules.baseDate) else { return [:] }
+        let pairs = Array(Set(subjects.map { "\($0.outlet)|\($0.commodity)" })).sorted().map { $0.split(separator: "|").map(String.init) }
+        var found: [String: (Int64, Int64)] = [:]
+        for try await (outlet, commodity, price, cost) in try await connection.query(
+            """
+            SELECT k.outlet, k.commodity, b.unit_price_fen, b.unit_cost_fen
+            FROM unnest(\(pairs.map { $0[0] })::text[], \(pairs.map { $0[1] })::text[]) AS k(outlet, commodity)
+            CROSS JOIN LATERAL (
+                SELECT unit_price_fen, unit_cost_fen FROM pricewatch.observations o
+                WHERE o.outlet = k.outlet AND o.commodity = k.commodity AND o.unit_cost_fen > 0
+                  AND o.observed_at < \(baseDay.addingTimeInterval(86_400))
+                ORDER BY o.observed_at DESC LIMIT 1) b
+            """, logger: logger
+        ).decode((String, String, Int64, Int64).self) {
+            found["\(outlet)|\(commodity)"] = (price, cost)
+        }
+        return found
+    }
+
+    private struct FreezeKey: Hashable {
+        var outlet: String
+        var commodity: String
+        var control: UUID
+    }
+
+    /// For each freeze that may apply: the outlet's last unit price of the commodity before it began.
+    private func frozenPrices(_ subjects: [Rules.Subject], controls: [Rules.Control], on connection: PostgresConnection)
+        async throws -> [FreezeKey: Int64]
+    {
+        var keys: Set<FreezeKey> = []
+        var starts: [UUID: Date] = [:]
+        for subject in subjects {
+            for control in controls where control.applies(to: subject) {
+                keys.insert(FreezeKey(outlet: subject.outlet, commodity: subject.commodity, control: control.id))
+                starts[control.id] = control.effectiveFrom
+            }
+        }
+        guard !keys.isEmpty else { return [:] }
+        let list = Array(keys)
+        var found: [FreezeKey: Int64] = [:]
+        for try await (outlet, commodity, control, price) in try await connection.query(
+            """
+            SELECT k.outlet, k.commodity, k.control, b.unit_price_fen
+            FROM unnest(\(list.map(\.outlet))::text[], \(list.map(\.commodity))::text[], \(list.map(\.control))::uuid[],
+                        \(list.map { starts[$0.control]! })::timestamptz[]) AS k(outlet, commodity, control, since)
+            CROSS JOIN LATERAL (
+                SELECT unit_price_fen FROM pricewatch.observations o
+                WHERE o.outlet = k.outlet AND o.commodity = k.commodity AND o.observed_at < k.since
+                ORDER BY o.observed_at DESC LIMIT 1) b
+            """, logger: logger
+        ).decode((String, String, UUID, Int64).self) {
+            found[FreezeKey(outlet: outlet, commodity: commodity, control: control)] = price
+        }
+        return found
+    }
+
+    /// The day aggregates each subject's 7-day window is made of.
+    private func windowPrices(_ subjects: [Rules.Subject], pairs: [[String]], on connection: PostgresConnection) async throws
+        -> [String: [(day: String, prices: [Int64])]]
+    {
+        let days = subjects.map { CalendarDay.of($0.observedAt) }
+        let first = CalendarDay.of(CalendarDay.start(of: days.min()!)!.addingTimeInterval(-6 * 86_400))
+        var found: [String: [(day: String, prices: [Int64])]] = [:]
+        for try await (district, commodity, day, prices) in try await connection.query(
+            """
+            SELECT d.district, d.commodity, d.day::text, d.prices FROM pricewatch.daily_prices d
+            JOIN unnest(\(pairs.map { $0[0] })::text[], \(pairs.map { $0[1] })::text[]) AS k(district, commodity)
+              ON k.district = d.district AND k.commodity = d.commodity
+            WHERE d.day BETWEEN \(first)::date AND \(days.max()!)::date
+            """, logger: logger
+        ).decode((String, String, String, [Int64]).self) {
+            found["\(district)|\(commodity)", default: []].append((day, prices))
+        }
+        return found
+    }
+}
+
+/// Monthly partitions of `pricewatch.observations` (China Standard Time), made the first time a batch
+/// needs one — a historical import reaches back years — outside the batch's transaction, under an
+/// advisory lock so replicas do not race. Known months are remembered.
+final class MonthPartitions: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+    private let known = Mutex<Set<String>>([])
+
+    init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    func ensure(_ dates: [Date]) async throws {
+        let months = Set(dates.map { String(CalendarDay.of($0).prefix(7)) })
+        let missing = known.withLock { months.subtracting($0) }
+        guard !missing.isEmpty else { return }
+        try await client.transaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(hashtext('pricewatch.partitions'))", logger: logger)
+            for month in missing.sorted() {
+                let parts = month.split(separator: "-").compactMap { Int($0) }
+                let next = parts[1] == 12 ? String(format: "%04d-01", parts[0] + 1) : String(format: "%04d-%02d", parts[0], parts[1] + 1)
+                let name = "observations_" + month.replacingOccurrences(of: "-", with: "")
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: """
+                        CREATE TABLE IF NOT EXISTS pricewatch.\(name) PARTITION OF pricewatch.observations
+                        FOR VALUES FROM ('\(month)-01 00:00:00+08') TO ('\(next)-01 00:00:00+08')
+                        """), logger: logger)
+            }
+        }
+        known.withLock { $0.formUnion(missing) }
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import KangyiPlatform
+
+/// The regulators' rules, checked for each observation as it is stored: pure functions of the
+/// observation and what the store looked up for its batch (see `ObservationBatches`). Thresholds are
+/// compared exactly, in integers: "exceeds" means strictly above.
+enum Rules {
+    struct Settings: Sendable, Equatable {
+        /// The seller's pre-epidemic markup is its last transaction on or before this day (China Standard Time).
+        var baseDate: String
+        /// The markup cap without history, in basis points (3,500 = 35 %), where no markup-cap control applies.
+        var markupCapBasisPoints: Int64
+        /// A robust z-score above this is a sudden jump.
+        var jumpZ: Double
+        /// The least number of prices in the 7-day window for a z-score.
+        var jumpMinimumCount: Int
+
+        static let defaults = Settings(baseDate: "2020-01-19", markupCapBasisPoints: 3_500, jumpZ: 3.5, jumpMinimumCount: 5)
+    }
+
+    /// A price control (`price_controls`): what the rules apply, and what analysts list.
+    struct Control: Sendable {
+        var id: UUID
+        var kind: String
+        var commodity: String?
+        var commodityClass: String?
+        var district: String?
+        var ceilingFen: Int64?
+        var maxMarkupBasisPoints: Int64?
+        var effectiveFrom: Date
+        var effectiveUntil: Date?
+        var note = ""
+        var setBy = ""
+        var setByDepartment = ""
+        var endedAt: Date?
+
+        func applies(to observation: Subject) -> Bool {
+            (commodity == observation.commodity || commodityClass == observation.commodityClass)
+                && (district == nil || district == observation.district)
+                && effectiveFrom <= observation.observedAt && (effectiveUntil.map { observation.observedAt < $0 } ?? true)
+        }
+    }
+
+    /// The observation, normalised.
+    struct Subject: Sendable {
+        var commodity: String
+        var commodityClass: String
+        var district: String
+        var outlet: String
+        var observedAt: Date
+        var unitPriceFen: Int64
+        var unitCostFen: Int64
+    }
+
+    /// What the store found for the subject.
+    struct Context: Sendable {
+        var controls: [Control] = []
+        /// The seller's last transaction with a cost on or before the base date (unit price, unit cost).
+        var base: (price: Int64, cost: Int64)?
+        var baselineFen: Int64?
+        var riseThresholdBasisPoints: Int64?
+        /// For each freeze in force: the outlet's last unit price before it began.
+        var frozenPrices: [UUID: Int64] = [:]
+        /// The district's unit prices of the commodity over the 7 days up to the observation.
+        var window: [Int64] = []
+    }
+
+    struct Finding: Sendable, Equatable {
+        var kind: String
+        var figures: [String: Double]
+        var controlID: UUID?
+    }
+
+    static func check(_ subject: Subject, _ context: Context, settings: Settings) -> [Finding] {
+        var findings: [Finding] = []
+        let price = subject.unitPriceFen
+        let inForce = context.controls.filter { $0.applies(to: subject) }
+
+        // 1, 2. Markup, when the seller's cost is known.
+        let cost = subject.unitCostFen
+        if cost > 0 {
+            let ratio = Double(price - cost) / Double(cost)
+            if let base = context.base, base.cost > 0 {
+                // (p − c) / c > (bp − bc) / bc  ⇔  (p − c) · bc > (bp − bc) · c
+                if exceeds(price - cost, base.cost, base.price - base.cost, cost) {
+                    findings.append(Finding(kind: "markup_over_own_history", figures: [
+                        "unit_price_fen": Double(price), "unit_cost_fen": Double(cost), "markup_ratio": ratio,
+                        "base_unit_price_fen": Double(base.price), "base_unit_cost_fen": Double(base.cost),
+                        "base_markup_ratio": Double(base.price - base.cost) / Double(base.cost),
+                    ]))
+                }
+            } else {
+                let control = inForce.filter { $0.kind == "markup_cap" }.min { ($0.maxMarkupBasisPoints ?? 0) < ($1.maxMarkupBasisPoints ?? 0) }
+                let cap = control?.maxMarkupBasisPoints ?? settings.markupCapBasisPoints
+                // (p − c) / c > cap / 10,000  ⇔  (p − c) · 10,000 > cap · c
+                if exceeds(price - cost, 10_000, cap, cost) {
+                    findings.append(Finding(
+                        kind: "markup_over_cap",
+                        figures: ["unit_price_fen": Double(price), "unit_cost_fen": Double(cost), "markup_ratio": ratio,
+                                  "cap": Double(cap) / 10_000],
+                        controlID: control?.id))
+                }
+            }
+        }
+
+        // 3. Ceilings and freezes in force.
+        if let ceiling = inForce.filter({ $0.kind == "ceiling" }).min(by: { ($0.ceilingFen ?? .max) < ($1.ceilingFen ?? .max) }),
+            let limit = ceiling.ceilingFen, price > limit
+        {
+            findings.append(Finding(
+                kind: "above_ceiling", figures: ["unit_price_fen": Double(price), "ceiling_fen": Double(limit)],
+                controlID: ceiling.id))
+        }
+        let breachedFreezes = inForce.filter { $0.kind == "freeze" }.compactMap { control -> (Control, Int64)? in
+            guard let frozen = context.frozenPrices[control.id], price > frozen else { return nil }
+            return (control, frozen)
+        }
+        if let (freeze, frozen) = breachedFreezes.min(by: { $0.1 < $1.1 }) {
+            findings.append(Finding(
+                kind: "rise_under_freeze", figures: ["unit_price_fen": Double(price), "frozen_price_fen": Double(frozen)],
+                controlID: freeze.id))
+        }
+
+        // 4. Rise over the district's baseline, above the class's threshold.
+        if let baseline = context.baselineFen, baseline > 0, let threshold = context.riseThresholdBasisPoints,
+            exceeds(price - baseline, 10_000, threshold, baseline)
+        {
+            findings.append(Finding(kind: "rise_over_baseline", figures: [
+                "unit_price_fen": Double(price), "baseline_fen": Double(baseline),
+                "rise": Double(price - baseline) / Double(baseline), "threshold": Double(threshold) / 10_000,
+            ]))
+        }
+
+        // 5. A sudden jump against the last 7 days.
+        if context.window.count >= settings.jumpMinimumCount, let z = robustZ(price, in: context.window), z > settings.jumpZ {
+            let median = Statistics.median(context.window.map(Double.init))
+            findings.append(Finding(kind: "sudden_jump", figures: [
+                "unit_price_fen": Double(price), "median_fen": median,
+                "mad_fen": Statistics.median(context.window.map { abs(Double($0) - median) }), "robust_z": min(z, 1e6),
+                "window_count": Double(context.window.count),
+            ]))
+        }
+        return findings
+    }
+
+    /// a · b > c · d, exactly (128-bit products).
+    static func exceeds(_ a: Int64, _ b: Int64, _ c: Int64, _ d: Int64) -> Bool {
+        let left = a.multipliedFullWidth(by: b)
+        let right = c.multipliedFullWidth(by: d)
+        return left.high != right.high ? left.high > right.high : left.low > right.low
+    }
+
+    /// The modified z-score of Iglewicz and Hoaglin: 0.6745 (x − median) / MAD. When the MAD is 0 (more
+    /// than half the prices equal), the mean absolute deviation stands in (× 1.2533, its ratio to σ for a
+    /// normal distribution); when that is 0 too, any price above the median is infinitely far.
+    static func robustZ(_ value: Int64, in window: [Int64]) -> Double? {
+        guard !window.isEmpty else { return nil }
+        let values = window.map(Double.init)
+        let median = Statistics.median(values)
+        let deviations = values.map { abs($0 - median) }
+        let mad = Statistics.median(deviations)
+        let x = Double(value)
+        if mad > 0 { return 0.6745 * (x - median) / mad }
+        let meanDeviation = deviations.reduce(0, +) / Double(deviations.count)
+        if meanDeviation > 0 { return (x - median) / (1.253314 * meanDeviation) }
+        return x > median ? .infinity : 0
+    }
+}
+
+enum Statistics {
+    static func median(_ values: [Double]) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+    }
+}
