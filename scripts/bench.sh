@@ -14,6 +14,10 @@
 #              gateway, and one terminal alone (the server's memory under a terminal sending as fast as
 #              flow control lets it), against `\copy` of as many rows of the same shape into the same table;
 #              every acknowledged log must be a row afterwards
+#   pricewatch SubmitPriceObservations observations/s (BENCH_FEEDS feeds, 4, batches of 500, straight to the
+#              service) against `\copy` of as many rows of the same shape into the same table; then GetPriceSeries
+#              p50/p99 (a year in month buckets, one district and the whole city) over ten million observations'
+#              day aggregates, one call at a time
 #
 # CPU time per RPC of the servers and of PostgreSQL (from /proc) goes with each run. Everything lands in
 # .data/bench/results.json and a table. Nothing in `make test` depends on any of it.
@@ -87,6 +91,8 @@ INTAKE=$(free_port)
 serve intake "$INTAKE" KANGYI_MAX_IN_FLIGHT="${BENCH_MAX_IN_FLIGHT:-64}"
 CHECKPOINT=$(free_port)
 serve checkpoint "$CHECKPOINT"
+PRICEWATCH=$(free_port)
+serve pricewatch "$PRICEWATCH"
 GATEWAY=$(free_port)
 serve gateway "$GATEWAY" KANGYI_INTAKE_ADDRESS="127.0.0.1:$INTAKE" KANGYI_CHECKPOINT_ADDRESS="127.0.0.1:$CHECKPOINT"
 TOKEN=$(KANGYI_DATABASE_URL=$DB KANGYI_LOG_LEVEL=error "$BIN" token create --caller bench --kind citizen-frontend \
@@ -147,8 +153,44 @@ psql "$DB" -q -c "\\copy checkpoint.vehicle_logs ($COLUMNS) FROM '$OUT/copy.csv'
 COPY_END=$(date +%s.%N)
 python3 -c "import json; print(json.dumps({'rows': $ROWS, 'seconds': $COPY_END - $COPY_START, 'rate_per_s': $ROWS / ($COPY_END - $COPY_START)}))" > "$OUT/copy.json"
 
+F=${BENCH_FEEDS:-4}
+psql "$DB" -q -c "INSERT INTO pricewatch.outlets (code, name, kind, district)
+  SELECT 'BENCH-' || n, 'bench ' || n, 'supermarket', '410102' FROM generate_series(1, 20) AS n"
+OUTLETS=$(seq -s, -f 'BENCH-%g' 1 20)
+echo "pricewatch SubmitPriceObservations direct, $F feeds, batches of 500, ${T}s..."
+before_pg=$(cpu_pg); before_servers=$(cpu_of "$PID_pricewatch")
+KANGYI_IDENTITY_KEY="$IDENTITY_KEY" "$BIN" bench prices ingest --target "127.0.0.1:$PRICEWATCH" --feeds "$F" \
+  --outlets "$OUTLETS" --seconds "$T" --json "$OUT/prices-ingest.json" >/dev/null
+python3 scripts/bench/proc.py annotate "$OUT/prices-ingest.json" "$before_servers" "$(cpu_of "$PID_pricewatch")" "$before_pg" "$(cpu_pg)"
+run_id=$(python3 -c "import json; print(json.load(open('$OUT/prices-ingest.json'))['run'])")
+psql "$DB" -At -c "SELECT count(*) FROM pricewatch.observations WHERE observation_id LIKE 'bench-$run_id-%'" > "$OUT/prices-ingest.rows"
+ROWS=$(python3 -c "import json; print(max(100000, json.load(open('$OUT/prices-ingest.json'))['stored_in_window']))")
+echo "\\copy of $ROWS price observations into the same table..."
+python3 scripts/bench/observations_csv.py "$ROWS" > "$OUT/copy-prices.csv"
+COPY_START=$(date +%s.%N)
+psql "$DB" -q -c "\\copy pricewatch.observations (district, commodity, outlet, observed_at, submitter, observation_id, source, \
+price_fen, quantity, purchase_cost_fen, unit_price_fen, unit_cost_fen) FROM '$OUT/copy-prices.csv' WITH (FORMAT csv)"
+COPY_END=$(date +%s.%N)
+python3 -c "import json; print(json.dumps({'rows': $ROWS, 'seconds': $COPY_END - $COPY_START, 'rate_per_s': $ROWS / ($COPY_END - $COPY_START)}))" > "$OUT/copy-prices.json"
+echo "pricewatch: ten million observations' day aggregates (3 years, 4 commodities, every district)..."
+psql "$DB" -q -c "INSERT INTO pricewatch.daily_prices (district, commodity, day, count, prices)
+  SELECT d.code, c.code, g.day::date, per.n,
+         ARRAY(SELECT (900 + floor(random() * 300))::int8 FROM generate_series(1, per.n) WHERE g.day IS NOT NULL)
+  FROM common.districts d
+  CROSS JOIN (VALUES ('pork'), ('eggs'), ('rice'), ('mask_n95')) AS c(code)
+  CROSS JOIN generate_series(current_date - 1095, current_date, interval '1 day') AS g(day)
+  CROSS JOIN (SELECT ceil(10000000.0 / (4 * 1096 * (SELECT count(*) FROM common.districts)))::int AS n) AS per
+  ON CONFLICT (district, commodity, day) DO UPDATE
+  SET count = daily_prices.count + EXCLUDED.count, prices = daily_prices.prices || EXCLUDED.prices"
+psql "$DB" -At -c "SELECT sum(count) FROM pricewatch.daily_prices" > "$OUT/prices-aggregated.rows"
+echo "pricewatch GetPriceSeries, a year in months, one call at a time: one district, then the whole city..."
+KANGYI_IDENTITY_KEY="$IDENTITY_KEY" "$BIN" bench prices series --target "127.0.0.1:$PRICEWATCH" --district 410102 \
+  --calls 200 --json "$OUT/prices-series-district.json" >/dev/null
+KANGYI_IDENTITY_KEY="$IDENTITY_KEY" "$BIN" bench prices series --target "127.0.0.1:$PRICEWATCH" --district "" \
+  --calls 40 --json "$OUT/prices-series-city.json" >/dev/null
+
 python3 scripts/bench/proc.py peak-memory "intake=$PID_intake" "gateway=$PID_gateway" "noop=$PID_noop" \
-  "checkpoint=$PID_checkpoint" "postgres=tree:$POSTMASTER" > "$OUT/memory.json"
+  "checkpoint=$PID_checkpoint" "pricewatch=$PID_pricewatch" "postgres=tree:$POSTMASTER" > "$OUT/memory.json"
 for label in submit-direct submit-gateway overload; do
   run_id=$(python3 -c "import json; print(json.load(open('$OUT/$label.json'))['run'])")
   psql "$DB" -At -c "SELECT count(*) FROM intake.help_requests WHERE request_id LIKE 'bench-$run_id-%'" > "$OUT/$label.rows"

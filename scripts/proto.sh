@@ -59,8 +59,9 @@ TYPES=$OUT/kangyi_message_types.swift
   echo '/// Every message type of the Kangyi protos; `protoMessageName` names each.'
   echo 'public enum KangyiMessageTypes {'
   echo '    public static let all: [any SwiftProtobuf.Message.Type] = ['
-  grep -h -o -E '^public (nonisolated )?struct Kangyi_[A-Za-z0-9_]*: Sendable' "$OUT"/kangyi_*.pb.swift \
-    | sed -E 's/^public (nonisolated )?struct ([A-Za-z0-9_]+): Sendable/        \2.self,/' | LC_ALL=C sort
+  # Messages with a storage class are declared `@unchecked Sendable`.
+  grep -h -o -E '^public (nonisolated )?struct Kangyi_[A-Za-z0-9_]*: (@unchecked )?Sendable' "$OUT"/kangyi_*.pb.swift \
+    | sed -E 's/^public (nonisolated )?struct ([A-Za-z0-9_]+): (@unchecked )?Sendable/        \2.self,/' | LC_ALL=C sort
   echo '    ]'
   echo '}'
 } > "$TYPES"

@@ -459,6 +459,10 @@ extension Kangyi_Pricewatch_V1_PriceWatchService {
 
         /// Handle the "SetPriceControl" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new control; idempotent on (caller, request_id).
+        ///
         /// - Parameters:
         ///   - request: A streaming request of `Kangyi_Pricewatch_V1_SetPriceControlRequest` messages.
         ///   - context: Context providing information about the RPC.
@@ -755,6 +759,10 @@ extension Kangyi_Pricewatch_V1_PriceWatchService {
 
         /// Handle the "SetPriceControl" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new control; idempotent on (caller, request_id).
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Kangyi_Pricewatch_V1_SetPriceControlRequest` message.
         ///   - context: Context providing information about the RPC.
@@ -1049,6 +1057,10 @@ extension Kangyi_Pricewatch_V1_PriceWatchService {
         ) async throws -> Kangyi_Pricewatch_V1_UpdateAlertResponse
 
         /// Handle the "SetPriceControl" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new control; idempotent on (caller, request_id).
         ///
         /// - Parameters:
         ///   - request: A `Kangyi_Pricewatch_V1_SetPriceControlRequest` message.
@@ -2042,6 +2054,10 @@ extension Kangyi_Pricewatch_V1_PriceWatchService {
 
         /// Call the "SetPriceControl" method.
         ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new control; idempotent on (caller, request_id).
+        ///
         /// - Parameters:
         ///   - request: A request containing a single `Kangyi_Pricewatch_V1_SetPriceControlRequest` message.
         ///   - serializer: A serializer for `Kangyi_Pricewatch_V1_SetPriceControlRequest` messages.
@@ -2532,6 +2548,10 @@ extension Kangyi_Pricewatch_V1_PriceWatchService {
         }
 
         /// Call the "SetPriceControl" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A new control; idempotent on (caller, request_id).
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Kangyi_Pricewatch_V1_SetPriceControlRequest` message.
@@ -3066,6 +3086,10 @@ extension Kangyi_Pricewatch_V1_PriceWatchService.ClientProtocol {
 
     /// Call the "SetPriceControl" method.
     ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A new control; idempotent on (caller, request_id).
+    ///
     /// - Parameters:
     ///   - request: A request containing a single `Kangyi_Pricewatch_V1_SetPriceControlRequest` message.
     ///   - options: Options to apply to this RPC.
@@ -3589,6 +3613,10 @@ extension Kangyi_Pricewatch_V1_PriceWatchService.ClientProtocol {
     }
 
     /// Call the "SetPriceControl" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A new control; idempotent on (caller, request_id).
     ///
     /// - Parameters:
     ///   - message: request message to send.

@@ -14,7 +14,7 @@ import Synchronization
 /// the generator is never hidden), per-status counts, HDR-histogram percentiles, and a progress line.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Load generators for `make bench`.", subcommands: [Load.self, BenchUpload.self])
+        abstract: "Load generators for `make bench`.", subcommands: [Load.self, BenchUpload.self, BenchPrices.self])
 
     enum Workload: String, ExpressibleByArgument, CaseIterable {
         case submit, noop

@@ -47,9 +47,11 @@ def auth(tokens, kind):
 def test_observations_in_alerts_out_and_enforcement(pricewatch):
     stub, tokens = pricewatch
     reporter, supervisor, analyst = auth(tokens, "price-reporter"), auth(tokens, "market-supervisor"), auth(tokens, "analyst")
-    stub.SetPriceControl(ppb.SetPriceControlRequest(control=ppb.PriceControl(
-        kind=ppb.CONTROL_KIND_CEILING, commodity="mask_n95", ceiling_fen=800,
-        effective=common_pb2.TimeRange(start=stamp(3600)))), metadata=supervisor, timeout=10)
+    ceiling = ppb.SetPriceControlRequest(request_id="n95-ceiling", control=ppb.PriceControl(
+        kind=ppb.CONTROL_KIND_CEILING, commodity="mask_n95", ceiling_fen=800, effective=common_pb2.TimeRange(start=stamp(3600))))
+    first = stub.SetPriceControl(ceiling, metadata=supervisor, timeout=10)
+    retried = stub.SetPriceControl(ceiling, metadata=supervisor, timeout=10)
+    assert retried.replayed and retried.control.id == first.control.id
     batch = [obs("n-1", 790), obs("n-2", 1200), obs("n-3", -1), obs("n-4", 500, outlet="NOWHERE")]
     response = stub.SubmitPriceObservations(ppb.SubmitPriceObservationsRequest(observations=batch), metadata=reporter, timeout=10)
     assert (response.stored, response.refused) == (2, 2)

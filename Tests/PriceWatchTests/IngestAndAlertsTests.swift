@@ -92,6 +92,7 @@ import Testing
             _ = try await asCaller("regulator-1") {
                 try await h.service.setPriceControl(
                     request: .with {
+                        $0.requestID = "ceiling-1"
                         $0.control = .with {
                             $0.kind = .ceiling
                             $0.class = .medicine
@@ -186,9 +187,9 @@ import Testing
             // Now bought at 1,200: 10 % markup (1,320) is the seller's own; 1,321 is over it. Both are over the
             // baseline by more than 5 %.
             let now = try await h.submit([
-                observation("h-1", commodity: "pork", outlet: "WM-1", price: 1_320, quantity: 500, cost: 1_200),
-                observation("h-2", commodity: "pork", outlet: "WM-1", price: 1_321, quantity: 500, cost: 1_200),
-                observation("h-3", commodity: "pork", outlet: "WM-1", price: 1_155, quantity: 500),
+                observation("h-1", commodity: "pork", outlet: "WM-1", price: 1_320, quantity: 500, cost: 1_200, at: Date().addingTimeInterval(-180)),
+                observation("h-2", commodity: "pork", outlet: "WM-1", price: 1_321, quantity: 500, cost: 1_200, at: Date().addingTimeInterval(-120)),
+                observation("h-3", commodity: "pork", outlet: "WM-1", price: 1_155, quantity: 500, at: Date().addingTimeInterval(-60)),
             ])
             #expect(now.results.map { Set($0.alerts.map(\.kind)) } == [
                 [.riseOverBaseline], [.markupOverOwnHistory, .riseOverBaseline], [],
@@ -196,7 +197,10 @@ import Testing
             // A freeze from now on: the stall's last price before it was 1,155.
             _ = try await asCaller("regulator-1") {
                 try await h.service.setPriceControl(
-                    request: .with { $0.control = .with { $0.kind = .freeze; $0.commodity = "pork" } }, context: .testing)
+                    request: .with {
+                        $0.requestID = "freeze-1"
+                        $0.control = .with { $0.kind = .freeze; $0.commodity = "pork" }
+                    }, context: .testing)
             }
             let frozen = try await h.submit([
                 observation("h-4", commodity: "pork", outlet: "WM-1", price: 1_155, quantity: 500, at: Date().addingTimeInterval(1)),
@@ -204,6 +208,15 @@ import Testing
             ])
             // 1,156 also rises more than 5 % over the baseline of 1,100.
             #expect(frozen.results.map { Set($0.alerts.map(\.kind)) } == [[], [.riseUnderFreeze, .riseOverBaseline]])
+            // The same request again is the same control.
+            let retried = try await asCaller("regulator-1") {
+                try await h.service.setPriceControl(
+                    request: .with {
+                        $0.requestID = "freeze-1"
+                        $0.control = .with { $0.kind = .freeze; $0.commodity = "pork" }
+                    }, context: .testing)
+            }
+            #expect(retried.replayed)
             let controls = try await asCaller("analyst-1") {
                 try await h.service.listPriceControls(request: .init(), context: .testing)
             }

@@ -47,6 +47,31 @@ import Testing
         }
     }
 
+    @Test func concurrentRetriesOfACaseMakeOneCase() async throws {
+        try await TracingHarness.run("case_retries") { h in
+            let request = Kangyi_Tracing_V1_CreateCaseRequest.with {
+                $0.requestID = "case-retried"
+                $0.indexPerson = .with {
+                    $0.name = "周杰"
+                    $0.idNumber = residentID()
+                }
+                $0.classification = .suspected
+            }
+            let answers = try await withThrowingTaskGroup(of: Kangyi_Tracing_V1_CreateCaseResponse.self) { group in
+                for _ in 0..<6 {
+                    group.addTask { try await asInvestigator("investigator-1") { try await h.service.createCase(request: request, context: .testing) } }
+                }
+                var all: [Kangyi_Tracing_V1_CreateCaseResponse] = []
+                for try await answer in group { all.append(answer) }
+                return all
+            }
+            #expect(Set(answers.map(\.case.id)).count == 1)
+            #expect(answers.filter { !$0.replayed }.count == 1)
+            #expect(try await h.scalar("SELECT count(*)::int FROM tracing.cases") == 1)
+            #expect(try await h.scalar("SELECT count(*)::int FROM tracing.persons") == 1)
+        }
+    }
+
     @Test func overdueFirstThenHouseholdThenEarliestDue() async throws {
         try await TracingHarness.run("queue_order") { h in
             let caseID = try await h.newCase()

@@ -37,6 +37,14 @@ for name, run in uploads.items():
     if run["rows_in_database"] < run["acked_total"] or run["errors"]:
         sys.exit(f"FAILED: {name}: {run['acked_total']} logs acknowledged, {run['rows_in_database']} rows stored, errors {run['errors']}")
 
+prices = load("prices-ingest")
+prices["rows_in_database"] = int(open(f"{out}/prices-ingest.rows").read())
+if prices["rows_in_database"] < prices["stored_total"] or prices["errors"]:
+    sys.exit(f"FAILED: prices-ingest: {prices['stored_total']} stored, {prices['rows_in_database']} rows, errors {prices['errors'][:3]}")
+copy_prices = load("copy-prices")
+series_district, series_city = load("prices-series-district"), load("prices-series-city")
+aggregated = int(open(f"{out}/prices-aggregated.rows").read())
+
 results = {
     "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
     "concurrency": concurrency, "seconds": seconds,
@@ -45,6 +53,8 @@ results = {
     "intake": {"submit_direct": direct, "submit_through_gateway": gateway, "overload": overload},
     "checkpoint": {"upload_direct": uploads["upload-direct"], "upload_through_gateway": uploads["upload-gateway"],
                    "upload_one_terminal": uploads["upload-one"], "copy": copy},
+    "pricewatch": {"ingest_direct": prices, "copy": copy_prices, "series_district": series_district,
+                   "series_city": series_city, "observations_aggregated": aggregated},
     "memory_peak_mib": load("memory"),
     "ratios": {
         "submit_over_pgbench": ratio(direct["rate_per_s"], tps),
@@ -54,6 +64,7 @@ results = {
         "overload_goodput_over_direct": ratio(overload["rate_per_s"], direct["rate_per_s"]),
         "upload_over_copy": ratio(uploads["upload-direct"]["rate_per_s"], copy["rate_per_s"]),
         "upload_gateway_over_direct": ratio(uploads["upload-gateway"]["rate_per_s"], uploads["upload-direct"]["rate_per_s"]),
+        "prices_ingest_over_copy": ratio(prices["rate_per_s"], copy_prices["rate_per_s"]),
     },
 }
 json.dump(results, open(f"{out}/results.json", "w"), indent=2, sort_keys=True)
@@ -81,12 +92,19 @@ for name, label in (("upload-direct", f"UploadVehicleLogs, {uploads['upload-dire
                     ("upload-gateway", f"UploadVehicleLogs, {uploads['upload-gateway']['terminals']} terminals, gateway"),
                     ("upload-one", "UploadVehicleLogs, 1 terminal, direct")):
     row(label, f0(uploads[name]["rate_per_s"]), "-", "-", ucpu(uploads[name]))
+row("pricewatch: \\copy into observations", f0(copy_prices["rate_per_s"]), "-", "-")
+row(f"SubmitPriceObservations, {prices['feeds']} feeds × {prices['batch']}, direct", f0(prices["rate_per_s"]), "-", "-", ucpu(prices))
+for label, run in (("GetPriceSeries, a year in months, one district", series_district),
+                   ("GetPriceSeries, a year in months, the whole city", series_city)):
+    row(label, "-", f2(run["p50_ms"]), f2(run["p99_ms"]), f"{run['values_per_call']} prices per call")
 r = results["ratios"]
 print(f"ratios: submit/pgbench {r['submit_over_pgbench']:.2f}, submit/no-op {r['submit_over_noop']:.3f}, "
       f"gateway/direct {r['gateway_over_direct']:.2f} (+{r['gateway_added_p50_ms']:.2f} ms p50), "
       f"overload goodput/direct {r['overload_goodput_over_direct']:.2f}")
 print(f"checkpoint: upload/\\copy {r['upload_over_copy']:.2f}, gateway/direct {r['upload_gateway_over_direct']:.2f}; "
       f"rows stored {[uploads[n]['rows_in_database'] for n in uploads]}")
+print(f"pricewatch: ingest/\\copy {r['prices_ingest_over_copy']:.2f}; rows stored {prices['rows_in_database']}; "
+      f"series over {aggregated:,} aggregated observations")
 print(f"overload: {overload['not_ok']} refused or failed, refused in p50 {overload['not_ok_p50_ms']:.2f} ms / "
       f"p99 {overload['not_ok_p99_ms']:.2f} ms; statuses {overload['codes']}")
 print(f"peak memory MiB: {results['memory_peak_mib']}")

@@ -292,7 +292,7 @@ struct ObservationBatches: Sendable {
                 SELECT unit_price_fen, unit_cost_fen FROM pricewatch.observations o
                 WHERE o.outlet = k.outlet AND o.commodity = k.commodity AND o.unit_cost_fen > 0
                   AND o.observed_at < \(baseDay.addingTimeInterval(86_400))
-                ORDER BY o.observed_at DESC LIMIT 1) b
+                ORDER BY o.observed_at DESC, o.received_at DESC, o.observation_id DESC LIMIT 1) b
             """, logger: logger
         ).decode((String, String, Int64, Int64).self) {
             found["\(outlet)|\(commodity)"] = (price, cost)
@@ -329,7 +329,7 @@ struct ObservationBatches: Sendable {
             CROSS JOIN LATERAL (
                 SELECT unit_price_fen FROM pricewatch.observations o
                 WHERE o.outlet = k.outlet AND o.commodity = k.commodity AND o.observed_at < k.since
-                ORDER BY o.observed_at DESC LIMIT 1) b
+                ORDER BY o.observed_at DESC, o.received_at DESC, o.observation_id DESC LIMIT 1) b
             """, logger: logger
         ).decode((String, String, UUID, Int64).self) {
             found[FreezeKey(outlet: outlet, commodity: commodity, control: control)] = price

@@ -186,5 +186,11 @@ enum PriceWatchMigrations {
                 FOR EACH STATEMENT EXECUTE FUNCTION pricewatch.refuse_change()
                 """,
             ]),
+        Migration(
+            schema: "pricewatch", version: 2, name: "price controls idempotent on (setter, request id)",
+            statements: [
+                "ALTER TABLE pricewatch.price_controls ADD COLUMN request_id text",
+                "CREATE UNIQUE INDEX price_controls_request ON pricewatch.price_controls (set_by, request_id)",
+            ]),
     ]
 }

@@ -345,14 +345,18 @@ public struct PriceWatchService: Kangyi_Pricewatch_V1_PriceWatchService.SimpleSe
             violations.add("control.effective.end", "END_BEFORE_START", "must be after the start")
         }
         violations.checkText(wire.note, field: "control.note", required: false, limit: 1000)
+        violations.checkRequestID(request.requestID, field: "request_id")
         try violations.throwIfAny()
         guard let kind, let start else { throw ServiceError.invalidArgument(violations.all) }
-        let control = try await reference.insert(.init(
+        let (control, replayed) = try await reference.insert(.init(
             id: UUID(), kind: kind, commodity: wire.commodity.isEmpty ? nil : wire.commodity, commodityClass: commodityClass,
             district: wire.district.isEmpty ? nil : wire.district, ceilingFen: kind == "ceiling" ? wire.ceilingFen : nil,
             maxMarkupBasisPoints: basisPoints, effectiveFrom: start, effectiveUntil: end, note: wire.note, setBy: actor.caller,
-            setByDepartment: actor.department))
-        return .with { $0.control = control.wire }
+            setByDepartment: actor.department), requestID: request.requestID)
+        return .with {
+            $0.control = control.wire
+            $0.replayed = replayed
+        }
     }
 
     public func endPriceControl(

@@ -105,16 +105,31 @@ struct PriceReferenceStore: Sendable {
 
     typealias Control = Rules.Control
 
-    func insert(_ control: Control) async throws -> Control {
-        try await client.query(
+    /// Stores a new control once per (setter, request id): a retry gets the control the first made.
+    func insert(_ control: Control, requestID: String) async throws -> (Control, replayed: Bool) {
+        let inserted = try await client.query(
             """
             INSERT INTO pricewatch.price_controls (id, kind, commodity, class, district, ceiling_fen, max_markup, effective_from,
-                effective_until, note, set_by, set_by_department)
+                effective_until, note, set_by, set_by_department, request_id)
             VALUES (\(control.id), \(control.kind), \(control.commodity), \(control.commodityClass), \(control.district),
                 \(control.ceilingFen), \(control.maxMarkupBasisPoints)::numeric / 10000, \(control.effectiveFrom),
-                \(control.effectiveUntil), \(control.note), \(control.setBy), \(control.setByDepartment))
+                \(control.effectiveUntil), \(control.note), \(control.setBy), \(control.setByDepartment), \(requestID))
+            ON CONFLICT (set_by, request_id) DO NOTHING
+            RETURNING id
             """, logger: logger)
-        return try await controls(includeEnded: true, id: control.id).first!
+        var created = false
+        for try await _ in inserted { created = true }
+        var id = control.id
+        if !created {
+            for try await earlier in try await client.query(
+                "SELECT id FROM pricewatch.price_controls WHERE set_by = \(control.setBy) AND request_id = \(requestID)",
+                logger: logger
+            ).decode(UUID.self) {
+                id = earlier
+            }
+        }
+        guard let stored = try await controls(includeEnded: true, id: id).first else { throw ServiceError.notFound("price control") }
+        return (stored, !created)
     }
 
     /// Ends a control at `end` (not later than it would have ended anyway).

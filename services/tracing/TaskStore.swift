@@ -27,6 +27,9 @@ struct TaskStore: Sendable {
 
     func createCase(_ new: NewCase, by actor: CallerIdentity) async throws -> (CaseRecord, replayed: Bool) {
         try await client.transaction(logger: logger) { connection in
+            // A retry racing its first attempt waits here, then finds the case the first one made.
+            try await connection.query(
+                "SELECT pg_advisory_xact_lock(hashtextextended(\(actor.caller + "\u{1F}" + new.requestID), 0))", logger: logger)
             if let earlier = try await Self.fetchCase(
                 "WHERE created_by = $1 AND request_id = $2", binds(actor.caller, new.requestID), on: connection, logger: logger)
             {
