@@ -262,11 +262,16 @@ struct ObservationBatches: Sendable {
         let bases = try await baseTransactions(subjects.filter { $0.unitCostFen > 0 }, on: connection)
         let frozen = try await frozenPrices(subjects, controls: controls.filter { $0.kind == "freeze" }, on: connection)
         let windows = try await windowPrices(subjects, pairs: pairs, on: connection)
+        var summaries: [String: Rules.Window] = [:]
         return subjects.map { subject in
             let pair = "\(subject.district)|\(subject.commodity)"
             let day = CalendarDay.of(subject.observedAt)
-            let first = CalendarDay.of(CalendarDay.start(of: day)!.addingTimeInterval(-6 * 86_400))
-            let window = (windows[pair] ?? []).filter { $0.day >= first && $0.day <= day }.flatMap(\.prices)
+            let window = summaries["\(pair)|\(day)"] ?? {
+                let first = CalendarDay.of(CalendarDay.start(of: day)!.addingTimeInterval(-6 * 86_400))
+                let summary = Rules.Window((windows[pair] ?? []).filter { $0.day >= first && $0.day <= day }.flatMap(\.prices))
+                summaries["\(pair)|\(day)"] = summary
+                return summary
+            }()
             let context = Rules.Context(
                 controls: controls, base: bases["\(subject.outlet)|\(subject.commodity)"], baselineFen: baselines[pair],
                 riseThresholdBasisPoints: thresholds[subject.commodityClass],

@@ -61,8 +61,29 @@ enum Rules {
         var riseThresholdBasisPoints: Int64?
         /// For each freeze in force: the outlet's last unit price before it began.
         var frozenPrices: [UUID: Int64] = [:]
-        /// The district's unit prices of the commodity over the 7 days up to the observation.
-        var window: [Int64] = []
+        /// The district's unit prices of the commodity over the 7 days up to the observation, summarised.
+        var window: Window = []
+    }
+
+    /// A 7-day window's prices as the jump rule needs them, summarised once (a batch shares it between
+    /// every observation of the same district, commodity and day: sorting it per observation made ingest
+    /// quadratic in a busy day).
+    struct Window: Sendable, ExpressibleByArrayLiteral {
+        var count: Int
+        var median: Double
+        var mad: Double
+        var meanDeviation: Double
+
+        init(_ prices: [Int64]) {
+            let values = prices.map(Double.init)
+            count = values.count
+            median = Statistics.median(values)
+            let deviations = values.map { [median] in abs($0 - median) }
+            mad = Statistics.median(deviations)
+            meanDeviation = deviations.isEmpty ? 0 : deviations.reduce(0, +) / Double(deviations.count)
+        }
+
+        init(arrayLiteral prices: Int64...) { self.init(prices) }
     }
 
     struct Finding: Sendable, Equatable {
@@ -132,12 +153,11 @@ enum Rules {
         }
 
         // 5. A sudden jump against the last 7 days.
-        if context.window.count >= settings.jumpMinimumCount, let z = robustZ(price, in: context.window), z > settings.jumpZ {
-            let median = Statistics.median(context.window.map(Double.init))
+        let window = context.window
+        if window.count >= settings.jumpMinimumCount, let z = robustZ(price, in: window), z > settings.jumpZ {
             findings.append(Finding(kind: "sudden_jump", figures: [
-                "unit_price_fen": Double(price), "median_fen": median,
-                "mad_fen": Statistics.median(context.window.map { abs(Double($0) - median) }), "robust_z": min(z, 1e6),
-                "window_count": Double(context.window.count),
+                "unit_price_fen": Double(price), "median_fen": window.median, "mad_fen": window.mad, "robust_z": min(z, 1e6),
+                "window_count": Double(window.count),
             ]))
         }
         return findings
@@ -153,17 +173,12 @@ enum Rules {
     /// The modified z-score of Iglewicz and Hoaglin: 0.6745 (x − median) / MAD. When the MAD is 0 (more
     /// than half the prices equal), the mean absolute deviation stands in (× 1.2533, its ratio to σ for a
     /// normal distribution); when that is 0 too, any price above the median is infinitely far.
-    static func robustZ(_ value: Int64, in window: [Int64]) -> Double? {
-        guard !window.isEmpty else { return nil }
-        let values = window.map(Double.init)
-        let median = Statistics.median(values)
-        let deviations = values.map { abs($0 - median) }
-        let mad = Statistics.median(deviations)
+    static func robustZ(_ value: Int64, in window: Window) -> Double? {
+        guard window.count > 0 else { return nil }
         let x = Double(value)
-        if mad > 0 { return 0.6745 * (x - median) / mad }
-        let meanDeviation = deviations.reduce(0, +) / Double(deviations.count)
-        if meanDeviation > 0 { return (x - median) / (1.253314 * meanDeviation) }
-        return x > median ? .infinity : 0
+        if window.mad > 0 { return 0.6745 * (x - window.median) / window.mad }
+        if window.meanDeviation > 0 { return (x - window.median) / (1.253314 * window.meanDeviation) }
+        return x > window.median ? .infinity : 0
     }
 }
 
