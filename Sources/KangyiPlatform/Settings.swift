@@ -215,11 +215,14 @@ public struct TLSFiles: Sendable, Equatable {
 public struct SettingsError: Error, CustomStringConvertible, Equatable {
     public var variable: String
     public var expected: String
-    public var description: String { "\(variable) is not valid: expected \(expected)" }
+    /// Unset, rather than set to something unusable.
+    public var missing: Bool
+    public var description: String { "\(variable) is \(missing ? "not set" : "not valid"): expected \(expected)" }
 
-    public init(variable: String, expected: String) {
+    public init(variable: String, expected: String, missing: Bool = false) {
         self.variable = variable
         self.expected = expected
+        self.missing = missing
     }
 }
 
@@ -358,7 +361,7 @@ struct EnvironmentReader {
         }
         let indexExpected = "base64 of at least 32 random bytes, set with KANGYI_PII_KEY"
         guard let index = raw("KANGYI_PII_INDEX_KEY") else {
-            throw SettingsError(variable: "KANGYI_PII_INDEX_KEY", expected: indexExpected)
+            throw SettingsError(variable: "KANGYI_PII_INDEX_KEY", expected: indexExpected, missing: true)
         }
         do {
             return try PersonalDataKeys(current: current, retired: retired, indexKeyBase64: index)

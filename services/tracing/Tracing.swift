@@ -12,7 +12,8 @@ public enum Tracing {
             throw SettingsError(
                 variable: "KANGYI_PII_KEY",
                 expected: "base64 of 32 random bytes (openssl rand -base64 32), with KANGYI_PII_INDEX_KEY: the tracing "
-                    + "service seals names, phones, ID numbers and addresses with it and will not store them in the clear")
+                    + "service seals names, phones, ID numbers and addresses with it and will not store them in the clear",
+                missing: true)
         }
         let persons = PersonStore(client: runtime.database, keys: keys, logger: runtime.logger)
         let tasks = TaskStore(client: runtime.database, persons: persons, rules: runtime.settings.tracing, logger: runtime.logger)

@@ -55,7 +55,7 @@ public struct KangyiProcess: Sendable {
             throw SettingsError(
                 variable: "KANGYI_IDENTITY_KEY",
                 expected: "base64 of at least 32 random bytes, the same for every service of the deployment "
-                    + "(openssl rand -base64 32); it signs the identities services pass each other")
+                    + "(openssl rand -base64 32); it signs the identities services pass each other", missing: true)
         }
         try await MigrationRunner(logger: logger).apply(Self.migrations(of: services), url: databaseURL)
 
