@@ -34,11 +34,8 @@ struct Bench: AsyncParsableCommand {
         @Option(help: "Write the figures as JSON here.") var json: String?
 
         func run() async throws {
-            let parts = target.split(separator: ":")
-            guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--target must be host:port") }
             if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
-            let transport = try HTTP2ClientTransport.Posix(
-                target: .ipv4(address: String(parts[0]), port: port), transportSecurity: .plaintext)
+            let transport = try benchTransport(target)
             let run = RunID.next()
             let recorder = Recorder()
             let metadata: Metadata = token.map { ["authorization": "Bearer \($0)"] } ?? [:]
@@ -189,6 +186,13 @@ enum Progress {
 }
 
 /// A short random tag so runs never reuse each other's request ids.
+/// A plaintext HTTP/2 transport to `--target` (host:port), for the load generators.
+func benchTransport(_ target: String) throws -> HTTP2ClientTransport.Posix {
+    let parts = target.split(separator: ":")
+    guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--target must be host:port") }
+    return try HTTP2ClientTransport.Posix(target: .ipv4(address: String(parts[0]), port: port), transportSecurity: .plaintext)
+}
+
 enum RunID {
     static func next() -> String { String(UInt32.random(in: 0...UInt32.max), radix: 16) }
 }

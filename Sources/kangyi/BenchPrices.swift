@@ -30,10 +30,7 @@ struct BenchPrices: AsyncParsableCommand {
     @Option(help: "Write the figures as JSON here.") var json: String?
 
     func run() async throws {
-        let parts = target.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--target must be host:port") }
-        let transport = try HTTP2ClientTransport.Posix(
-            target: .ipv4(address: String(parts[0]), port: port), transportSecurity: .plaintext)
+        let transport = try benchTransport(target)
         let key = ProcessInfo.processInfo.environment["KANGYI_IDENTITY_KEY"].flatMap(IdentityKey.init(base64:))
         let data = try await withGRPCClient(transport: transport) { client in
             let service = Kangyi_Pricewatch_V1_PriceWatchService.Client(wrapping: client)

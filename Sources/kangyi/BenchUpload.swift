@@ -20,10 +20,7 @@ struct BenchUpload: AsyncParsableCommand {
     @Option(help: "Write the figures as JSON here.") var json: String?
 
     func run() async throws {
-        let parts = target.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--target must be host:port") }
-        let transport = try HTTP2ClientTransport.Posix(
-            target: .ipv4(address: String(parts[0]), port: port), transportSecurity: .plaintext)
+        let transport = try benchTransport(target)
         let metadata: Metadata = token.map { ["authorization": "Bearer \($0)"] } ?? [:]
         let run = RunID.next()
         let acked = Acknowledged(count: terminals)

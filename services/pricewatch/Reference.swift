@@ -18,20 +18,27 @@ struct PriceReferenceStore: Sendable {
         var epidemicRelated: Bool
     }
 
-    func commodities() async throws -> [Commodity] {
+    func commodities() async throws -> [Commodity] { try await commodities(code: nil) }
+
+    func commodity(_ code: String) async throws -> Commodity? { try await commodities(code: code).first }
+
+    private func commodities(code: String?) async throws -> [Commodity] {
+        var sql = SQLConditions()
+        if let code { sql.add("code = \(sql.bind(code))") }
+        let query = """
+            SELECT code, name, name_en, class, base_unit, unit_quantity, epidemic_related FROM pricewatch.commodities
+            \(sql.whereClause) ORDER BY code
+            """
         var found: [Commodity] = []
-        for try await row in try await client.query(
-            "SELECT code, name, name_en, class, base_unit, unit_quantity, epidemic_related FROM pricewatch.commodities ORDER BY code",
-            logger: logger
-        ).decode((String, String, String, String, String, Int64, Bool).self) {
+        for try await row in try await client.query(PostgresQuery(unsafeSQL: query, binds: sql.bindings), logger: logger)
+            .decode((String, String, String, String, String, Int64, Bool).self)
+        {
             found.append(Commodity(
                 code: row.0, name: row.1, nameEn: row.2, commodityClass: row.3, baseUnit: row.4, unitQuantity: row.5,
                 epidemicRelated: row.6))
         }
         return found
     }
-
-    func commodity(_ code: String) async throws -> Commodity? { try await commodities().first { $0.code == code } }
 
     /// Creates or updates a commodity. Its unit cannot change once prices were observed in it.
     func set(_ commodity: Commodity) async throws -> Commodity {

@@ -27,17 +27,8 @@ struct OverdueRecord: Sendable {
     var task: TaskRecord
 }
 
-/// `WatchOverdue` cursors: "o1:<seq>", opaque to callers.
-enum OverdueCursor {
-    static func token(_ seq: Int64) -> String { "o1:\(seq)" }
-
-    static func seq(_ token: String) throws -> Int64 {
-        guard token.hasPrefix("o1:"), let seq = Int64(token.dropFirst(3)), seq >= 0 else {
-            throw ServiceError.invalidArgument(field: "cursor", reason: "INVALID_CURSOR", "not a cursor this service issued")
-        }
-        return seq
-    }
-}
+/// `WatchOverdue` cursors: "o1:<seq>".
+let OverdueCursor = SequenceCursor(prefix: "o1")
 
 extension TaskStore {
     func sweepOverdue() async throws -> Int {

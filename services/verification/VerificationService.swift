@@ -253,10 +253,7 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
                 })
             }
         } else {
-            guard let seq = EscalationCursor.seq(request.cursor) else {
-                throw ServiceError.invalidArgument(field: "cursor", reason: "INVALID_CURSOR", "not a cursor this service issued")
-            }
-            after = seq
+            after = try EscalationCursor.seq(request.cursor)
         }
         // An idle escalation watch looks for new breaches four times a second.
         try await followFeed(
@@ -287,15 +284,8 @@ public struct VerificationService: Kangyi_Verification_V1_VerificationService.Si
     }
 }
 
-/// `WatchEscalations` cursors: "e1:<seq>", opaque to callers.
-enum EscalationCursor {
-    static func token(_ seq: Int64) -> String { "e1:\(seq)" }
-
-    static func seq(_ token: String) -> Int64? {
-        guard token.hasPrefix("e1:"), let seq = Int64(token.dropFirst(3)), seq >= 0 else { return nil }
-        return seq
-    }
-}
+/// `WatchEscalations` cursors: "e1:<seq>".
+let EscalationCursor = SequenceCursor(prefix: "e1")
 
 /// The checks of this service's own fields, reported like every other (see ``FieldViolations``).
 extension FieldViolations {
