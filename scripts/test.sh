@@ -5,8 +5,9 @@
 #  2. A throwaway PostgreSQL cluster in .data/test-pg (fsync off), started or reused.
 #  3. swift test, against that cluster.
 #  4. The Python grpcio interop tests, against real `kangyi dev` processes on real ports.
-#  5. The fault suite (make faults) and a short fuzzing pass over the committed corpus (make fuzz).
-#  6. Log privacy: no personal data a test sent appears in any kangyi or PostgreSQL log.
+#  5. The deployment checks (Tests/Deploy): the Citus plan against the catalog, the Kubernetes manifests.
+#  6. The fault suite (make faults) and a short fuzzing pass over the committed corpus (make fuzz).
+#  7. Log privacy: no personal data a test sent appears in any kangyi or PostgreSQL log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,7 @@ swift test --skip-build --experimental-maximum-parallelization-width 8
 scripts/venv.sh
 rm -rf .data/pytest-interop .data/pytest-faults .data/fuzz
 KANGYI_BIN=$PWD/.build/debug/kangyi .venv/bin/python -m pytest -q -p no:cacheprovider --basetemp=.data/pytest-interop Tests/Interop
+KANGYI_BIN=$PWD/.build/debug/kangyi .venv/bin/python -m pytest -q -s -p no:cacheprovider --basetemp=.data/pytest-deploy Tests/Deploy
 
 scripts/faults.sh
 FUZZ_SECONDS=45 scripts/fuzz.sh

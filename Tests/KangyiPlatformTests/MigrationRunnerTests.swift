@@ -76,4 +76,48 @@ import Testing
         // One runner did all four steps; the others waited on the lock and found nothing to do.
         #expect(applied.sorted() == [0, 0, 0, 4])
     }
+
+    @Test func theOwnerHandsEachSchemaToItsRoleAndThatRoleMayNotMigrate() async throws {
+        let url = try await TestDatabase.fresh("migrateroles")
+        // Made by the owner before roles existed: the next run hands it over all the same.
+        try await withPostgresClient(url) { client in
+            try await client.query("CREATE SCHEMA demo", logger: logger)
+            try await client.query("CREATE TABLE demo.early (id int)", logger: logger)
+        }
+        let steps = [Migration(schema: "demo", version: 1, name: "create", statements: ["CREATE TABLE demo.things (id int PRIMARY KEY)"])]
+        try await MigrationRunner(logger: logger).apply(CommonSchema.migrations + steps, url: url)
+        try await withPostgresClient(url) { client in
+            let owners = try await client.query(
+                """
+                SELECT string_agg(DISTINCT owner, ',') FROM (
+                    SELECT nspowner::regrole::text AS owner FROM pg_namespace WHERE nspname = 'demo'
+                    UNION ALL SELECT relowner::regrole::text FROM pg_class WHERE relnamespace = 'demo'::regnamespace) o
+                """, logger: logger)
+            for try await owner in owners.decode(String.self) { #expect(owner == "kangyi_demo") }
+            let reach = try await client.query(
+                """
+                SELECT has_schema_privilege('kangyi_demo', 'common', 'USAGE'),
+                       has_table_privilege('kangyi_demo', 'common.districts', 'SELECT'),
+                       has_table_privilege('kangyi_demo', 'common.districts', 'UPDATE'),
+                       has_table_privilege('kangyi_demo', 'public.kangyi_schema_migrations', 'INSERT')
+                """, logger: logger)
+            for try await (usage, select, update, record) in reach.decode((Bool, Bool, Bool, Bool).self) {
+                #expect(usage && select && !update && !record)
+            }
+        }
+        // Connected as that role with a step pending, start-up refuses and names the command that migrates.
+        let pending = steps + [Migration(schema: "demo", version: 2, name: "more", statements: ["CREATE TABLE demo.more (id int)"])]
+        try await withPostgresClient(url) { client in
+            try await client.query("ALTER ROLE kangyi_demo LOGIN", logger: logger)
+        }
+        var asRole = url
+        asRole.user = "kangyi_demo"
+        asRole.password = nil
+        await #expect {
+            try await MigrationRunner(logger: logger).apply(CommonSchema.migrations + pending, url: asRole)
+        } throws: { error in
+            "\(error)".contains("run `kangyi migrate` as the owner role")
+        }
+        #expect(try await MigrationRunner(logger: logger).apply(CommonSchema.migrations + steps, url: asRole).isEmpty)
+    }
 }

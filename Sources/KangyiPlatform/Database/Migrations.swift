@@ -31,6 +31,10 @@ public struct Migration: Sendable {
 
 /// Applies migrations. Safe when several replicas start at once: the whole run holds a PostgreSQL advisory
 /// lock, so one replica migrates while the others wait and then find nothing left to do.
+///
+/// Run as an owner role (a superuser, or a role with CREATEROLE) it then settles the service roles
+/// (``DatabaseRoles``). Run as a service's own role — a server in production — it only confirms that
+/// nothing is pending: that role may not migrate, and says which command does.
 public struct MigrationRunner: Sendable {
     /// Arbitrary but fixed: the advisory-lock key all Kangyi processes agree on.
     static let lockKey: Int64 = 0x4B41_4E47_5949  // "KANGYI"
@@ -79,16 +83,21 @@ public struct MigrationRunner: Sendable {
     }
 
     private func applyLocked(_ migrations: [Migration], on connection: PostgresConnection) async throws -> [Migration] {
-        try await connection.query(
-            """
-            CREATE TABLE IF NOT EXISTS public.kangyi_schema_migrations (
-                schema_name text NOT NULL,
-                version integer NOT NULL,
-                name text NOT NULL,
-                checksum text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (schema_name, version))
-            """, logger: logger)
+        let standing = try await DatabaseRoles.standing(on: connection, logger: logger)
+        // Checked first: CREATE TABLE IF NOT EXISTS needs CREATE on public even when the table exists,
+        // and a service's role has none.
+        if try await !tableExists("public.kangyi_schema_migrations", on: connection) {
+            try await connection.query(
+                """
+                CREATE TABLE IF NOT EXISTS public.kangyi_schema_migrations (
+                    schema_name text NOT NULL,
+                    version integer NOT NULL,
+                    name text NOT NULL,
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (schema_name, version))
+                """, logger: logger)
+        }
         var recorded: [String: String] = [:]
         let rows = try await connection.query(
             "SELECT schema_name, version, checksum FROM public.kangyi_schema_migrations", logger: logger)
@@ -113,6 +122,11 @@ public struct MigrationRunner: Sendable {
                 }
                 continue
             }
+            if case .service(let schema) = standing {
+                throw PlatformError(
+                    description: "migration \(key) (\(migration.name)) is pending, and this process connects as "
+                        + "\(DatabaseRoles.role(of: schema)), which may not migrate: run `kangyi migrate` as the owner role first")
+            }
             try await connection.withTransaction(logger: logger) { connection in
                 for statement in migration.statements {
                     try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
@@ -126,6 +140,22 @@ public struct MigrationRunner: Sendable {
             logger.info("applied migration", metadata: ["schema": "\(migration.schema)", "version": "\(migration.version)", "name": "\(migration.name)"])
             applied.append(migration)
         }
+        switch standing {
+        case .owner:
+            try await DatabaseRoles.settle(schemas: order, on: connection, logger: logger)
+        case .service:
+            break
+        case .other(let role):
+            logger.warning(
+                "connected as a role that can neither create roles nor is a service's own: service roles not settled",
+                metadata: ["role": "\(role)"])
+        }
         return applied
+    }
+
+    private func tableExists(_ name: String, on connection: PostgresConnection) async throws -> Bool {
+        let rows = try await connection.query("SELECT to_regclass(\(name)) IS NOT NULL", logger: logger)
+        for try await exists in rows.decode(Bool.self) { return exists }
+        return false
     }
 }
