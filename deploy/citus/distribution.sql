@@ -5,10 +5,15 @@
 -- distributed table's distribution column is part of its primary key and of every unique constraint.
 -- deploy/README.md says what changes for each service under Citus.
 --
--- A table marked `-- not ready:` does not pass that check yet; the note says which key is missing the
--- column. The check fails if a marked table passes (remove the mark) or an unmarked one fails.
+-- A table marked `-- not ready:` would not pass that check yet (the note says which key lacks the column);
+-- the check fails if a marked table passes (remove the mark) or an unmarked one fails. None is marked.
 
 CREATE EXTENSION IF NOT EXISTS citus;
+
+-- Foreign keys Citus cannot keep (a replicated table referring to a distributed one; tables spread by
+-- different columns): the services write both sides in one transaction, so these only double-check.
+ALTER TABLE tracing.cases DROP CONSTRAINT cases_index_person_id_fkey;
+ALTER TABLE tracing.person_ids DROP CONSTRAINT person_ids_person_id_fkey;
 
 -- Shared, small, read everywhere: replicated to every node.
 SELECT create_reference_table('common.districts');
@@ -26,18 +31,21 @@ SELECT create_reference_table('pricewatch.class_thresholds');
 SELECT create_reference_table('pricewatch.outlets');
 SELECT create_reference_table('pricewatch.price_controls');
 SELECT create_reference_table('tracing.checkpoint_feed');
+-- Cases of infection are few (their contacts are many): replicated, so every person's tasks can refer to them.
+SELECT create_reference_table('tracing.cases');
 SELECT create_reference_table('gateway.tokens');
 
 -- Intake: by district, the key of the queues and of repeat detection.
-SELECT create_distributed_table('intake.help_requests', 'district');  -- not ready: primary key (id), unique (caller, request_id), unique (ticket)
-SELECT create_distributed_table('intake.suggestions', 'district', colocate_with => 'intake.help_requests');  -- not ready: primary key (id), unique (caller, request_id)
-SELECT create_distributed_table('intake.status_transitions', 'district', colocate_with => 'intake.help_requests');  -- not ready: has no district column; primary key (transition_id)
+SELECT create_distributed_table('intake.help_requests', 'district');
+SELECT create_distributed_table('intake.status_transitions', 'district', colocate_with => 'intake.help_requests');
+-- Suggestions may name no district: spread by their request id, which every key holds.
+SELECT create_distributed_table('intake.suggestions', 'request_id');
 
 -- Verification: by district, like intake's requests its cases come from.
-SELECT create_distributed_table('verification.cases', 'district');  -- not ready: primary key (id)
-SELECT create_distributed_table('verification.events', 'district', colocate_with => 'verification.cases');  -- not ready: has no district column; unique (seq), unique (actor, request_id)
-SELECT create_distributed_table('verification.intake_outbox', 'district', colocate_with => 'verification.cases');  -- not ready: has no district column; unique (seq)
-SELECT create_distributed_table('verification.escalations', 'district', colocate_with => 'verification.cases');  -- not ready: has no district column; unique (seq)
+SELECT create_distributed_table('verification.cases', 'district');
+SELECT create_distributed_table('verification.events', 'district', colocate_with => 'verification.cases');
+SELECT create_distributed_table('verification.intake_outbox', 'district', colocate_with => 'verification.cases');
+SELECT create_distributed_table('verification.escalations', 'district', colocate_with => 'verification.cases');
 
 -- Checkpoint: by checkpoint, so one exit's logs, sequences and statistics live on one node.
 SELECT create_distributed_table('checkpoint.vehicle_logs', 'checkpoint');
@@ -47,15 +55,16 @@ SELECT create_distributed_table('checkpoint.log_sequences', 'checkpoint', coloca
 SELECT create_distributed_table('pricewatch.observations', 'district');
 SELECT create_distributed_table('pricewatch.daily_prices', 'district', colocate_with => 'pricewatch.observations');
 SELECT create_distributed_table('pricewatch.baselines', 'district', colocate_with => 'pricewatch.observations');
-SELECT create_distributed_table('pricewatch.alerts', 'district', colocate_with => 'pricewatch.observations');  -- not ready: primary key (id), unique (submitter, observation_id, kind)
-SELECT create_distributed_table('pricewatch.alert_events', 'district', colocate_with => 'pricewatch.observations');  -- not ready: has no district column; primary key (seq), unique (actor, request_id)
+SELECT create_distributed_table('pricewatch.alerts', 'district', colocate_with => 'pricewatch.observations');
+SELECT create_distributed_table('pricewatch.alert_events', 'district', colocate_with => 'pricewatch.observations');
 -- The idempotency keys are found by who sent them, not where: their own distribution.
 SELECT create_distributed_table('pricewatch.observation_keys', 'submitter');
 
 -- Tracing: by person, so a person's tasks, calls and reads of their data live together.
-SELECT create_distributed_table('tracing.persons', 'id');  -- not ready: unique (id_index)
-SELECT create_distributed_table('tracing.tasks', 'person_id', colocate_with => 'tracing.persons');  -- not ready: primary key (id), unique (case_id, person_id) is fine, unique (terminal_id, terminal_sequence)
-SELECT create_distributed_table('tracing.cases', 'index_person_id', colocate_with => 'tracing.persons');  -- not ready: primary key (id), unique (created_by, request_id)
-SELECT create_distributed_table('tracing.attempts', 'person_id', colocate_with => 'tracing.persons');  -- not ready: has no person_id column; unique (seq), unique (investigator, request_id)
-SELECT create_distributed_table('tracing.access_log', 'person_id', colocate_with => 'tracing.persons');  -- not ready: primary key (seq)
-SELECT create_distributed_table('tracing.overdue', 'person_id', colocate_with => 'tracing.persons');  -- not ready: has no person_id column; primary key (seq)
+SELECT create_distributed_table('tracing.persons', 'id');
+-- One person per ID number: found by the number's blind index, so spread by it.
+SELECT create_distributed_table('tracing.person_ids', 'id_index');
+SELECT create_distributed_table('tracing.tasks', 'person_id', colocate_with => 'tracing.persons');
+SELECT create_distributed_table('tracing.attempts', 'person_id', colocate_with => 'tracing.persons');
+SELECT create_distributed_table('tracing.access_log', 'person_id', colocate_with => 'tracing.persons');
+SELECT create_distributed_table('tracing.overdue', 'person_id', colocate_with => 'tracing.persons');

@@ -120,8 +120,8 @@ extension IntakeStore {
                 "UPDATE intake.help_requests SET status = \(status.rawValue) WHERE id = \(id)", logger: logger)
             try await connection.query(
                 """
-                INSERT INTO intake.status_transitions (transition_id, help_request_id, from_status, to_status, actor, reason)
-                VALUES (\(transitionID), \(id), \(current.status.rawValue), \(status.rawValue), \(actor), \(reason))
+                INSERT INTO intake.status_transitions (transition_id, help_request_id, district, from_status, to_status, actor, reason)
+                VALUES (\(transitionID), \(id), \(current.district), \(current.status.rawValue), \(status.rawValue), \(actor), \(reason))
                 """, logger: logger)
             guard let updated = try await Self.row(id: id, on: connection, logger: logger) else {
                 throw ServiceError.notFound("help request")

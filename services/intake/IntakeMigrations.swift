@@ -112,5 +112,39 @@ enum IntakeMigrations {
                     WHERE repeat_of IS NULL
                 """,
             ]),
+        Migration(
+            schema: "intake", version: 5, name: "keys ready for Citus",
+            statements: [
+                // Every key carries the table's distribution column (deploy/citus/distribution.sql), last,
+                // so each index still serves the look-ups it served. Ids and tickets are unique by
+                // construction (random UUIDs, a sequence); a retried submission carries its district, so
+                // (caller, request_id, district) still finds it — and look-ups by (caller, request_id) run
+                // before any insert, as before.
+                "ALTER TABLE intake.status_transitions DROP CONSTRAINT status_transitions_help_request_id_fkey",
+                // A repeat may be of a request in another district (the same phone): no longer a foreign
+                // key, which could not span districts; the store only ever links to a row it just read.
+                "ALTER TABLE intake.help_requests DROP CONSTRAINT help_requests_repeat_of_fkey",
+                "ALTER TABLE intake.help_requests DROP CONSTRAINT help_requests_pkey",
+                "ALTER TABLE intake.help_requests ADD PRIMARY KEY (id, district)",
+                "ALTER TABLE intake.help_requests DROP CONSTRAINT help_requests_ticket_key",
+                "ALTER TABLE intake.help_requests ADD UNIQUE (ticket, district)",
+                "ALTER TABLE intake.help_requests DROP CONSTRAINT help_requests_caller_request_id_key",
+                "ALTER TABLE intake.help_requests ADD UNIQUE (caller, request_id, district)",
+                "ALTER TABLE intake.status_transitions ADD COLUMN district text",
+                """
+                UPDATE intake.status_transitions t SET district = r.district
+                FROM intake.help_requests r WHERE r.id = t.help_request_id
+                """,
+                "ALTER TABLE intake.status_transitions ALTER COLUMN district SET NOT NULL",
+                "ALTER TABLE intake.status_transitions DROP CONSTRAINT status_transitions_pkey",
+                "ALTER TABLE intake.status_transitions ADD PRIMARY KEY (transition_id, district)",
+                """
+                ALTER TABLE intake.status_transitions ADD FOREIGN KEY (help_request_id, district)
+                    REFERENCES intake.help_requests (id, district)
+                """,
+                // Suggestions may name no district: they are distributed by their request id instead.
+                "ALTER TABLE intake.suggestions DROP CONSTRAINT suggestions_pkey",
+                "ALTER TABLE intake.suggestions ADD PRIMARY KEY (id, request_id)",
+            ]),
     ]
 }

@@ -216,7 +216,7 @@ struct SubmissionBatches: Sendable {
                             $14::text[], $15::text[], $16::int[], $17::bool[], $18::text[])
                      AS n(id, caller, request_id, content, category, district, phone, contact_name, address,
                           description, located, latitude, longitude, groups, urgency, priority, green, repeat_of)
-                ON CONFLICT (caller, request_id) DO NOTHING
+                ON CONFLICT (caller, request_id, district) DO NOTHING
                 RETURNING \(HelpRequestRow.columns)
                 """,
             binds: binds(

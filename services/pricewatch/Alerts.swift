@@ -143,8 +143,10 @@ struct AlertStore: Sendable {
                 """, logger: logger)
             try await connection.query(
                 """
-                INSERT INTO pricewatch.alert_events (alert_id, action, from_status, to_status, actor, actor_department, note, request_id)
-                VALUES (\(id), \(move.action), \(alert.status), \(target), \(actor.caller), \(actor.department), \(move.note), \(requestID))
+                INSERT INTO pricewatch.alert_events (alert_id, district, action, from_status, to_status, actor, actor_department,
+                    note, request_id)
+                VALUES (\(id), \(alert.district), \(move.action), \(alert.status), \(target), \(actor.caller), \(actor.department),
+                    \(move.note), \(requestID))
                 """, logger: logger)
             return (try await Self.fetch(id, on: connection, logger: logger)!, false)
         }

@@ -192,5 +192,32 @@ enum PriceWatchMigrations {
                 "ALTER TABLE pricewatch.price_controls ADD COLUMN request_id text",
                 "CREATE UNIQUE INDEX price_controls_request ON pricewatch.price_controls (set_by, request_id)",
             ]),
+        Migration(
+            schema: "pricewatch", version: 3, name: "alert keys ready for Citus",
+            statements: [
+                // Alerts and their audit trail carry the district in every key (deploy/citus/distribution.sql),
+                // last, so each index still serves its look-ups. An observation's district is fixed, so
+                // (submitter, observation_id, kind, district) is the alert's identity as before; a retried
+                // change names the same alert, so (actor, request_id, district) still finds it.
+                "ALTER TABLE pricewatch.alert_events DROP CONSTRAINT alert_events_alert_id_fkey",
+                "ALTER TABLE pricewatch.alerts DROP CONSTRAINT alerts_pkey",
+                "ALTER TABLE pricewatch.alerts ADD PRIMARY KEY (id, district)",
+                "ALTER TABLE pricewatch.alerts DROP CONSTRAINT alerts_submitter_observation_id_kind_key",
+                "ALTER TABLE pricewatch.alerts ADD UNIQUE (submitter, observation_id, kind, district)",
+                "ALTER TABLE pricewatch.alert_events ADD COLUMN district text",
+                // The trail is append-only; this one step fills the new column of what it already holds.
+                "ALTER TABLE pricewatch.alert_events DISABLE TRIGGER alert_events_append_only",
+                "UPDATE pricewatch.alert_events e SET district = a.district FROM pricewatch.alerts a WHERE a.id = e.alert_id",
+                "ALTER TABLE pricewatch.alert_events ENABLE TRIGGER alert_events_append_only",
+                "ALTER TABLE pricewatch.alert_events ALTER COLUMN district SET NOT NULL",
+                "ALTER TABLE pricewatch.alert_events DROP CONSTRAINT alert_events_pkey",
+                "ALTER TABLE pricewatch.alert_events ADD PRIMARY KEY (seq, district)",
+                "ALTER TABLE pricewatch.alert_events DROP CONSTRAINT alert_events_actor_request_id_key",
+                "ALTER TABLE pricewatch.alert_events ADD UNIQUE (actor, request_id, district)",
+                """
+                ALTER TABLE pricewatch.alert_events ADD FOREIGN KEY (alert_id, district)
+                    REFERENCES pricewatch.alerts (id, district)
+                """,
+            ]),
     ]
 }

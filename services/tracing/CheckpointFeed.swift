@@ -101,7 +101,7 @@ extension TaskStore {
                         \(day)::date + \(rules.followUpDays)::integer, \(district), now(), now() + interval '24 hours',
                         \(vehicle.origin.checkpoint), \(vehicle.origin.terminalID), \(vehicle.origin.sequence),
                         \(vehicle.origin.plate), \(vehicle.origin.flags), \(vehicle.origin.observedAt))
-                    ON CONFLICT (terminal_id, terminal_sequence) DO NOTHING
+                    ON CONFLICT (terminal_id, terminal_sequence, person_id) DO NOTHING
                     """, logger: logger)
             }
             try await connection.query(

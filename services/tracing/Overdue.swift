@@ -36,10 +36,10 @@ extension TaskStore {
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext('tracing.overdue'))", logger: logger)
             let inserted = try await connection.query(
                 """
-                INSERT INTO tracing.overdue (task_id, due_at)
-                SELECT id, due_at FROM tracing.tasks WHERE status <> 'closed' AND due_at <= now()
+                INSERT INTO tracing.overdue (task_id, person_id, due_at)
+                SELECT id, person_id, due_at FROM tracing.tasks WHERE status <> 'closed' AND due_at <= now()
                 ORDER BY due_at, id
-                ON CONFLICT (task_id, due_at) DO NOTHING
+                ON CONFLICT (task_id, due_at, person_id) DO NOTHING
                 RETURNING seq
                 """, logger: logger)
             var count = 0

@@ -30,7 +30,8 @@ struct PersonStore: Sendable {
         var found: PersonRecord?
         if let idIndex {
             found = try await Self.select(
-                "WHERE p.id_index = $1 FOR UPDATE", binds(idIndex), keys: keys, on: connection, logger: logger
+                "WHERE p.id = (SELECT person_id FROM tracing.person_ids WHERE id_index = $1) FOR UPDATE", binds(idIndex),
+                keys: keys, on: connection, logger: logger
             ).first
         }
         if found == nil, let phoneIndex {
@@ -76,6 +77,20 @@ struct PersonStore: Sendable {
                 WHERE id = \(person.id)
                 """, logger: logger)
         }
+        if let idIndex {
+            // One person per ID number: the index is claimed once, and only ever by this person.
+            let owners = try await connection.query(
+                """
+                WITH claimed AS (
+                    INSERT INTO tracing.person_ids (id_index, person_id) VALUES (\(idIndex), \(person.id))
+                    ON CONFLICT (id_index) DO NOTHING RETURNING person_id)
+                SELECT person_id FROM claimed
+                UNION ALL SELECT person_id FROM tracing.person_ids WHERE id_index = \(idIndex)
+                """, logger: logger)
+            for try await owner in owners.decode(UUID.self) where owner != person.id {
+                throw PlatformError(description: "ID number index already belongs to another person")
+            }
+        }
     }
 
     private func seal(_ person: PersonRecord) -> (name: Data?, phone: Data?, idNumber: Data?, address: Data?) {
@@ -105,8 +120,8 @@ struct PersonStore: Sendable {
         try await client.withConnection { connection in
             if let idNumber {
                 return try await Self.select(
-                    "WHERE p.id_index = $1", binds(keys.blindIndex(idNumber, kind: "id")), keys: keys, on: connection,
-                    logger: logger)
+                    "WHERE p.id = (SELECT person_id FROM tracing.person_ids WHERE id_index = $1)",
+                    binds(keys.blindIndex(idNumber, kind: "id")), keys: keys, on: connection, logger: logger)
             }
             guard let phone else { return [] }
             return try await Self.select(

@@ -237,9 +237,9 @@ struct TaskStore: Sendable {
             let context = "attempt/\(id.uuidString.lowercased())/"
             try await connection.query(
                 """
-                INSERT INTO tracing.attempts (id, task_id, outcome, investigator, investigator_department, request_id, symptoms,
-                    temperature_decidegrees, quarantine, key_id, quarantine_location_sealed, note_sealed, next_follow_up)
-                VALUES (\(id), \(new.taskID), \(new.outcome), \(actor.caller), \(actor.department), \(new.requestID),
+                INSERT INTO tracing.attempts (id, task_id, person_id, outcome, investigator, investigator_department, request_id,
+                    symptoms, temperature_decidegrees, quarantine, key_id, quarantine_location_sealed, note_sealed, next_follow_up)
+                VALUES (\(id), \(new.taskID), \(task.personID), \(new.outcome), \(actor.caller), \(actor.department), \(new.requestID),
                     \(new.symptoms), \(new.temperature), \(new.quarantine), \(keys.current.id),
                     \(new.quarantineLocation.map { keys.seal($0, context: context + "quarantine_location") }),
                     \(new.note.map { keys.seal($0, context: context + "note") }), \(next))

@@ -149,5 +149,47 @@ enum TracingMigrations {
                     updated_at timestamptz NOT NULL DEFAULT now())
                 """,
             ]),
+        Migration(
+            schema: "tracing", version: 2, name: "keys ready for Citus: by person",
+            statements: [
+                // Tracing is distributed by person (deploy/citus/distribution.sql): every key of a person's
+                // tasks, calls, overdue records and reads carries the person's id, last, so each index still
+                // serves its look-ups. Ids and seqs are unique by construction; a retried call record names
+                // the same task (so the same person), and an (investigator, request_id) look-up comes first.
+                // One person per ID number is kept by a table of its own, keyed by the ID number's index.
+                """
+                CREATE TABLE tracing.person_ids (
+                    id_index bytea PRIMARY KEY,
+                    person_id uuid NOT NULL REFERENCES tracing.persons (id))
+                """,
+                "INSERT INTO tracing.person_ids (id_index, person_id) SELECT id_index, id FROM tracing.persons WHERE id_index IS NOT NULL",
+                "ALTER TABLE tracing.persons DROP CONSTRAINT persons_id_index_key",
+                "ALTER TABLE tracing.attempts DROP CONSTRAINT attempts_task_id_fkey",
+                "ALTER TABLE tracing.overdue DROP CONSTRAINT overdue_task_id_fkey",
+                "ALTER TABLE tracing.tasks DROP CONSTRAINT tasks_pkey",
+                "ALTER TABLE tracing.tasks ADD PRIMARY KEY (id, person_id)",
+                "ALTER TABLE tracing.tasks DROP CONSTRAINT tasks_terminal_id_terminal_sequence_key",
+                "ALTER TABLE tracing.tasks ADD UNIQUE (terminal_id, terminal_sequence, person_id)",
+                "ALTER TABLE tracing.attempts ADD COLUMN person_id uuid",
+                "UPDATE tracing.attempts a SET person_id = t.person_id FROM tracing.tasks t WHERE t.id = a.task_id",
+                "ALTER TABLE tracing.attempts ALTER COLUMN person_id SET NOT NULL",
+                "ALTER TABLE tracing.attempts DROP CONSTRAINT attempts_pkey",
+                "ALTER TABLE tracing.attempts ADD PRIMARY KEY (id, person_id)",
+                "ALTER TABLE tracing.attempts DROP CONSTRAINT attempts_seq_key",
+                "ALTER TABLE tracing.attempts ADD UNIQUE (seq, person_id)",
+                "ALTER TABLE tracing.attempts DROP CONSTRAINT attempts_investigator_request_id_key",
+                "ALTER TABLE tracing.attempts ADD UNIQUE (investigator, request_id, person_id)",
+                "ALTER TABLE tracing.attempts ADD FOREIGN KEY (task_id, person_id) REFERENCES tracing.tasks (id, person_id)",
+                "ALTER TABLE tracing.access_log DROP CONSTRAINT access_log_pkey",
+                "ALTER TABLE tracing.access_log ADD PRIMARY KEY (seq, person_id)",
+                "ALTER TABLE tracing.overdue ADD COLUMN person_id uuid",
+                "UPDATE tracing.overdue o SET person_id = t.person_id FROM tracing.tasks t WHERE t.id = o.task_id",
+                "ALTER TABLE tracing.overdue ALTER COLUMN person_id SET NOT NULL",
+                "ALTER TABLE tracing.overdue DROP CONSTRAINT overdue_pkey",
+                "ALTER TABLE tracing.overdue ADD PRIMARY KEY (seq, person_id)",
+                "ALTER TABLE tracing.overdue DROP CONSTRAINT overdue_task_id_due_at_key",
+                "ALTER TABLE tracing.overdue ADD UNIQUE (task_id, due_at, person_id)",
+                "ALTER TABLE tracing.overdue ADD FOREIGN KEY (task_id, person_id) REFERENCES tracing.tasks (id, person_id)",
+            ]),
     ]
 }

@@ -139,8 +139,8 @@ struct CaseStore: Sendable {
             if target != current.state {
                 try await connection.query(
                     """
-                    INSERT INTO verification.intake_outbox (event_id, case_id, to_status)
-                    VALUES (\(eventID), \(action.caseID), \(target.rawValue))
+                    INSERT INTO verification.intake_outbox (event_id, case_id, district, to_status)
+                    VALUES (\(eventID), \(action.caseID), \(current.district), \(target.rawValue))
                     """, logger: logger)
             }
             return (try await Self.fetch(action.caseID, on: connection, logger: logger)!, false)
@@ -154,14 +154,19 @@ struct CaseStore: Sendable {
         reached: Bool? = nil, satisfaction: String? = nil, on connection: PostgresConnection, logger: Logger
     ) async throws -> UUID {
         let id = UUID()
-        try await connection.query(
+        // The event carries its case's district (its key for Citus); no case, no event — an error, as the
+        // foreign key makes it.
+        let inserted = try await connection.query(
             """
-            INSERT INTO verification.events (id, case_id, action, from_state, to_state, actor, actor_department,
+            INSERT INTO verification.events (id, case_id, district, action, from_state, to_state, actor, actor_department,
                 request_id, reason, department, duplicate_of, reached, satisfaction)
-            VALUES (\(id), \(caseID), \(action), \(from), \(to), \(actor), \(actorDepartment),
-                \(requestID), \(reason), \(department), \(duplicateOf), \(reached), \(satisfaction))
+            SELECT \(id), \(caseID), c.district, \(action), \(from), \(to), \(actor), \(actorDepartment),
+                \(requestID), \(reason), \(department), \(duplicateOf), \(reached), \(satisfaction)
+            FROM verification.cases c WHERE c.id = \(caseID)
+            RETURNING id
             """, logger: logger)
-        return id
+        for try await _ in inserted { return id }
+        throw PlatformError(description: "no case \(caseID) to record an event for")
     }
 
     // MARK: Reads

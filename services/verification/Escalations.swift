@@ -37,15 +37,15 @@ extension CaseStore {
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext('verification.escalations'))", logger: logger)
             let inserted = try await connection.query(
                 """
-                INSERT INTO verification.escalations (case_id, timer, due_at)
-                SELECT id, timer, due_at FROM (
-                    SELECT id, 'verify' AS timer, verify_due_at AS due_at FROM verification.cases
+                INSERT INTO verification.escalations (case_id, district, timer, due_at)
+                SELECT id, district, timer, due_at FROM (
+                    SELECT id, district, 'verify' AS timer, verify_due_at AS due_at FROM verification.cases
                     WHERE state = 'submitted' AND verify_due_at <= now()
                     UNION ALL
-                    SELECT id, 'resolve', resolve_due_at FROM verification.cases
+                    SELECT id, district, 'resolve', resolve_due_at FROM verification.cases
                     WHERE state IN ('verified', 'assigned') AND resolve_due_at <= now()) AS due
                 ORDER BY due_at, id
-                ON CONFLICT (case_id, timer, due_at) DO NOTHING
+                ON CONFLICT (case_id, timer, due_at, district) DO NOTHING
                 RETURNING id
                 """, logger: logger)
             var count = 0

@@ -91,7 +91,7 @@ extension CaseStore {
                     \(source.greenChannel), \(source.repeatOf), \(source.state.rawValue), \(source.submittedAt),
                     \(source.submittedAt) + level.verify_within, \(source.submittedAt) + level.resolve_within
                 FROM verification.service_level(\(source.priority)::integer, \(source.greenChannel)) AS level
-                ON CONFLICT (id) DO UPDATE SET
+                ON CONFLICT (id, district) DO UPDATE SET
                     priority = EXCLUDED.priority, green_channel = EXCLUDED.green_channel, repeat_of = EXCLUDED.repeat_of,
                     verify_due_at = LEAST(cases.verify_due_at, EXCLUDED.verify_due_at),
                     resolve_due_at = LEAST(cases.resolve_due_at, EXCLUDED.resolve_due_at),

@@ -136,5 +136,63 @@ enum VerificationMigrations {
                     UNIQUE (case_id, timer, due_at))
                 """,
             ]),
+        Migration(
+            schema: "verification", version: 2, name: "keys ready for Citus",
+            statements: [
+                // Every key carries the district (deploy/citus/distribution.sql), last, so each index still
+                // serves the look-ups it served; a case's events, outbox rows and escalations carry their
+                // case's district and refer to it by (id, district). Ids and seqs are unique by
+                // construction; an action's retry names the same case, so (actor, request_id, district)
+                // still finds it (and the look-up by (actor, request_id) comes first, as before).
+                "ALTER TABLE verification.intake_outbox DROP CONSTRAINT intake_outbox_event_id_fkey",
+                "ALTER TABLE verification.intake_outbox DROP CONSTRAINT intake_outbox_case_id_fkey",
+                "ALTER TABLE verification.events DROP CONSTRAINT events_case_id_fkey",
+                "ALTER TABLE verification.escalations DROP CONSTRAINT escalations_case_id_fkey",
+                // A duplicate may be of a case in another district; MarkDuplicate checks that it exists.
+                "ALTER TABLE verification.cases DROP CONSTRAINT cases_duplicate_of_fkey",
+                "ALTER TABLE verification.cases DROP CONSTRAINT cases_pkey",
+                "ALTER TABLE verification.cases ADD PRIMARY KEY (id, district)",
+                "ALTER TABLE verification.events ADD COLUMN district text",
+                "ALTER TABLE verification.intake_outbox ADD COLUMN district text",
+                "ALTER TABLE verification.escalations ADD COLUMN district text",
+                // The trail is append-only; this one step fills the new column of what it already holds.
+                "ALTER TABLE verification.events DISABLE TRIGGER events_append_only",
+                "UPDATE verification.events e SET district = c.district FROM verification.cases c WHERE c.id = e.case_id",
+                "ALTER TABLE verification.events ENABLE TRIGGER events_append_only",
+                "UPDATE verification.intake_outbox o SET district = c.district FROM verification.cases c WHERE c.id = o.case_id",
+                "UPDATE verification.escalations x SET district = c.district FROM verification.cases c WHERE c.id = x.case_id",
+                "ALTER TABLE verification.events ALTER COLUMN district SET NOT NULL",
+                "ALTER TABLE verification.intake_outbox ALTER COLUMN district SET NOT NULL",
+                "ALTER TABLE verification.escalations ALTER COLUMN district SET NOT NULL",
+                "ALTER TABLE verification.events DROP CONSTRAINT events_pkey",
+                "ALTER TABLE verification.events ADD PRIMARY KEY (id, district)",
+                "ALTER TABLE verification.events DROP CONSTRAINT events_seq_key",
+                "ALTER TABLE verification.events ADD UNIQUE (seq, district)",
+                "ALTER TABLE verification.events DROP CONSTRAINT events_actor_request_id_key",
+                "ALTER TABLE verification.events ADD UNIQUE (actor, request_id, district)",
+                "ALTER TABLE verification.events ADD FOREIGN KEY (case_id, district) REFERENCES verification.cases (id, district)",
+                "ALTER TABLE verification.intake_outbox DROP CONSTRAINT intake_outbox_pkey",
+                "ALTER TABLE verification.intake_outbox ADD PRIMARY KEY (event_id, district)",
+                "ALTER TABLE verification.intake_outbox DROP CONSTRAINT intake_outbox_seq_key",
+                "ALTER TABLE verification.intake_outbox ADD UNIQUE (seq, district)",
+                """
+                ALTER TABLE verification.intake_outbox ADD FOREIGN KEY (case_id, district)
+                    REFERENCES verification.cases (id, district)
+                """,
+                """
+                ALTER TABLE verification.intake_outbox ADD FOREIGN KEY (event_id, district)
+                    REFERENCES verification.events (id, district)
+                """,
+                "ALTER TABLE verification.escalations DROP CONSTRAINT escalations_pkey",
+                "ALTER TABLE verification.escalations ADD PRIMARY KEY (id, district)",
+                "ALTER TABLE verification.escalations DROP CONSTRAINT escalations_seq_key",
+                "ALTER TABLE verification.escalations ADD UNIQUE (seq, district)",
+                "ALTER TABLE verification.escalations DROP CONSTRAINT escalations_case_id_timer_due_at_key",
+                "ALTER TABLE verification.escalations ADD UNIQUE (case_id, timer, due_at, district)",
+                """
+                ALTER TABLE verification.escalations ADD FOREIGN KEY (case_id, district)
+                    REFERENCES verification.cases (id, district)
+                """,
+            ]),
     ]
 }
