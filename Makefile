@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help build run test bench faults fuzz proto check-proto venv clean-data
+.PHONY: help build run test bench faults fuzz proto check-proto venv image clean-data
 
 help:
 	@echo "make run          build and start every service (kangyi dev) over an embedded PostgreSQL"
@@ -12,6 +12,7 @@ help:
 	@echo "make bench        release build, durable PostgreSQL: service rates as ratios against baselines"
 	@echo "make proto        regenerate Sources/KangyiAPI from proto/"
 	@echo "make check-proto  fail if the committed generated code differs from proto/"
+	@echo "make image        the container image (deploy/container/Containerfile), with podman or docker"
 
 build:
 	scripts/build-deps.sh
@@ -44,6 +45,9 @@ check-proto: proto
 
 venv:
 	scripts/venv.sh
+
+image:
+	scripts/image.sh
 
 clean-data:
 	-.build/debug/kangyi db stop --data .data/pg

@@ -9,7 +9,7 @@ struct Kangyi: AsyncParsableCommand {
         commandName: "kangyi",
         abstract: "The back end of a city's epidemic emergency platform.",
         discussion: "Settings come from KANGYI_* environment variables; see README.md.",
-        subcommands: [Serve.self, Dev.self, Migrate.self, TokenCommand.self, ReferenceCommand.self, TracingCommand.self, PriceWatchCommand.self, DatabaseCommand.self, Bench.self])
+        subcommands: [Serve.self, Dev.self, Migrate.self, CatalogCommand.self, TokenCommand.self, ReferenceCommand.self, TracingCommand.self, PriceWatchCommand.self, DatabaseCommand.self, Bench.self])
 }
 
 /// What every subcommand does first: read the settings (a bad value stops here, naming the variable)

@@ -67,6 +67,8 @@ import Testing
                     cluster.stop()
                     try await watched.waitFor(.notServing, within: .seconds(5))
                     #expect(try await health.check(request).status == .notServing)
+                    // What Kubernetes' liveness probe asks: the process answers, so it is alive.
+                    #expect(try await health.check(.with { $0.service = HealthService.liveness }).status == .serving)
 
                     _ = try cluster.start(port: url.port)
                     try await watched.waitFor(.serving, within: .seconds(5))

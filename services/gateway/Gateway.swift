@@ -7,7 +7,8 @@ import KangyiPlatform
 /// (`KANGYI_HTTP_PORT`) offers the same RPCs as JSON.
 public enum Gateway {
     public static let definition = ServiceDefinition(
-        name: "gateway", defaultPort: 50050, migrations: GatewayMigrations.all, facesOutside: true
+        name: "gateway", defaultPort: 50050, migrations: GatewayMigrations.all,
+        calls: Set(Routes.backends.values).sorted(), facesOutside: true
     ) { runtime in
         var peers: [String: PeerClient] = [:]
         for backend in Set(Routes.backends.values) { peers[backend] = try runtime.peerClient(backend) }

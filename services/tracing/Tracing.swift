@@ -6,7 +6,7 @@ import KangyiPlatform
 /// overdue sweeper. It refuses to start without the personal-data keys.
 public enum Tracing {
     public static let definition = ServiceDefinition(
-        name: "tracing", defaultPort: 50055, migrations: TracingMigrations.all
+        name: "tracing", defaultPort: 50055, migrations: TracingMigrations.all, calls: ["checkpoint"]
     ) { runtime in
         guard let keys = runtime.settings.personalData else {
             throw SettingsError(

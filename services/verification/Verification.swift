@@ -6,7 +6,7 @@ import KangyiPlatform
 /// sync (outbox → intake's public status) and the escalation sweeper (service-level breaches).
 public enum Verification {
     public static let definition = ServiceDefinition(
-        name: "verification", defaultPort: 50052, migrations: VerificationMigrations.all
+        name: "verification", defaultPort: 50052, migrations: VerificationMigrations.all, calls: ["intake"]
     ) { runtime in
         let store = CaseStore(client: runtime.database, logger: runtime.logger)
         let peer = try runtime.peerClient("intake")

@@ -2,8 +2,14 @@ import GRPCCore
 import KangyiAPI
 
 /// `grpc.health.v1.Health`, answered from the ``HealthBoard``.
+///
+/// One name more than the board knows: `liveness` is SERVING whenever the process answers at all. A
+/// Kubernetes liveness probe asks for it, so a database outage (which turns every service NOT_SERVING
+/// and takes the replica out of its Service's endpoints) never makes the kubelet restart healthy
+/// processes that could not fix it; readiness asks for "" and sees the database.
 public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
     let board: HealthBoard
+    public static let liveness = "liveness"
 
     public init(board: HealthBoard) {
         self.board = board
@@ -12,6 +18,7 @@ public struct HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol {
     public func check(
         request: Grpc_Health_V1_HealthCheckRequest, context: ServerContext
     ) async throws -> Grpc_Health_V1_HealthCheckResponse {
+        if request.service == Self.liveness { return .with { $0.status = .serving } }
         guard let status = board.status(of: request.service) else {
             throw RPCError(code: .notFound, message: "unknown service \(request.service)")
         }

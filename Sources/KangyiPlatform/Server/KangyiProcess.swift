@@ -69,7 +69,9 @@ public struct KangyiProcess: Sendable {
         var background: [any Service] = []
         var http: [String: any ListeningService] = [:]
         for definition in services {
-            let assembled = try await definition.assemble(runtime)
+            var own = runtime
+            own.peers = peers.filter { definition.calls.contains($0.key) }
+            let assembled = try await definition.assemble(own)
             background += assembled.background
             if let listener = assembled.http {
                 background.append(listener)

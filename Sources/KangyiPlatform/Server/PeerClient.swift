@@ -23,7 +23,10 @@ public struct PeerClient: Service {
                 // A peer that is down is retried soon, not after minutes of backoff: calls that wait for a
                 // connection (within their deadline) get one within a second of the peer's return.
                 config.backoff = .init(initial: .milliseconds(200), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
-            })
+            },
+            // Every address the name resolves to, in turn: behind a headless Kubernetes Service that is
+            // every replica, re-resolved when servers recycle connections (KANGYI_CONNECTION_MAX_AGE_S).
+            serviceConfig: ServiceConfig(loadBalancingConfig: [.roundRobin]))
         self.name = name
         self.grpc = GRPCClient(transport: transport, interceptors: [IdentityPropagationInterceptor(key: key)])
     }
@@ -57,7 +60,8 @@ extension ServiceRuntime {
     /// service's `background` so its connections start and stop with the process.
     public func peerClient(_ name: String) throws -> PeerClient {
         guard let address = peers[name] else {
-            throw PlatformError(description: "no address for peer service \(name) (set KANGYI_\(name.uppercased())_ADDRESS)")
+            throw PlatformError(
+                description: "no address for peer service \(name): list it in the definition's `calls` and set KANGYI_\(name.uppercased())_ADDRESS")
         }
         guard let key = settings.identityKey else {
             throw PlatformError(description: "calls to peer service \(name) need KANGYI_IDENTITY_KEY")

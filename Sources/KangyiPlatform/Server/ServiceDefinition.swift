@@ -13,6 +13,9 @@ public struct ServiceDefinition: Sendable {
     public var defaultPort: Int
     /// Its schema's migrations, oldest first.
     public var migrations: [Migration]
+    /// The services it calls: only these get an address in its runtime (`peerClient`), and a deployment
+    /// lets it reach only these (deploy/k8s NetworkPolicies, checked against this list).
+    public var calls: [String]
     /// Builds the RPC implementations and any background work, given the shared runtime.
     public var assemble: @Sendable (ServiceRuntime) async throws -> AssembledService
     /// Whether outside callers reach it directly (the gateway): its gRPC port then serves TLS when
@@ -20,12 +23,13 @@ public struct ServiceDefinition: Sendable {
     public var facesOutside: Bool
 
     public init(
-        name: String, defaultPort: Int, migrations: [Migration], facesOutside: Bool = false,
+        name: String, defaultPort: Int, migrations: [Migration], calls: [String] = [], facesOutside: Bool = false,
         assemble: @escaping @Sendable (ServiceRuntime) async throws -> AssembledService
     ) {
         self.name = name
         self.defaultPort = defaultPort
         self.migrations = migrations
+        self.calls = calls
         self.facesOutside = facesOutside
         self.assemble = assemble
     }
