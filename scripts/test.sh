@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: everything a fresh machine of this kind needs, then every test. Exits non-zero on any failure.
 #  1. Debian packages (PostgreSQL 15 is in the image; protoc for the interop stubs comes from grpcio-tools;
-#     the C terminal client's libraries from scripts/build-deps.sh).
+#     the C terminal client's libraries from scripts/build-deps.sh; kubectl renders deploy/k8s).
 #  2. A throwaway PostgreSQL cluster in .data/test-pg (fsync off), started or reused.
 #  3. swift test, against that cluster.
 #  4. The Python grpcio interop tests, against real `kangyi dev` processes on real ports.
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-apt.sh postgresql-15:/usr/lib/postgresql/15/bin/initdb curl:curl \
-  postgresql-contrib:/usr/share/postgresql/15/extension/pg_trgm.control
+  postgresql-contrib:/usr/share/postgresql/15/extension/pg_trgm.control kubectl:kubectl openssl:openssl
 scripts/build-deps.sh
 
 swift build --build-tests
