@@ -6,7 +6,10 @@
 #   pgbench    intake's own single-row INSERT at concurrency C: what PostgreSQL does with that disk
 #   no-op      kangyi.bench.v1.Bench/Noop on the platform's server stack: h2load (closed loop; success
 #              proven by the server's own count of OK calls and a sampled `grpc-status: 0`) and the
-#              Kangyi load generator at C — the ceiling of the gRPC layer here
+#              Kangyi load generator at C — the ceiling of the gRPC layer here; and the same no-op on a
+#              bare grpc-swift server (same transport settings, no interceptors): what the platform costs
+#   light      one caller, one call at a time: pgbench's 1-client INSERT, the no-op (platform and bare),
+#              SubmitHelpRequest direct and through the gateway — what one citizen's call costs
 #   submit     intake SubmitHelpRequest at C, direct and through the gateway (kangyi bench load);
 #              every acknowledged submission must be a row afterwards
 #   overload   open loop at twice the direct rate: goodput, how fast the excess is refused, peak memory
@@ -85,8 +88,16 @@ echo "pgbench: intake's INSERT, $C clients, ${T}s..."
 (cd "$OUT" && "$PGBIN/pgbench" -n -c "$C" -j 2 -T "$T" -f ../../scripts/bench/intake-insert.sql -l \
   --log-prefix=pgbench "$DB" > pgbench.txt 2>&1)
 
+echo "pgbench: intake's INSERT, 1 client, ${T}s (light load)..."
+(cd "$OUT" && "$PGBIN/pgbench" -n -c 1 -j 1 -T "$T" -f ../../scripts/bench/intake-insert.sql -l \
+  --log-prefix=pgbench1 "$DB" > pgbench1.txt 2>&1)
+
 NOOP=$(free_port); NOOP_METRICS=$(free_port)
 METRICS_PORT=$NOOP_METRICS serve noop "$NOOP"
+BARE=$(free_port)
+"$BIN" bench bare-noop --port "$BARE" 2>"$OUT/bare-noop.log" &
+PIDS+=($!); PID_bare=$!
+wait_port "$BARE"
 INTAKE=$(free_port)
 serve intake "$INTAKE" KANGYI_MAX_IN_FLIGHT="${BENCH_MAX_IN_FLIGHT:-64}"
 CHECKPOINT=$(free_port)
@@ -113,16 +124,33 @@ curl -s --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trai
 python3 scripts/bench/proc.py h2load "$OUT/h2load.txt" "$OUT/noop-sample.txt" "$OK_BEFORE" "$OK_AFTER" \
   "$CPU_BEFORE" "$CPU_AFTER" > "$OUT/noop-h2load.json"
 
+echo "no-op on a bare grpc-swift server (no interceptors, same transport settings): h2load, $C streams, ${T}s..."
+CPU_BEFORE=$(cpu_of "$PID_bare")
+h2load -c 2 -m $((C / 2)) -D "$T" --warm-up-time=2 -d "$OUT/noop.grpc" -H 'content-type: application/grpc' \
+  -H 'te: trailers' "http://127.0.0.1:$BARE/kangyi.bench.v1.Bench/Noop" > "$OUT/h2load-bare.txt" 2>&1
+CPU_AFTER=$(cpu_of "$PID_bare")
+curl -s --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @"$OUT/noop.grpc" \
+  -D "$OUT/bare-sample.txt" -o /dev/null "http://127.0.0.1:$BARE/kangyi.bench.v1.Bench/Noop"
+# The bare server counts nothing: its check is the sampled status alone ("-" for the server's count).
+python3 scripts/bench/proc.py h2load "$OUT/h2load-bare.txt" "$OUT/bare-sample.txt" - - \
+  "$CPU_BEFORE" "$CPU_AFTER" > "$OUT/noop-bare-h2load.json"
+
 echo "no-op: kangyi bench load, $C in flight, ${T}s..."
 run noop "$PID_noop" -- --rpc noop --target "127.0.0.1:$NOOP" --concurrency "$C" --seconds "$T"
+echo "light load, one call at a time, ${T}s each: no-op (platform, bare), SubmitHelpRequest (direct, gateway)..."
+run noop-light "$PID_noop" -- --rpc noop --target "127.0.0.1:$NOOP" --concurrency 1 --seconds "$T"
+run bare-light "$PID_bare" -- --rpc noop --target "127.0.0.1:$BARE" --concurrency 1 --seconds "$T"
+run submit-light-direct "$PID_intake" -- --phone-block 1 --target "127.0.0.1:$INTAKE" --concurrency 1 --seconds "$T"
+run submit-light-gateway "$PID_intake" "$PID_gateway" -- --phone-block 2 --target "127.0.0.1:$GATEWAY" --token "$TOKEN" \
+  --concurrency 1 --seconds "$T"
 echo "intake SubmitHelpRequest direct, $C in flight, ${T}s..."
-run submit-direct "$PID_intake" -- --target "127.0.0.1:$INTAKE" --concurrency "$C" --seconds "$T"
+run submit-direct "$PID_intake" -- --phone-block 3 --target "127.0.0.1:$INTAKE" --concurrency "$C" --seconds "$T"
 echo "intake SubmitHelpRequest through the gateway, $C in flight, ${T}s..."
-run submit-gateway "$PID_intake" "$PID_gateway" -- --target "127.0.0.1:$GATEWAY" --token "$TOKEN" \
+run submit-gateway "$PID_intake" "$PID_gateway" -- --phone-block 4 --target "127.0.0.1:$GATEWAY" --token "$TOKEN" \
   --concurrency "$C" --seconds "$T"
 OVERLOAD=$(python3 -c "import json; print(round(2 * json.load(open('$OUT/submit-direct.json'))['rate_per_s']))")
 echo "overload: intake SubmitHelpRequest open loop at ${OVERLOAD}/s (twice the direct rate), ${T}s..."
-run overload "$PID_intake" -- --target "127.0.0.1:$INTAKE" --rate "$OVERLOAD" --seconds "$T"
+run overload "$PID_intake" -- --phone-block 5 --target "127.0.0.1:$INTAKE" --rate "$OVERLOAD" --seconds "$T"
 
 B=${BENCH_TERMINALS:-4}
 # upload LABEL SERVER_PIDS... -- kangyi bench upload arguments: rows/s with CPU figures beside it.
@@ -191,8 +219,9 @@ KANGYI_IDENTITY_KEY="$IDENTITY_KEY" "$BIN" bench prices series --target "127.0.0
 
 python3 scripts/bench/proc.py peak-memory "intake=$PID_intake" "gateway=$PID_gateway" "noop=$PID_noop" \
   "checkpoint=$PID_checkpoint" "pricewatch=$PID_pricewatch" "postgres=tree:$POSTMASTER" > "$OUT/memory.json"
-for label in submit-direct submit-gateway overload; do
+for label in submit-direct submit-gateway overload submit-light-direct submit-light-gateway; do
   run_id=$(python3 -c "import json; print(json.load(open('$OUT/$label.json'))['run'])")
-  psql "$DB" -At -c "SELECT count(*) FROM intake.help_requests WHERE request_id LIKE 'bench-$run_id-%'" > "$OUT/$label.rows"
+  psql "$DB" -At -F ' ' -c "SELECT count(*), count(repeat_of) FROM intake.help_requests WHERE request_id LIKE 'bench-$run_id-%'" \
+    > "$OUT/$label.rows"
 done
 python3 scripts/bench/report.py "$OUT" "$C" "$T"

@@ -14,7 +14,7 @@ import Synchronization
 /// the generator is never hidden), per-status counts, HDR-histogram percentiles, and a progress line.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Load generators for `make bench`.", subcommands: [Load.self, BenchUpload.self, BenchPrices.self])
+        abstract: "Load generators for `make bench`.", subcommands: [Load.self, BenchUpload.self, BenchPrices.self, BenchBareNoop.self])
 
     enum Workload: String, ExpressibleByArgument, CaseIterable {
         case submit, noop
@@ -32,11 +32,15 @@ struct Bench: AsyncParsableCommand {
         @Option(help: "Per-request deadline, milliseconds.") var deadlineMs = 5000
         @Option(help: "A bearer token (for the gateway).") var token: String?
         @Option(help: "Write the figures as JSON here.") var json: String?
+        @Option(help: "Which block of phone numbers submissions use (0-699): runs in one database need different blocks, or their submissions repeat each other's. From the run id when omitted.")
+        var phoneBlock: Int?
 
         func run() async throws {
             if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+            if let phoneBlock, !(0..<700).contains(phoneBlock) { throw ValidationError("--phone-block must be 0-699") }
             let transport = try benchTransport(target)
             let run = RunID.next()
+            let block = phoneBlock ?? (Int(run.prefix(8), radix: 16) ?? 0) % 700
             let recorder = Recorder()
             let metadata: Metadata = token.map { ["authorization": "Bearer \($0)"] } ?? [:]
             var options = CallOptions.defaults
@@ -45,7 +49,7 @@ struct Bench: AsyncParsableCommand {
             let start = ContinuousClock.now
             let window = (start + .seconds(2))..<(start + .seconds(2 + seconds))
             try await withGRPCClient(transport: transport) { client in
-                let call = Self.caller(rpc, client: client, run: run, metadata: metadata, options: callOptions)
+                let call = Self.caller(rpc, client: client, run: run, phoneBlock: block, metadata: metadata, options: callOptions)
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask { await Progress.run(recorder: recorder, until: window.upperBound) }
                     if let rate {
@@ -69,14 +73,14 @@ struct Bench: AsyncParsableCommand {
 
         /// One request of the workload, numbered; returns its status name.
         static func caller(
-            _ workload: Workload, client: GRPCClient<HTTP2ClientTransport.Posix>, run: String, metadata: Metadata,
+            _ workload: Workload, client: GRPCClient<HTTP2ClientTransport.Posix>, run: String, phoneBlock: Int, metadata: Metadata,
             options: CallOptions
         ) -> @Sendable (Int) async -> String {
             switch workload {
             case .submit:
                 let intake = Kangyi_Intake_V1_IntakeService.Client(wrapping: client)
                 return { number in
-                    await status { _ = try await intake.submitHelpRequest(Self.submission(run: run, number: number), metadata: metadata, options: options) }
+                    await status { _ = try await intake.submitHelpRequest(Self.submission(run: run, phoneBlock: phoneBlock, number: number), metadata: metadata, options: options) }
                 }
             case .noop:
                 return { _ in
@@ -103,15 +107,21 @@ struct Bench: AsyncParsableCommand {
         }
 
         /// A new help request: its own request id, phone and text, so it is a new row — not a replay, not a
-        /// repeat. The phone's third digit differs per run, so a second run in the same database repeats nothing.
-        static func submission(run: String, number: Int) -> Kangyi_Intake_V1_SubmitHelpRequestRequest {
-            let third = 3 + (Int(run.suffix(1), radix: 16) ?? 0) % 7
-            let digits = String(number % 100_000_000)
+        /// repeat. A phone is 1, then the block (a digit 3–9 and two more: 700 blocks), then the worker and
+        /// its call's sequence (2 + 5 digits), so no two calls of a run share one, and runs given different
+        /// blocks share none. (Runs of one `make bench` once shared phones — one digit from the run id —
+        /// and most of a run's submissions were repeats: the repeat path and its row locks was measured,
+        /// not a new request's. `make bench` now gives each run its own block and fails on repeats.)
+        static func submission(run: String, phoneBlock: Int, number: Int) -> Kangyi_Intake_V1_SubmitHelpRequestRequest {
+            let prefix = "1\(3 + phoneBlock % 7)" + String(100 + phoneBlock / 7).dropFirst()
+            // Closed-loop numbers are worker × 10,000,000 + sequence; open-loop ones count from 0.
+            let (worker, sequence) = number.quotientAndRemainder(dividingBy: 10_000_000)
+            let digits = String(10_000_000 + (worker % 100) * 100_000 + sequence % 100_000).dropFirst()
             return .with {
                 $0.requestID = "bench-\(run)-\(number)"
                 $0.category = "food_supply"
                 $0.district = "410102"
-                $0.contact = .with { $0.phone = "1\(third)" + String(repeating: "0", count: 9 - digits.count) + digits }
+                $0.contact = .with { $0.phone = prefix + digits }
                 $0.description_p = "压测请求 \(UUID().uuidString) \(UInt64.random(in: 0...UInt64.max))：需要生活物资"
                 $0.urgency = .urgent
             }

@@ -22,13 +22,28 @@ latencies = sorted(int(line.split()[2]) for path in glob.glob(f"{out}/pgbench.*"
 pct = lambda values, p: values[min(len(values) - 1, int(len(values) * p))] / 1000 if values else 0.0
 pgbench = {"rate_per_s": tps, "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99), "transactions": len(latencies)}
 
-noop_h2load, noop = load("noop-h2load"), load("noop")
+def pgbench_latencies(prefix):
+    return sorted(int(line.split()[2]) for path in glob.glob(f"{out}/{prefix}.*") if not path.endswith(".txt")
+                  for line in open(path))
+
+
+text1 = open(f"{out}/pgbench1.txt").read()
+latencies1 = pgbench_latencies("pgbench1")
+pgbench1 = {"rate_per_s": float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", text1).group(1)),
+            "p50_ms": pct(latencies1, 0.5), "p99_ms": pct(latencies1, 0.99), "transactions": len(latencies1)}
+
+noop_h2load, noop, bare_h2load = load("noop-h2load"), load("noop"), load("noop-bare-h2load")
 direct, gateway, overload = load("submit-direct"), load("submit-gateway"), load("overload")
+light = {name: load(name) for name in ("noop-light", "bare-light", "submit-light-direct", "submit-light-gateway")}
 # Every acknowledged submission must be a row (rows may exceed: warm-up and tail are not counted as acknowledged).
-for name, run in (("submit-direct", direct), ("submit-gateway", gateway), ("overload", overload)):
-    run["rows_in_database"] = int(open(f"{out}/{name}.rows").read())
+for name, run in (("submit-direct", direct), ("submit-gateway", gateway), ("overload", overload),
+                  ("submit-light-direct", light["submit-light-direct"]), ("submit-light-gateway", light["submit-light-gateway"])):
+    run["rows_in_database"], run["repeats_in_database"] = map(int, open(f"{out}/{name}.rows").read().split())
     if run["rows_in_database"] < run["ok"]:
         sys.exit(f"FAILED: {name}: {run['ok']} submissions acknowledged but only {run['rows_in_database']} rows stored")
+    # The workload is new requests: a run whose submissions repeat earlier ones measures the repeat path.
+    if run["repeats_in_database"] > 0.01 * run["rows_in_database"]:
+        sys.exit(f"FAILED: {name}: {run['repeats_in_database']} of {run['rows_in_database']} submissions were repeats")
 ratio = lambda a, b: a / b if b else None
 uploads = {name: load(name) for name in ("upload-direct", "upload-gateway", "upload-one")}
 copy = load("copy")
@@ -49,7 +64,9 @@ results = {
     "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
     "concurrency": concurrency, "seconds": seconds,
     "disk": disk, "pgbench_insert": pgbench,
-    "noop": {"h2load": noop_h2load, "kangyi_bench": noop},
+    "pgbench_insert_one_client": pgbench1,
+    "noop": {"h2load": noop_h2load, "kangyi_bench": noop, "bare_h2load": bare_h2load},
+    "light_load": light,
     "intake": {"submit_direct": direct, "submit_through_gateway": gateway, "overload": overload},
     "checkpoint": {"upload_direct": uploads["upload-direct"], "upload_through_gateway": uploads["upload-gateway"],
                    "upload_one_terminal": uploads["upload-one"], "copy": copy},
@@ -62,6 +79,9 @@ results = {
         "gateway_over_direct": ratio(gateway["rate_per_s"], direct["rate_per_s"]),
         "gateway_added_p50_ms": gateway["p50_ms"] - direct["p50_ms"],
         "overload_goodput_over_direct": ratio(overload["rate_per_s"], direct["rate_per_s"]),
+        "noop_over_bare": ratio(noop_h2load["rate_per_s"], bare_h2load["rate_per_s"]),
+        "light_submit_p50_over_pgbench1_ms": light["submit-light-direct"]["p50_ms"] - pgbench1["p50_ms"],
+        "light_gateway_added_p50_ms": light["submit-light-gateway"]["p50_ms"] - light["submit-light-direct"]["p50_ms"],
         "upload_over_copy": ratio(uploads["upload-direct"]["rate_per_s"], copy["rate_per_s"]),
         "upload_gateway_over_direct": ratio(uploads["upload-gateway"]["rate_per_s"], uploads["upload-direct"]["rate_per_s"]),
         "prices_ingest_over_copy": ratio(prices["rate_per_s"], copy_prices["rate_per_s"]),
@@ -81,6 +101,8 @@ row("scenario", "rate/s", "p50 ms", "p99 ms", "CPU ms/call (servers + PostgreSQL
 row("pgbench: intake INSERT, 1 row per commit", f0(tps), f2(pgbench["p50_ms"]), f2(pgbench["p99_ms"]))
 row("no-op RPC, h2load (mean latency)", f0(noop_h2load["rate_per_s"]), f2(noop_h2load["mean_ms"]), "-",
     f"{noop_h2load['cpu_ms_per_call']:.3f} + 0")
+row("no-op RPC, bare grpc-swift, h2load (mean latency)", f0(bare_h2load["rate_per_s"]), f2(bare_h2load["mean_ms"]), "-",
+    f"{bare_h2load['cpu_ms_per_call']:.3f} + 0")
 row("no-op RPC, kangyi bench", f0(noop["rate_per_s"]), f2(noop["p50_ms"]), f2(noop["p99_ms"]), cpu(noop))
 row("intake SubmitHelpRequest, direct", f0(direct["rate_per_s"]), f2(direct["p50_ms"]), f2(direct["p99_ms"]), cpu(direct))
 row("intake SubmitHelpRequest, through the gateway", f0(gateway["rate_per_s"]), f2(gateway["p50_ms"]), f2(gateway["p99_ms"]), cpu(gateway))
@@ -97,7 +119,16 @@ row(f"SubmitPriceObservations, {prices['feeds']} feeds × {prices['batch']}, dir
 for label, run in (("GetPriceSeries, a year in months, one district", series_district),
                    ("GetPriceSeries, a year in months, the whole city", series_city)):
     row(label, "-", f2(run["p50_ms"]), f2(run["p99_ms"]), f"{run['values_per_call']} prices per call")
+print("light load, one call at a time:")
+row("  pgbench: intake INSERT, 1 client", f0(pgbench1["rate_per_s"]), f2(pgbench1["p50_ms"]), f2(pgbench1["p99_ms"]))
+for name, label in (("noop-light", "no-op, platform"), ("bare-light", "no-op, bare grpc-swift"),
+                    ("submit-light-direct", "SubmitHelpRequest, direct"), ("submit-light-gateway", "SubmitHelpRequest, gateway")):
+    run = light[name]
+    row(f"  {label} ({run['ok']} calls)", f0(run["rate_per_s"]), f2(run["p50_ms"]), f2(run["p99_ms"]), cpu(run))
 r = results["ratios"]
+print(f"light: submit p50 - pgbench 1-client p50 = {r['light_submit_p50_over_pgbench1_ms']:+.2f} ms (target <= +0.5); "
+      f"the gateway adds {r['light_gateway_added_p50_ms']:+.2f} ms at p50 (target <= 0.3); "
+      f"platform no-op / bare {r['noop_over_bare']:.2f} (target >= 0.8)")
 print(f"ratios: submit/pgbench {r['submit_over_pgbench']:.2f}, submit/no-op {r['submit_over_noop']:.3f}, "
       f"gateway/direct {r['gateway_over_direct']:.2f} (+{r['gateway_added_p50_ms']:.2f} ms p50), "
       f"overload goodput/direct {r['overload_goodput_over_direct']:.2f}")

@@ -58,6 +58,19 @@ public struct GRPCServerService: Service {
         self.server = GRPCServer(transport: transport, router: router)
     }
 
+    /// The same HTTP/2 transport and limits with nothing of the platform around the services: no
+    /// interceptors, health or reflection. `make bench` runs its no-op on this beside the platform's, so
+    /// what the interceptors cost is a measured figure.
+    public static func bare(
+        services: [any RegistrableRPCService], host: String, port: Int, limits: Settings.ServerLimits
+    ) -> GRPCServer<HTTP2ServerTransport.Posix> {
+        var router = RPCRouter<HTTP2ServerTransport.Posix>()
+        for service in services { service.registerMethods(with: &router) }
+        let transport = HTTP2ServerTransport.Posix(
+            address: .ipv4(host: host, port: port), transportSecurity: .plaintext, config: transportConfig(limits))
+        return GRPCServer(transport: transport, router: router)
+    }
+
     /// What sits inside the identity interceptor: the access log and metrics, then error mapping.
     static func observers(metrics: RPCMetrics, logger: Logger) -> [any ServerInterceptor] {
         [CallObserverInterceptor(logger: logger, metrics: metrics), ErrorMappingInterceptor(logger: logger)]
