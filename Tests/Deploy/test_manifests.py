@@ -201,3 +201,27 @@ def test_production_survives_a_lost_node_and_scales(rendered, catalog):
         assert autoscaled[name]["minReplicas"] >= 2 and autoscaled[name]["metrics"][0]["resource"]["name"] == "cpu"
         spread = deployments[name]["spec"]["template"]["spec"]["topologySpreadConstraints"]
         assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+
+
+def test_every_pool_at_its_most_replicas_fits_the_database(rendered, catalog):
+    overlay, docs = rendered
+    deployments, settings = objects(docs, "Deployment"), objects(docs, "ConfigMap")["kangyi-settings"]["data"]
+    autoscaled = {h["spec"]["scaleTargetRef"]["name"]: h["spec"]["maxReplicas"]
+                  for h in objects(docs, "HorizontalPodAutoscaler").values()}
+    [cluster] = objects(docs, "Cluster").values()
+    limits = {r["name"]: r.get("connectionLimit", -1) for r in cluster["spec"]["managed"]["roles"]}
+    total = 0
+    for entry in catalog:
+        name = entry["name"]
+        [container] = deployments[name]["spec"]["template"]["spec"]["containers"]
+        pool = int(env_of(container).get("KANGYI_DB_POOL_SIZE", {}).get("value") or settings["KANGYI_DB_POOL_SIZE"])
+        replicas = autoscaled.get(name, deployments[name]["spec"]["replicas"])
+        # A replica also holds its health probe's connection, and one more during a rollout's surge.
+        needed = (replicas + 1) * (pool + 1)
+        limit = limits[entry["database_role"]]
+        assert limit == -1 or needed <= limit, f"{overlay}: {name} may open {needed} connections, its role allows {limit}"
+        total += needed
+    total += 2 * max(10, limits.get("kangyi", 10))  # the migration Job and an operator's session, as the owner
+    # PostgreSQL keeps superuser_reserved_connections (3) and CloudNativePG a few for itself.
+    max_connections = int(cluster["spec"]["postgresql"]["parameters"]["max_connections"])
+    assert total <= max_connections - 10, f"{overlay}: {total} connections at most, max_connections {max_connections}"
