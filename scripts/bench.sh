@@ -114,26 +114,26 @@ CHECKPOINT_TOKEN=$(KANGYI_DATABASE_URL=$DB KANGYI_LOG_LEVEL=error "$BIN" token c
 
 echo "no-op: h2load, $C streams, ${T}s..."
 printf '\0\0\0\0\0' > "$OUT/noop.grpc"   # one gRPC frame: uncompressed, length 0 (an empty message)
-noop_ok() { curl -s "http://127.0.0.1:$NOOP_METRICS/metrics" | python3 scripts/bench/proc.py ok-count kangyi.bench.v1.Bench/Noop; }
-OK_BEFORE=$(noop_ok); CPU_BEFORE=$(cpu_of "$PID_noop")
-h2load -c 2 -m $((C / 2)) -D "$T" --warm-up-time=2 -d "$OUT/noop.grpc" -H 'content-type: application/grpc' \
-  -H 'te: trailers' "http://127.0.0.1:$NOOP/kangyi.bench.v1.Bench/Noop" > "$OUT/h2load.txt" 2>&1
-OK_AFTER=$(noop_ok); CPU_AFTER=$(cpu_of "$PID_noop")
-curl -s --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @"$OUT/noop.grpc" \
-  -D "$OUT/noop-sample.txt" -o /dev/null "http://127.0.0.1:$NOOP/kangyi.bench.v1.Bench/Noop"
-python3 scripts/bench/proc.py h2load "$OUT/h2load.txt" "$OUT/noop-sample.txt" "$OK_BEFORE" "$OK_AFTER" \
-  "$CPU_BEFORE" "$CPU_AFTER" > "$OUT/noop-h2load.json"
+# noop_h2load LABEL PORT PID [METRICS_PORT]: h2load on the no-op at PORT, then one sampled call; success is
+# checked against the server's own count of OK calls when it has metrics ("-" when it counts nothing).
+noop_h2load() {
+  local label=$1 port=$2 pid=$3 metrics=${4:-} ok_before=- ok_after=- cpu_before cpu_after
+  noop_ok() { curl -s "http://127.0.0.1:$metrics/metrics" | python3 scripts/bench/proc.py ok-count kangyi.bench.v1.Bench/Noop; }
+  [[ -n $metrics ]] && ok_before=$(noop_ok)
+  cpu_before=$(cpu_of "$pid")
+  h2load -c 2 -m $((C / 2)) -D "$T" --warm-up-time=2 -d "$OUT/noop.grpc" -H 'content-type: application/grpc' \
+    -H 'te: trailers' "http://127.0.0.1:$port/kangyi.bench.v1.Bench/Noop" > "$OUT/$label.txt" 2>&1
+  [[ -n $metrics ]] && ok_after=$(noop_ok)
+  cpu_after=$(cpu_of "$pid")
+  curl -s --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @"$OUT/noop.grpc" \
+    -D "$OUT/$label-sample.txt" -o /dev/null "http://127.0.0.1:$port/kangyi.bench.v1.Bench/Noop"
+  python3 scripts/bench/proc.py h2load "$OUT/$label.txt" "$OUT/$label-sample.txt" "$ok_before" "$ok_after" \
+    "$cpu_before" "$cpu_after" > "$OUT/$label.json"
+}
+noop_h2load noop-h2load "$NOOP" "$PID_noop" "$NOOP_METRICS"
 
 echo "no-op on a bare grpc-swift server (no interceptors, same transport settings): h2load, $C streams, ${T}s..."
-CPU_BEFORE=$(cpu_of "$PID_bare")
-h2load -c 2 -m $((C / 2)) -D "$T" --warm-up-time=2 -d "$OUT/noop.grpc" -H 'content-type: application/grpc' \
-  -H 'te: trailers' "http://127.0.0.1:$BARE/kangyi.bench.v1.Bench/Noop" > "$OUT/h2load-bare.txt" 2>&1
-CPU_AFTER=$(cpu_of "$PID_bare")
-curl -s --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' --data-binary @"$OUT/noop.grpc" \
-  -D "$OUT/bare-sample.txt" -o /dev/null "http://127.0.0.1:$BARE/kangyi.bench.v1.Bench/Noop"
-# The bare server counts nothing: its check is the sampled status alone ("-" for the server's count).
-python3 scripts/bench/proc.py h2load "$OUT/h2load-bare.txt" "$OUT/bare-sample.txt" - - \
-  "$CPU_BEFORE" "$CPU_AFTER" > "$OUT/noop-bare-h2load.json"
+noop_h2load noop-bare-h2load "$BARE" "$PID_bare"   # it counts nothing: its sampled status is the check
 
 echo "no-op: kangyi bench load, $C in flight, ${T}s..."
 run noop "$PID_noop" -- --rpc noop --target "127.0.0.1:$NOOP" --concurrency "$C" --seconds "$T"

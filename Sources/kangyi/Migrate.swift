@@ -1,10 +1,11 @@
 import ArgumentParser
 import KangyiPlatform
 
-/// `kangyi migrate [<service>]`: applies pending migrations (the `common` schema's first) and exits.
-/// Servers also migrate at start-up; this is for running it as a separate step (a Kubernetes Job).
+/// `kangyi migrate [<service>]`: applies pending migrations (the `common` schema's first), settles the
+/// services' database roles when run as an owner (``DatabaseRoles``), and exits. Servers connected as a
+/// superuser also migrate at start-up; this is the separate step a deployment runs (the Kubernetes Job).
 struct Migrate: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Apply pending schema migrations and exit.")
+    static let configuration = CommandConfiguration(abstract: "Apply pending schema migrations, settle the services' database roles, and exit.")
 
     @Argument(help: "Only this service's schema (and common); all when omitted.")
     var service: String?

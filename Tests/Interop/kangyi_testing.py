@@ -46,6 +46,21 @@ def fresh_database(label):
     return cluster.rsplit("/", 1)[0] + "/" + name
 
 
+def migrate(url, **settings):
+    """`kangyi migrate` on `url` (as whoever the URL names), before any server starts."""
+    subprocess.run([KANGYI, "migrate"], env=dict(os.environ, KANGYI_DATABASE_URL=url, **settings), check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return url
+
+
+def psql(url, *sql):
+    """Runs each statement in one psql session (stopping at the first error); unaligned, tuples only."""
+    command = ["psql", url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
+    for statement in sql:
+        command += ["-c", statement]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
 class Kangyi:
     """A running `kangyi dev`: its addresses (from dev.json) and its log."""
 

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from kangyi_testing import KANGYI, Served, free_port, fresh_database, help_request, wait_for
+from kangyi_testing import KANGYI, Served, free_port, fresh_database, help_request, migrate, psql, wait_for
 from kangyi.checkpoint.v1 import checkpoint_pb2 as cpb, checkpoint_pb2_grpc
 from kangyi.intake.v1 import intake_pb2_grpc
 from kangyi.pricewatch.v1 import pricewatch_pb2 as ppb, pricewatch_pb2_grpc
@@ -32,19 +32,10 @@ def as_role(url, service):
     return parts._replace(netloc=f"kangyi_{service}@{parts.hostname}:{parts.port}").geturl()
 
 
-def psql(url, *sql):
-    command = ["psql", url, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]
-    for statement in sql:
-        command += ["-c", statement]
-    return subprocess.run(command, capture_output=True, text=True)
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("least-privilege")
-    owner = fresh_database("least")
-    subprocess.run([KANGYI, "migrate"], env=dict(os.environ, KANGYI_DATABASE_URL=owner), check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    owner = migrate(fresh_database("least"))
     # What CloudNativePG's managed roles do in a deployment: the roles `kangyi migrate` made may now log in.
     for service in SERVICES:
         assert psql(owner, f"ALTER ROLE kangyi_{service} LOGIN").returncode == 0

@@ -2,13 +2,12 @@
 processes — including intake going away in the middle of a transition and coming back."""
 import base64
 import os
-import subprocess
 import uuid
 
 import grpc
 import pytest
 
-from kangyi_testing import KANGYI, Served, free_port, fresh_database, wait_for
+from kangyi_testing import Served, free_port, fresh_database, migrate, wait_for
 from signing import signing_channel
 from kangyi.intake.v1 import intake_pb2 as ipb, intake_pb2_grpc
 from kangyi.verification.v1 import verification_pb2 as vpb, verification_pb2_grpc
@@ -102,8 +101,7 @@ def two_processes(tmp_path):
     verification = Served("verification", env, tmp_path / "verification.log", port=verification_port)
     # Migrations first, so two processes starting together do not race for them (they would wait
     # on the advisory lock anyway).
-    subprocess.run([KANGYI, "migrate"], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    migrate(env["KANGYI_DATABASE_URL"])
     yield intake.start(), verification.start()
     for server in (verification, intake):
         if server.process.poll() is None:

@@ -15,22 +15,20 @@ fsync_text = open(f"{out}/pg_test_fsync.txt").read()
 fsync = re.search(r"one 8kB write.*?fdatasync\s+([\d.]+) ops/sec", fsync_text, re.S)
 disk = {"fdatasync_per_s": float(fsync.group(1)) if fsync else None}
 
-text = open(f"{out}/pgbench.txt").read()
-tps = float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", text).group(1))
-latencies = sorted(int(line.split()[2]) for path in glob.glob(f"{out}/pgbench.*") if not path.endswith(".txt")
-                   for line in open(path))
 pct = lambda values, p: values[min(len(values) - 1, int(len(values) * p))] / 1000 if values else 0.0
-pgbench = {"rate_per_s": tps, "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99), "transactions": len(latencies)}
-
-def pgbench_latencies(prefix):
-    return sorted(int(line.split()[2]) for path in glob.glob(f"{out}/{prefix}.*") if not path.endswith(".txt")
-                  for line in open(path))
 
 
-text1 = open(f"{out}/pgbench1.txt").read()
-latencies1 = pgbench_latencies("pgbench1")
-pgbench1 = {"rate_per_s": float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", text1).group(1)),
-            "p50_ms": pct(latencies1, 0.5), "p99_ms": pct(latencies1, 0.99), "transactions": len(latencies1)}
+def pgbench_run(prefix):
+    """A pgbench run: its rate, and its latencies from the per-transaction logs (prefix.<pid>)."""
+    text = open(f"{out}/{prefix}.txt").read()
+    latencies = sorted(int(line.split()[2]) for path in glob.glob(f"{out}/{prefix}.*") if not path.endswith(".txt")
+                       for line in open(path))
+    return {"rate_per_s": float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", text).group(1)),
+            "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99), "transactions": len(latencies)}
+
+
+pgbench, pgbench1 = pgbench_run("pgbench"), pgbench_run("pgbench1")
+tps = pgbench["rate_per_s"]
 
 noop_h2load, noop, bare_h2load = load("noop-h2load"), load("noop"), load("noop-bare-h2load")
 direct, gateway, overload = load("submit-direct"), load("submit-gateway"), load("overload")

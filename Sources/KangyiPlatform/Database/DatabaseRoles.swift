@@ -18,7 +18,7 @@ public enum DatabaseRoles {
     /// What the connected role may do about roles.
     public enum Standing: Sendable, Equatable {
         /// A superuser or a role with CREATEROLE: it settles the service roles.
-        case owner
+        case owner(superuser: Bool)
         /// One of the service roles: it may touch only its own schema.
         case service(schema: String)
         /// Anything else: it can neither settle roles nor is it one.
@@ -27,10 +27,10 @@ public enum DatabaseRoles {
 
     public static func standing(on connection: PostgresConnection, logger: Logger) async throws -> Standing {
         let rows = try await connection.query(
-            "SELECT current_user::text, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user",
+            "SELECT current_user::text, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user",
             logger: logger)
-        for try await (name, privileged) in rows.decode((String, Bool).self) {
-            if privileged { return .owner }
+        for try await (name, superuser, createrole) in rows.decode((String, Bool, Bool).self) {
+            if superuser || createrole { return .owner(superuser: superuser) }
             if name.hasPrefix("kangyi_") { return .service(schema: String(name.dropFirst("kangyi_".count))) }
             return .other(role: name)
         }
@@ -39,9 +39,8 @@ public enum DatabaseRoles {
 
     /// Creates, grants and hands over, as described above; idempotent, and safe beside other databases of
     /// the same cluster doing the same (roles are cluster-wide; a concurrent creation is not an error).
-    public static func settle(schemas: [String], on connection: PostgresConnection, logger: Logger) async throws {
-        let superuser = try await flag("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", on: connection, logger: logger)
-        let common = try await flag("SELECT to_regnamespace('common') IS NOT NULL", on: connection, logger: logger)
+    public static func settle(schemas: [String], superuser: Bool, on connection: PostgresConnection, logger: Logger) async throws {
+        let common = try await connection.flag("SELECT to_regnamespace('common') IS NOT NULL", logger: logger)
         for schema in schemas where schema != "common" {
             let role = role(of: schema)
             try await connection.query(
@@ -103,8 +102,4 @@ public enum DatabaseRoles {
         return statements
     }
 
-    private static func flag(_ query: PostgresQuery, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
-        for try await value in try await connection.query(query, logger: logger).decode(Bool.self) { return value }
-        return false
-    }
 }

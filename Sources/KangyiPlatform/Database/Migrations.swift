@@ -86,7 +86,7 @@ public struct MigrationRunner: Sendable {
         let standing = try await DatabaseRoles.standing(on: connection, logger: logger)
         // Checked first: CREATE TABLE IF NOT EXISTS needs CREATE on public even when the table exists,
         // and a service's role has none.
-        if try await !tableExists("public.kangyi_schema_migrations", on: connection) {
+        if try await !connection.flag("SELECT to_regclass('public.kangyi_schema_migrations') IS NOT NULL", logger: logger) {
             try await connection.query(
                 """
                 CREATE TABLE IF NOT EXISTS public.kangyi_schema_migrations (
@@ -141,8 +141,8 @@ public struct MigrationRunner: Sendable {
             applied.append(migration)
         }
         switch standing {
-        case .owner:
-            try await DatabaseRoles.settle(schemas: order, on: connection, logger: logger)
+        case .owner(let superuser):
+            try await DatabaseRoles.settle(schemas: order, superuser: superuser, on: connection, logger: logger)
         case .service:
             break
         case .other(let role):
@@ -153,9 +153,4 @@ public struct MigrationRunner: Sendable {
         return applied
     }
 
-    private func tableExists(_ name: String, on connection: PostgresConnection) async throws -> Bool {
-        let rows = try await connection.query("SELECT to_regclass(\(name)) IS NOT NULL", logger: logger)
-        for try await exists in rows.decode(Bool.self) { return exists }
-        return false
-    }
 }

@@ -223,9 +223,7 @@ public enum ReferenceDataFile {
             """, logger: logger)
         for try await (user, column) in rows.decode((String, String).self) { found.append((user, column)) }
         for reference in unenforcedReferences where reference.references == table {
-            for try await exists in try await connection.query(
-                "SELECT to_regclass(\(reference.table)) IS NOT NULL", logger: logger
-            ).decode(Bool.self) where exists {
+            if try await connection.flag("SELECT to_regclass(\(reference.table)) IS NOT NULL", logger: logger) {
                 found.append((reference.table, reference.column))
             }
         }

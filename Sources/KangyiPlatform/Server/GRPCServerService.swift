@@ -45,17 +45,9 @@ public struct GRPCServerService: Service {
                 + [IdentityCheckInterceptor(), LoadSheddingInterceptor(limit: limits.maxInFlight), RequestCheckInterceptor(maxBytes: limits.maxRequestBytes)]
                 + admission).map { .apply($0, to: .all) })
 
-        let transport = HTTP2ServerTransport.Posix(
-            address: .ipv4(host: host, port: port),
-            transportSecurity: tls.map {
-                .tls(
-                    certificateChain: [.file(path: $0.certificatePath, format: .pem)],
-                    privateKey: .file(path: $0.privateKeyPath, format: .pem))
-            } ?? .plaintext,
-            config: Self.transportConfig(limits))
         self.name = name
         self.board = board
-        self.server = GRPCServer(transport: transport, router: router)
+        self.server = GRPCServer(transport: Self.transport(host: host, port: port, limits: limits, tls: tls), router: router)
     }
 
     /// The same HTTP/2 transport and limits with nothing of the platform around the services: no
@@ -66,9 +58,19 @@ public struct GRPCServerService: Service {
     ) -> GRPCServer<HTTP2ServerTransport.Posix> {
         var router = RPCRouter<HTTP2ServerTransport.Posix>()
         for service in services { service.registerMethods(with: &router) }
-        let transport = HTTP2ServerTransport.Posix(
-            address: .ipv4(host: host, port: port), transportSecurity: .plaintext, config: transportConfig(limits))
-        return GRPCServer(transport: transport, router: router)
+        return GRPCServer(transport: transport(host: host, port: port, limits: limits, tls: nil), router: router)
+    }
+
+    /// The HTTP/2 transport every Kangyi server listens on: explicit limits, TLS when given.
+    static func transport(host: String, port: Int, limits: Settings.ServerLimits, tls: TLSFiles?) -> HTTP2ServerTransport.Posix {
+        HTTP2ServerTransport.Posix(
+            address: .ipv4(host: host, port: port),
+            transportSecurity: tls.map {
+                .tls(
+                    certificateChain: [.file(path: $0.certificatePath, format: .pem)],
+                    privateKey: .file(path: $0.privateKeyPath, format: .pem))
+            } ?? .plaintext,
+            config: transportConfig(limits))
     }
 
     /// What sits inside the identity interceptor: the access log and metrics, then error mapping.
