@@ -122,6 +122,31 @@ import Testing
         }
     }
 
+    /// Repeat detection compares stored trigrams, not the texts: it must link exactly the pairs pg_trgm's
+    /// own similarity() puts at 0.8 or more. Pairs of random Chinese texts, the second with 0–4 characters
+    /// changed, straddle the threshold (one change out of 40 is ~0.87, two ~0.75).
+    @Test func textRepeatsAreExactlyPgTrgmSimilarityAtLeast08() async throws {
+        try await IntakeHarness.run("trigrams") { intake in
+            var random = SplitMix64(seed: 2020)
+            func text(_ count: Int) -> [Character] {
+                (0..<count).map { _ in Character(Unicode.Scalar(0x4E00 + UInt32(random.next() % 0x51A5))!) }
+            }
+            var linked = 0, unlinked = 0
+            for pair in 0..<12 {
+                var words = text(40)
+                let original = try await intake.submit(submission(phone: "1380000\(1000 + 2 * pair)", description: String(words)))
+                for _ in 0..<(pair % 5) { words[Int(random.next() % 40)] = text(1)[0] }
+                if pair % 3 == 0 { words.insert(contentsOf: "，请帮忙 ", at: 20) }  // words, punctuation
+                let variant = try await intake.submit(submission(phone: "1380000\(1001 + 2 * pair)", description: String(words)))
+                let expected = try await intake.similarity(original.helpRequest.description_p, variant.helpRequest.description_p)
+                #expect((variant.helpRequest.repeatOf == original.helpRequest.id) == (expected >= IntakeStore.textSimilarity),
+                        "pair \(pair): pg_trgm similarity \(expected)")
+                if expected >= IntakeStore.textSimilarity { linked += 1 } else { unlinked += 1 }
+            }
+            #expect(linked >= 3 && unlinked >= 3)  // both sides of the threshold were tried
+        }
+    }
+
     @Test func repeatsWithinOneBatchAreLinkedToo() async throws {
         try await IntakeHarness.run("batchrepeats") { intake in
             let answers = try await withThrowingTaskGroup(of: Kangyi_Intake_V1_HelpRequest.self) { group in

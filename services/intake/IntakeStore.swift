@@ -9,7 +9,8 @@ import PostgresNIO
 struct IntakeStore: Sendable {
     /// How far back a request counts as repeated by a new one with the same phone and category.
     static let repeatWindow = "24 hours"
-    /// How alike two descriptions must be (pg_trgm similarity) to count as the same request.
+    /// How alike two descriptions must be (pg_trgm's similarity: shared trigrams / all distinct trigrams) to
+    /// count as the same request.
     static let textSimilarity = 0.8
     /// How many of the latest requests in the same category and district a text is compared with.
     static let textCandidates = 50

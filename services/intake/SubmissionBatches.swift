@@ -166,8 +166,10 @@ struct SubmissionBatches: Sendable {
         let query = PostgresQuery(
             unsafeSQL: """
                 SELECT b.position, m.id
-                FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[])
-                     AS b(position, phone, category, district, description)
+                FROM (SELECT *, intake.trigrams(description) AS trigrams
+                      FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[])
+                           AS b(position, phone, category, district, description)
+                      OFFSET 0) b  -- not flattened: each new text's trigrams are extracted once
                 CROSS JOIN LATERAL (
                     SELECT c.id FROM (
                         (SELECT h.id, h.created_at FROM intake.help_requests h
@@ -178,11 +180,13 @@ struct SubmissionBatches: Sendable {
                         -- Text is compared with a bounded number of recent requests, so the cost of a
                         -- submission does not grow with the day's volume.
                         (SELECT r.id, r.created_at FROM (
-                            SELECT h.id, h.created_at, h.description FROM intake.help_requests h
+                            SELECT h.id, h.created_at, h.description_trigrams FROM intake.help_requests h
                             WHERE h.category = b.category AND h.district = b.district AND h.repeat_of IS NULL
                               AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
                             ORDER BY h.created_at DESC LIMIT \(IntakeStore.textCandidates)) r
-                         WHERE similarity(r.description, b.description) >= \(IntakeStore.textSimilarity)
+                         CROSS JOIN LATERAL (SELECT icount(r.description_trigrams & b.trigrams) AS shared) s
+                         WHERE s.shared > 0 AND s.shared >= \(IntakeStore.textSimilarity)
+                             * (icount(r.description_trigrams) + icount(b.trigrams) - s.shared)
                          ORDER BY r.created_at, r.id LIMIT 1)
                     ) c
                     ORDER BY c.created_at, c.id
