@@ -86,6 +86,27 @@ import Testing
         }
     }
 
+    /// A bucket's figures are computed by the service, not by PostgreSQL: they must be what
+    /// percentile_cont says for the same prices — odd and even counts, ties, one price, wide ranges.
+    @Test func bucketFiguresAreWhatPercentileContSays() async throws {
+        try await PriceWatchHarness.run("pw_percentiles") { h in
+            var random = SplitMix64(seed: 19)
+            for size in [1, 2, 3, 7, 10, 11, 100, 1_001, 5_000] {
+                let prices = (0..<size).map { _ in Int64(random.next() % (size < 50 ? 20 : 2_000_000)) + 1 }
+                let point = SeriesStore.Point(bucketStart: "2020-02-01", prices: prices.shuffled(using: &random))
+                let rows = try await h.client.query(
+                    """
+                    SELECT count(p)::int8, min(p)::int8, percentile_cont(ARRAY[0.1, 0.5, 0.9]) WITHIN GROUP (ORDER BY p), max(p)::int8
+                    FROM unnest(\(prices)::int8[]) AS p
+                    """, logger: TestDatabase.logger)
+                for try await (count, low, percentiles, high) in rows.decode((Int64, Int64, [Double], Int64).self) {
+                    #expect([point.count, point.min, point.p10, point.median, point.p90, point.max]
+                        == [count, low] + percentiles.map { Int64($0.rounded()) } + [high], "\(size) prices")
+                }
+            }
+        }
+    }
+
     @Test func alertsAreRaisedAtIngestAndWorkedToEnforcement() async throws {
         try await PriceWatchHarness.run("pw_alerts") { h in
             // A ceiling of 25 yuan per 20 capsules (ibuprofen's unit) on medicine in 中原区, from an hour ago.

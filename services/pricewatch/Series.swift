@@ -17,16 +17,39 @@ struct SeriesStore: Sendable {
         var median: Int64
         var p90: Int64
         var max: Int64
+
+        /// Count, min, p10, median, p90 and max of `prices`, the percentiles as PostgreSQL's
+        /// percentile_cont computes them (linear interpolation between the two nearest ranks), rounded to
+        /// whole fen.
+        init(bucketStart: String, prices: [Int64]) {
+            let sorted = prices.sorted()
+            func percentile(_ fraction: Double) -> Int64 {
+                let position = fraction * Double(sorted.count - 1)
+                let lower = Int(position.rounded(.down))
+                let upper = Swift.min(lower + 1, sorted.count - 1)
+                let low = Double(sorted[lower]), high = Double(sorted[upper])
+                return Int64((low + (high - low) * (position - Double(lower))).rounded())
+            }
+            self.bucketStart = bucketStart
+            count = Int64(sorted.count)
+            min = sorted.first ?? 0
+            p10 = sorted.isEmpty ? 0 : percentile(0.1)
+            median = sorted.isEmpty ? 0 : percentile(0.5)
+            p90 = sorted.isEmpty ? 0 : percentile(0.9)
+            max = sorted.last ?? 0
+        }
     }
 
     /// Per `bucket` ("day", "week", "month"). A district or the city: every whole China Standard Time day
     /// the range touches, from the day aggregates. An outlet: its observations in the range itself.
+    ///
+    /// PostgreSQL hands over each day's prices as they are stored and the percentiles are computed here:
+    /// asking it for percentile_cont over the unnested prices cost 130 ms for a district's year (75,000
+    /// prices, one sort through the executor); decoding the arrays and sorting each bucket here is a
+    /// fraction of that, with the same figures (``Point/init(bucketStart:prices:)``).
     func series(commodity: String, district: String?, outlet: String?, from: Date, before: Date, bucket: String) async throws
         -> [Point]
     {
-        func aggregate(_ p: String) -> String {
-            "count(\(p))::int8, min(\(p))::int8, percentile_cont(ARRAY[0.1, 0.5, 0.9]) WITHIN GROUP (ORDER BY \(p)), max(\(p))::int8"
-        }
         var sql = SQLConditions()
         let query: String
         if let outlet {
@@ -36,7 +59,7 @@ struct SeriesStore: Sendable {
             sql.add("o.observed_at < \(sql.bind(before))")
             query = """
                 SELECT to_char(date_trunc(\(sql.bind(bucket)), o.observed_at AT TIME ZONE 'Asia/Shanghai'), 'YYYY-MM-DD'),
-                    \(aggregate("o.unit_price_fen"))
+                    array_agg(o.unit_price_fen)
                 FROM pricewatch.observations o \(sql.whereClause) GROUP BY 1 ORDER BY 1
                 """
         } else {
@@ -45,19 +68,24 @@ struct SeriesStore: Sendable {
             sql.add("d.day <= \(sql.bind(CalendarDay.of(before.addingTimeInterval(-0.001))))::date")
             if let district { sql.add("d.district = \(sql.bind(district))") }
             query = """
-                SELECT to_char(date_trunc(\(sql.bind(bucket)), d.day::timestamp), 'YYYY-MM-DD'), \(aggregate("p"))
-                FROM pricewatch.daily_prices d, unnest(d.prices) AS p \(sql.whereClause) GROUP BY 1 ORDER BY 1
+                SELECT to_char(date_trunc(\(sql.bind(bucket)), d.day::timestamp), 'YYYY-MM-DD'), d.prices
+                FROM pricewatch.daily_prices d \(sql.whereClause) ORDER BY 1
                 """
         }
         var points: [Point] = []
-        for try await (start, count, low, percentiles, high) in try await client.query(
+        var current: (start: String, prices: [Int64])?
+        for try await (start, prices) in try await client.query(
             PostgresQuery(unsafeSQL: query, binds: sql.bindings), logger: logger
-        ).decode((String, Int64, Int64, [Double], Int64).self) {
-            points.append(Point(
-                bucketStart: start, count: count, min: low, p10: Int64(percentiles[0].rounded()),
-                median: Int64(percentiles[1].rounded()), p90: Int64(percentiles[2].rounded()), max: high))
+        ).decode((String, [Int64]).self) {
+            if let bucket = current, bucket.start != start {
+                points.append(Point(bucketStart: bucket.start, prices: bucket.prices))
+                current = nil
+            }
+            if current == nil { current = (start, []) }
+            current!.prices.append(contentsOf: prices)
         }
-        return points
+        if let bucket = current { points.append(Point(bucketStart: bucket.start, prices: bucket.prices)) }
+        return points.filter { $0.count > 0 }
     }
 
     struct Indicators: Sendable {
