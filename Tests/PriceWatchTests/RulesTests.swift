@@ -1,4 +1,5 @@
 import Foundation
+import KangyiTestSupport
 import Testing
 
 @testable import KangyiPriceWatch
@@ -95,5 +96,24 @@ import Testing
         #expect(UnitPrice.normalise(3_000, quantity: 10, unitQuantity: 24) == 7_200)  // box of 10 → per 24 capsules
         #expect(Rules.exceeds(Int64.max / 2, 4, Int64.max, 1))  // no overflow in the comparison
         #expect(!Rules.exceeds(3, 5, 15, 1))
+    }
+
+    /// The median by selection is the median by sorting: odd and even counts, runs of equal prices, sorted
+    /// and reversed input.
+    @Test func medianBySelectionIsTheSortedMedian() {
+        var random = SplitMix64(seed: 7)
+        func sortedMedian(_ values: [Double]) -> Double {
+            let sorted = values.sorted(), middle = sorted.count / 2
+            return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+        }
+        for count in [1, 2, 3, 4, 5, 10, 101, 1_000, 4_096] {
+            for spread in [1, 3, 1_000_000] {
+                let values = (0..<count).map { _ in Double(random.next() % UInt64(spread)) }
+                for input in [values, values.sorted(), values.sorted().reversed()] {
+                    #expect(Statistics.median(Array(input)) == sortedMedian(values), "\(count) values over \(spread)")
+                }
+            }
+        }
+        #expect(Statistics.median([]) == 0)
     }
 }

@@ -356,8 +356,8 @@ struct ObservationBatches: Sendable {
               ON k.district = d.district AND k.commodity = d.commodity
             WHERE d.day BETWEEN \(first)::date AND \(days.max()!)::date
             """, logger: logger
-        ).decode((String, String, String, [Int64]).self) {
-            found["\(district)|\(commodity)", default: []].append((day, prices))
+        ).decode((String, String, String, Int64Array).self) {
+            found["\(district)|\(commodity)", default: []].append((day, prices.values))
         }
         return found
     }

@@ -76,13 +76,13 @@ struct SeriesStore: Sendable {
         var current: (start: String, prices: [Int64])?
         for try await (start, prices) in try await client.query(
             PostgresQuery(unsafeSQL: query, binds: sql.bindings), logger: logger
-        ).decode((String, [Int64]).self) {
+        ).decode((String, Int64Array).self) {
             if let bucket = current, bucket.start != start {
                 points.append(Point(bucketStart: bucket.start, prices: bucket.prices))
                 current = nil
             }
             if current == nil { current = (start, []) }
-            current!.prices.append(contentsOf: prices)
+            current!.prices.append(contentsOf: prices.values)
         }
         if let bucket = current { points.append(Point(bucketStart: bucket.start, prices: bucket.prices)) }
         return points.filter { $0.count > 0 }

@@ -1,0 +1,51 @@
+import Foundation
+import KangyiPlatform
+import KangyiTestSupport
+import PostgresNIO
+import Testing
+
+/// The hand-written fast paths against the slow ones they replace.
+@Suite struct DecodingAndDaysTests {
+    /// The arithmetic day equals the time-zone database's day in Asia/Shanghai, around midnight and
+    /// across the years it covers (and the older years, which still take the database's path).
+    @Test func calendarDayOfMatchesTheTimeZoneDatabase() {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "Asia/Shanghai")!
+        func reference(_ date: Date) -> String {
+            let parts = calendar.dateComponents([.year, .month, .day], from: date)
+            return String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
+        }
+        var random = SplitMix64(seed: 1992)
+        var moments: [TimeInterval] = [694_195_200, 694_195_199, 951_753_600 - 28_800, 4_102_444_799, -1, 0, 536_457_600]
+        for _ in 0..<20_000 { moments.append(Double(random.next() % 4_200_000_000) - 100_000_000) }
+        for midnight in stride(from: 694_195_200.0, to: 4_102_444_800, by: 86_400 * 97) {
+            moments += [midnight - 0.001, midnight, midnight + 86_399.999]
+        }
+        for seconds in moments {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(CalendarDay.of(date) == reference(date), "\(seconds)")
+        }
+    }
+
+    /// An int8[] read by ``Int64Array`` is the [Int64] PostgresNIO reads, empty and long arrays included;
+    /// NULL elements are refused.
+    @Test func int64ArrayDecodesWhatPostgresNIODecodes() async throws {
+        let url = try await TestDatabase.fresh("int64array")
+        try await withPostgresClient(url, poolSize: 1) { client in
+            for sql in [
+                "SELECT '{}'::int8[], '{}'::int8[]",
+                "SELECT ARRAY[1, -1, 9223372036854775807, -9223372036854775808]::int8[], ARRAY[1, -1, 9223372036854775807, -9223372036854775808]::int8[]",
+                "SELECT a, a FROM (SELECT array_agg(g * 7919 - 500000)::int8[] AS a FROM generate_series(1, 20000) g) x",
+            ] {
+                let rows = try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger)
+                for try await (fast, reference) in rows.decode((Int64Array, [Int64]).self) {
+                    #expect(fast.values == reference)
+                }
+            }
+            await #expect(throws: (any Error).self) {
+                let rows = try await client.query("SELECT ARRAY[1, NULL]::int8[]", logger: TestDatabase.logger)
+                for try await _ in rows.decode(Int64Array.self) {}
+            }
+        }
+    }
+}
