@@ -208,7 +208,7 @@ psql "$DB" -q -c "INSERT INTO pricewatch.daily_prices (district, commodity, day,
   CROSS JOIN (VALUES ('pork'), ('eggs'), ('rice'), ('mask_n95')) AS c(code)
   CROSS JOIN generate_series(current_date - 1095, current_date, interval '1 day') AS g(day)
   CROSS JOIN (SELECT ceil(10000000.0 / (4 * 1096 * (SELECT count(*) FROM common.districts)))::int AS n) AS per
-  ON CONFLICT (district, commodity, day) DO UPDATE
+  ON CONFLICT (district, commodity, day, chunk) DO UPDATE
   SET count = daily_prices.count + EXCLUDED.count, prices = daily_prices.prices || EXCLUDED.prices"
 psql "$DB" -At -c "SELECT sum(count) FROM pricewatch.daily_prices" > "$OUT/prices-aggregated.rows"
 echo "pricewatch GetPriceSeries, a year in months, one call at a time: one district, then the whole city..."

@@ -86,6 +86,46 @@ import Testing
         }
     }
 
+    /// A busy day's prices lie in bounded chunks, concurrent batches lose none of them, and the day's
+    /// series figures are those of every observation of the day.
+    @Test func aBusyDayIsKeptInBoundedChunks() async throws {
+        try await PriceWatchHarness.run("pw_chunks") { h in
+            let batches = (0..<10).map { b in
+                (0..<500).map { n in observation("busy-\(b)-\(n)", price: 2_000 + Int64((b * 500 + n) % 997), at: day(1, hour: 9)) }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for batch in batches {
+                    group.addTask {
+                        let stored = try await h.submit(batch).stored
+                        #expect(stored == 500)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await h.scalar("SELECT sum(count)::int FROM pricewatch.daily_prices") == 5_000)
+            #expect(try await h.scalar("SELECT sum(cardinality(prices))::int FROM pricewatch.daily_prices") == 5_000)
+            #expect(try await h.scalar("SELECT count(*)::int FROM pricewatch.daily_prices") ?? 0 >= 2)
+            #expect(try await h.scalar("SELECT max(count)::int FROM pricewatch.daily_prices") ?? .max
+                <= ObservationBatches.chunkSize + 500)
+            let point = try await asCaller("analyst-1") {
+                try await h.service.getPriceSeries(
+                    request: .with {
+                        $0.commodity = "ibuprofen"
+                        $0.district = "410102"
+                        $0.bucket = .day
+                        $0.observed = .with {
+                            $0.start = Google_Protobuf_Timestamp(date: day(2, hour: 0))
+                            $0.end = Google_Protobuf_Timestamp(date: Date())
+                        }
+                    }, context: .testing
+                ).points
+            }
+            let median = try await h.scalar(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY unit_price_fen) FROM pricewatch.observations", as: Double.self)
+            #expect(point.map(\.count) == [5_000] && point.first?.medianFen == median.map { Int64($0.rounded()) })
+        }
+    }
+
     /// A bucket's figures are computed by the service, not by PostgreSQL: they must be what
     /// percentile_cont says for the same prices — odd and even counts, ties, one price, wide ranges.
     @Test func bucketFiguresAreWhatPercentileContSays() async throws {

@@ -165,25 +165,31 @@ struct ObservationBatches: Sendable {
     }
 
     /// Appends each unit price to its (district, commodity, day) row.
+    /// Appends each price to its (district, commodity, day) aggregate: to the day's last chunk, which a
+    /// batch starts anew once the day holds another ``chunkSize`` prices — so a batch rewrites at most a
+    /// chunk, however full the day. Rows are written in key order, so two lanes cannot deadlock.
     private func aggregate(_ subjects: [Rules.Subject], on connection: PostgresConnection) async throws {
         guard !subjects.isEmpty else { return }
-        var groups: [String: (district: String, commodity: String, day: String, prices: [Int64])] = [:]
-        for subject in subjects {
-            let day = CalendarDay.of(subject.observedAt)
-            groups["\(subject.district)|\(subject.commodity)|\(day)", default: (subject.district, subject.commodity, day, [])]
-                .prices.append(subject.unitPriceFen)
-        }
-        let rows = groups.sorted { $0.key < $1.key }.map(\.value)
         try await connection.query(
             """
-            INSERT INTO pricewatch.daily_prices (district, commodity, day, count, prices)
-            SELECT district, commodity, day::date, cardinality(string_to_array(prices, ',')), string_to_array(prices, ',')::int8[]
-            FROM unnest(\(rows.map(\.district))::text[], \(rows.map(\.commodity))::text[], \(rows.map(\.day))::text[],
-                        \(rows.map { $0.prices.map(String.init).joined(separator: ",") })::text[]) AS n(district, commodity, day, prices)
-            ON CONFLICT (district, commodity, day) DO UPDATE
-            SET count = daily_prices.count + EXCLUDED.count, prices = daily_prices.prices || EXCLUDED.prices
+            INSERT INTO pricewatch.daily_prices AS d (district, commodity, day, chunk, count, prices)
+            SELECT n.district, n.commodity, n.day,
+                   coalesce((SELECT sum(e.count) FROM pricewatch.daily_prices e
+                             WHERE e.district = n.district AND e.commodity = n.commodity AND e.day = n.day), 0)
+                       / \(Self.chunkSize),
+                   n.count, n.prices
+            FROM (SELECT district, commodity, day::date AS day, count(*)::int AS count, array_agg(price) AS prices
+                  FROM unnest(\(subjects.map(\.district))::text[], \(subjects.map(\.commodity))::text[],
+                              \(subjects.map { CalendarDay.of($0.observedAt) })::text[],
+                              \(subjects.map(\.unitPriceFen))::int8[]) AS p(district, commodity, day, price)
+                  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3) n
+            ON CONFLICT (district, commodity, day, chunk) DO UPDATE
+            SET count = d.count + EXCLUDED.count, prices = d.prices || EXCLUDED.prices
             """, logger: logger)
     }
+
+    /// About how many prices one `daily_prices` row holds (a batch may overfill the last chunk by its own size).
+    static let chunkSize = 2_000
 
     private func raise(_ found: [(NewObservation, Rules.Subject, [Rules.Finding])], on connection: PostgresConnection) async throws
         -> [[AlertRecord]]

@@ -219,5 +219,16 @@ enum PriceWatchMigrations {
                     REFERENCES pricewatch.alerts (id, district)
                 """,
             ]),
+        Migration(
+            schema: "pricewatch", version: 4, name: "day aggregates in bounded chunks",
+            statements: [
+                // One row per day meant every batch rewrote the day's whole price array (TOAST): ingest slowed
+                // as the day filled. A day's prices now lie in chunks of about ObservationBatches.chunkSize;
+                // a batch appends to the day's last chunk, so what it rewrites is bounded. Readers take every
+                // chunk of a day.
+                "ALTER TABLE pricewatch.daily_prices ADD COLUMN chunk integer NOT NULL DEFAULT 0",
+                "ALTER TABLE pricewatch.daily_prices DROP CONSTRAINT daily_prices_pkey",
+                "ALTER TABLE pricewatch.daily_prices ADD PRIMARY KEY (district, commodity, day, chunk)",
+            ]),
     ]
 }
