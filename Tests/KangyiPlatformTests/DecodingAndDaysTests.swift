@@ -48,4 +48,20 @@ import Testing
             }
         }
     }
+
+    /// Base64url byte by byte is Foundation's base64 with the alphabet swapped and the padding dropped,
+    /// both ways, for every length of a few blocks; the standard alphabet and padding are refused.
+    @Test func base64URLIsBase64WithTheURLAlphabet() {
+        var random = SplitMix64(seed: 4648)
+        for length in 0..<70 {
+            let bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            let reference = Data(bytes).base64EncodedString()
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+            #expect(Base64URL.encode(bytes) == reference)
+            #expect(Base64URL.decode(reference) == Data(bytes))
+        }
+        #expect(Base64URL.encode([0xfb, 0xff]) == "-_8")
+        for refused in ["+_8", "/_8", "-_8=", "a", "!!!!"] { #expect(Base64URL.decode(refused) == nil, "\(refused)") }
+    }
 }

@@ -22,7 +22,9 @@ struct BearerIdentity: Sendable {
         guard let header = metadata[stringValues: "authorization"].first(where: { _ in true }) else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        return String(parts[1]).trimmingCharacters(in: .whitespaces)
+        // Trimmed by hand: Foundation's trimmingCharacters bridges through NSString on every call.
+        let token = parts[1].drop { $0 == " " || $0 == "\t" }
+        return String(token[..<(token.lastIndex { $0 != " " && $0 != "\t" }.map(token.index(after:)) ?? token.startIndex)])
     }
 }
 
