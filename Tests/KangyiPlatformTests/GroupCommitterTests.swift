@@ -48,6 +48,41 @@ import Testing
         #expect(ledger.batches.withLock { $0.count } < 40)
     }
 
+    /// Items handed over together get one result each, in order: a bad one fails alone inside its ticket,
+    /// tickets share batches, and a ticket larger than a batch is committed alone, never split.
+    @Test func itemsSubmittedTogetherAreAnsweredOneByOne() async throws {
+        let ledger = Ledger()
+        let poison: Set<Int> = [5, 130]
+        let committer = GroupCommitter<Int, Int>(maxBatch: 32, lanes: 1) { items in
+            try await Task.sleep(for: .milliseconds(5))
+            return try ledger.commit(items, poison: poison)
+        }
+        let tickets = [Array(0..<10), Array(10..<20), Array(100..<180), [7]]
+        let answers = try await withServiceGroup([committer]) { _ in
+            try await withThrowingTaskGroup(of: ([Int], [Result<Int, any Error>]).self) { group in
+                for items in tickets { group.addTask { (items, try await committer.submit(contentsOf: items)) } }
+                return try await group.reduce(into: [[Int]: [Result<Int, any Error>]]()) { $0[$1.0] = $1.1 }
+            }
+        }
+        for items in tickets {
+            let results = try #require(answers[items])
+            #expect(results.count == items.count)
+            for (item, result) in zip(items, results) {
+                if poison.contains(item) {
+                    #expect(throws: Refused.self) { try result.get() }
+                } else {
+                    #expect(try result.get() == item * 10, "item \(item)")
+                }
+            }
+        }
+        let batches = ledger.batches.withLock { $0 }
+        let committed = batches.filter { !$0.contains(where: poison.contains) }.flatMap { $0 }
+        #expect(committed.sorted() == tickets.flatMap { $0 }.filter { !poison.contains($0) }.sorted())
+        // The 80-item ticket went whole into a batch of its own (its first attempt), never cut at 32.
+        #expect(batches.contains { $0 == Array(100..<180) })
+        #expect(try await committer.submit(contentsOf: []).isEmpty)
+    }
+
     @Test func aCancelledCallerIsAnsweredAtOnceAndAnAbandonedCommitIsCancelled() async throws {
         let commitCancelled = Mutex(false)
         let commitStarted = Mutex(false)

@@ -76,26 +76,27 @@ public struct PriceWatchService: Kangyi_Pricewatch_V1_PriceWatchService.SimpleSe
         let checked = wire.enumerated().map { index, observation in
             NewObservation.check(observation, submitter: submitter, field: field == "observations" ? "observations[\(index)]" : field)
         }
-        return try await withThrowingTaskGroup(of: (Int, ObservationOutcome).self) { group in
-            var outcomes = [ObservationOutcome](repeating: .duplicate, count: checked.count)
-            for (index, result) in checked.enumerated() {
-                switch result {
-                case .failure(let refusal): outcomes[index] = .refused(refusal.violations)
-                case .success(let observation):
-                    group.addTask { (index, try await committer.submit(observation)) }
-                }
+        var outcomes = [ObservationOutcome](repeating: .duplicate, count: checked.count)
+        var valid: [(index: Int, observation: NewObservation)] = []
+        for (index, result) in checked.enumerated() {
+            switch result {
+            case .failure(let refusal): outcomes[index] = .refused(refusal.violations)
+            case .success(let observation): valid.append((index, observation))
             }
-            for try await (index, outcome) in group {
-                // The store names fields of the observation; the answer names them in the request.
-                if case .refused(let violations) = outcome {
-                    let prefix = field == "observations" ? "observations[\(index)]" : field
-                    outcomes[index] = .refused(violations.map { .init(field: "\(prefix).\($0.field)", reason: $0.reason, description: $0.description) })
-                } else {
-                    outcomes[index] = outcome
-                }
-            }
-            return outcomes
         }
+        // One ticket for the whole batch: the committer still isolates and refuses items one by one.
+        let committed = try await committer.submit(contentsOf: valid.map(\.observation))
+        for ((index, _), result) in zip(valid, committed) {
+            let outcome = try result.get()
+            // The store names fields of the observation; the answer names them in the request.
+            if case .refused(let violations) = outcome {
+                let prefix = field == "observations" ? "observations[\(index)]" : field
+                outcomes[index] = .refused(violations.map { .init(field: "\(prefix).\($0.field)", reason: $0.reason, description: $0.description) })
+            } else {
+                outcomes[index] = outcome
+            }
+        }
+        return outcomes
     }
 
     static func result(_ outcome: ObservationOutcome, index: Int, observationID: String) -> Kangyi_Pricewatch_V1_ObservationResult {

@@ -18,6 +18,10 @@ import Synchronization
 ///   all gone is cancelled, so a commit stuck on an unreachable database ends with them. A write
 ///   cancelled after it reached the database may still have committed: retries are idempotent.
 ///
+/// A caller with many items (a feed's batch, a terminal's stream) hands them over together with
+/// `submit(contentsOf:)`: one ticket and one wait for all of them, each still committed — or isolated and
+/// failed — on its own merits. A ticket is never split across batches.
+///
 /// As a lifecycle service it stops taking new items on graceful shutdown (callers get UNAVAILABLE), commits
 /// what is queued, then returns; cancelled (past the drain budget), its commits are cancelled too.
 public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Sendable {
@@ -37,7 +41,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     private let commit: Commit
 
     /// - Parameters:
-    ///   - maxBatch: the most items in one commit.
+    ///   - maxBatch: the most items in one commit (a single ticket with more is committed alone).
     ///   - lanes: batches committed concurrently (each on its own connection).
     ///   - commit: writes a batch and returns one result per item, in order (see ``Commit``).
     public init(maxBatch: Int = 500, lanes: Int = 2, commit: @escaping Commit) {
@@ -48,7 +52,15 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
 
     /// Queues `item` and returns its result once its batch has committed.
     public func submit(_ item: Item) async throws -> Output {
-        let ticket = Ticket(item)
+        try await submit(contentsOf: [item])[0].get()
+    }
+
+    /// Queues `items` together and returns one result per item, in order, once their batch has committed.
+    /// Throws, for all of them, when the caller leaves (cancelled, or past its deadline) or the committer
+    /// is shutting down.
+    public func submit(contentsOf items: [Item]) async throws -> [Result<Output, any Error>] {
+        guard !items.isEmpty else { return [] }
+        let ticket = Ticket(items)
         // grpc-swift signals a passed deadline through the RPC's cancellation handle, not the task, and
         // signals a server's drain the same way — which must not fail calls that are to finish. So on the
         // RPC's cancellation the caller leaves at its deadline (at once if it has passed), never before.
@@ -104,7 +116,12 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
             // Callers answered early (gone) are still queued: ``InFlight`` leaves them out of the commit.
             let batch: [Ticket]?? = state.withLock { state in
                 if !state.queue.isEmpty {
-                    let count = min(state.queue.count, maxBatch)
+                    var count = 0, items = 0
+                    for ticket in state.queue {
+                        if count > 0 && items + ticket.items.count > maxBatch { break }
+                        count += 1
+                        items += ticket.items.count
+                    }
                     defer { state.queue.removeFirst(count) }
                     return .some(Array(state.queue.prefix(count)))
                 }
@@ -127,7 +144,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
             let batch = InFlight()
             let tickets = queued.filter { $0.join(batch) }
             guard !tickets.isEmpty else { continue }
-            let items = tickets.map(\.item)
+            let items = tickets.flatMap(\.items)
             // The lane moves on when the commit ends — or when every caller has gone, or the lane is
             // cancelled (the drain is over): the commit is then cancelled and left behind, so a commit
             // stuck on a database that does not answer holds up neither this lane nor shutdown.
@@ -136,10 +153,17 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
             } onCancel: {
                 batch.abandon()
             }
-            for (index, ticket) in tickets.enumerated() {
-                ticket.finish(
-                    results.map { index < $0.count ? $0[index] : .failure(PlatformError(description: "batch commit returned too few results")) }
-                        ?? .failure(CancellationError()))
+            var offset = 0
+            for ticket in tickets {
+                let range = offset..<(offset + ticket.items.count)
+                offset = range.upperBound
+                guard let results else {
+                    ticket.finish(.failure(CancellationError()))
+                    continue
+                }
+                ticket.finish(.success(range.map {
+                    $0 < results.count ? results[$0] : .failure(PlatformError(description: "batch commit returned too few results"))
+                }))
             }
         }
     }
@@ -159,23 +183,25 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         }
     }
 
-    /// One caller's item and its answer, given exactly once: by its batch, or by its cancellation.
+    /// One caller's items and their answer, given exactly once: by their batch, or by the caller's
+    /// cancellation.
     private final class Ticket: Sendable {
+        typealias Answer = Result<[Result<Output, any Error>], any Error>
         enum Phase {
             case new
-            case waiting(CheckedContinuation<Output, any Error>)
+            case waiting(CheckedContinuation<[Result<Output, any Error>], any Error>)
             /// Answered (early, if the result is still here for a continuation that has not arrived).
-            case answered(Result<Output, any Error>?)
+            case answered(Answer?)
         }
 
-        let item: Item
+        let items: [Item]
         private let state = Mutex<(phase: Phase, batch: InFlight?)>((.new, nil))
 
-        init(_ item: Item) { self.item = item }
+        init(_ items: [Item]) { self.items = items }
 
         /// Registers the caller's continuation; false (and the continuation resumed) if it was answered first.
-        func wait(_ continuation: CheckedContinuation<Output, any Error>) -> Bool {
-            let early: Result<Output, any Error>?? = state.withLock { state in
+        func wait(_ continuation: CheckedContinuation<[Result<Output, any Error>], any Error>) -> Bool {
+            let early: Answer?? = state.withLock { state in
                 if case .answered(let result) = state.phase {
                     state.phase = .answered(nil)
                     return .some(result)
@@ -198,8 +224,8 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         }
 
         /// Answers the caller, unless it was answered already.
-        func finish(_ result: Result<Output, any Error>) {
-            let answer: (CheckedContinuation<Output, any Error>?, InFlight?)? = state.withLock { state in
+        func finish(_ result: Answer) {
+            let answer: (CheckedContinuation<[Result<Output, any Error>], any Error>?, InFlight?)? = state.withLock { state in
                 switch state.phase {
                 case .new:
                     state.phase = .answered(result)
