@@ -51,7 +51,7 @@ public struct CheckpointService: Kangyi_Checkpoint_V1_CheckpointService.SimpleSe
         let identity = CallerIdentity.current
         let log = try await validator()(request.log).get()
         try Self.authorize(terminalID: log.terminalID, identity: identity)
-        switch try await UploadStream.ingest(log, into: logs) {
+        switch try await UploadStream.ingest([log], into: logs)[0] {
         case .stored(let stored):
             return .with { $0.vehicleLog = stored.wire(for: identity) }
         case .replayed(let key):

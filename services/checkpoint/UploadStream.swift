@@ -3,13 +3,18 @@ import KangyiAPI
 import KangyiPlatform
 import Synchronization
 
-/// One terminal's `UploadVehicleLogs` stream. Logs are validated as they arrive and handed to the group
-/// commit; at most ``window`` are waiting for their commit at once, so the server reads no faster than it
-/// commits and HTTP/2 flow control holds a fast terminal back. A second task writes acknowledgements
-/// whenever the high-water mark moves — one message for everything a commit settled, not one per log.
+/// One terminal's `UploadVehicleLogs` stream. Logs are validated as they arrive and queued; two
+/// committers each take everything queued and hand it to the group commit as one ticket — at a trickle
+/// a chunk is one log and waits for nothing, from a fast terminal chunks grow while the previous one
+/// commits (a ticket and a task per log cost a third of the server's CPU per log). At most ``window``
+/// logs are queued or committing at once, so the server reads no faster than it commits and HTTP/2 flow
+/// control holds a fast terminal back. A third task writes acknowledgements whenever the high-water mark
+/// moves — one message for everything a commit settled, not one per log.
 struct UploadStream {
     /// Logs of one stream awaiting their commit at most.
     static let window = 512
+    /// Chunks of one stream committing at once (the group committer has two lanes).
+    static let committers = 2
 
     let store: VehicleLogStore
     /// The log as stored, or the violations that refuse it.
@@ -47,8 +52,23 @@ struct UploadStream {
     private func read(
         _ requests: RPCAsyncSequence<Kangyi_Checkpoint_V1_UploadVehicleLogsRequest, any Error>, into acks: Acknowledgements
     ) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { commits in
-            var waiting = 0
+        let queue = ChunkQueue<(sequence: Int64, log: NewVehicleLog)>(capacity: Self.window)
+        try await withThrowingTaskGroup(of: Void.self) { committers in
+            for _ in 0..<Self.committers {
+                committers.addTask {
+                    do {
+                        while let chunk = await queue.take() {
+                            let outcomes = try await Self.ingest(chunk.map(\.log), into: store)
+                            acks.settle(zip(chunk, outcomes).map { ($0.sequence, $1) })
+                            queue.done(chunk.count)
+                        }
+                    } catch {
+                        queue.fail(error)  // the reader stops at its next log
+                        throw error
+                    }
+                }
+            }
+            defer { queue.close() }
             var terminal: String?
             var last: Int64 = 0
             for try await request in requests {
@@ -74,32 +94,27 @@ struct UploadStream {
                 terminal = log.terminalID
                 last = log.sequence
                 acks.received(log.sequence)
-                let sequence = log.sequence
                 switch validate(log) {
                 case .failure(let error):
-                    acks.settle(sequence, .rejected(error.violations))
+                    acks.settle([(log.sequence, .rejected(error.violations))])
                 case .success(let valid):
-                    if waiting == Self.window {
-                        try await commits.next()
-                        waiting -= 1
-                    }
-                    waiting += 1
-                    commits.addTask {
-                        acks.settle(sequence, try await Self.ingest(valid, into: store))
-                    }
+                    try await queue.put((log.sequence, valid))
                 }
             }
-            try await commits.waitForAll()
+            queue.close()
+            try await committers.waitForAll()
         }
     }
 
-    /// The outcome of one log. A log the database itself refuses (after the batch isolated it) is
+    /// The outcome of each log. A log the database itself refuses (after the batch isolated it) is
     /// rejected for good; an unreachable database or a shutdown ends the stream, so the terminal resends.
-    static func ingest(_ log: NewVehicleLog, into store: VehicleLogStore) async throws -> IngestOutcome {
-        do {
-            return try await store.ingest(log)
-        } catch let error where isItemLevel(error) {
-            return .rejected([.init(field: "log", reason: "STORAGE_REFUSED", description: "the database refused this log")])
+    static func ingest(_ logs: [NewVehicleLog], into store: VehicleLogStore) async throws -> [IngestOutcome] {
+        try await store.ingest(logs).map { result in
+            do {
+                return try result.get()
+            } catch let error where isItemLevel(error) {
+                return .rejected([.init(field: "log", reason: "STORAGE_REFUSED", description: "the database refused this log")])
+            }
         }
     }
 
@@ -135,43 +150,48 @@ final class Acknowledgements: Sendable {
         }
     }
 
-    func settle(_ sequence: Int64, _ outcome: IngestOutcome) {
+    /// Records what happened to these logs (one lock and one wake-up for a whole chunk).
+    func settle(_ outcomes: [(sequence: Int64, outcome: IngestOutcome)]) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            switch outcome {
-            case .stored: state.stored += 1
-            case .replayed: state.replayed += 1
-            case .conflict:
-                state.items.append(.with {
-                    $0.sequence = sequence
-                    $0.outcome = .conflict
-                })
-            case .rejected(let violations):
-                state.items.append(.with {
-                    $0.sequence = sequence
-                    $0.outcome = .rejected
-                    $0.violations = violations.map(\.wire)
-                })
-            }
-            // Sequences arrive in increasing order, so a binary search finds this one.
-            var low = state.head, high = state.order.count
-            while low < high {
-                let middle = (low + high) / 2
-                if state.order[middle].sequence < sequence { low = middle + 1 } else { high = middle }
-            }
-            if low < state.order.count, state.order[low].sequence == sequence { state.order[low].settled = true }
-            while state.head < state.order.count, state.order[state.head].settled {
-                state.ackedThrough = state.order[state.head].sequence
-                state.head += 1
-            }
-            if state.head > 1024 {
-                state.order.removeFirst(state.head)
-                state.head = 0
-            }
+            for (sequence, outcome) in outcomes { settle(sequence, outcome, in: &state) }
             state.changed = true
             defer { state.waiter = nil }
             return state.waiter
         }
         waiter?.resume()
+    }
+
+    private func settle(_ sequence: Int64, _ outcome: IngestOutcome, in state: inout State) {
+        switch outcome {
+        case .stored: state.stored += 1
+        case .replayed: state.replayed += 1
+        case .conflict:
+            state.items.append(.with {
+                $0.sequence = sequence
+                $0.outcome = .conflict
+            })
+        case .rejected(let violations):
+            state.items.append(.with {
+                $0.sequence = sequence
+                $0.outcome = .rejected
+                $0.violations = violations.map(\.wire)
+            })
+        }
+        // Sequences arrive in increasing order, so a binary search finds this one.
+        var low = state.head, high = state.order.count
+        while low < high {
+            let middle = (low + high) / 2
+            if state.order[middle].sequence < sequence { low = middle + 1 } else { high = middle }
+        }
+        if low < state.order.count, state.order[low].sequence == sequence { state.order[low].settled = true }
+        while state.head < state.order.count, state.order[state.head].settled {
+            state.ackedThrough = state.order[state.head].sequence
+            state.head += 1
+        }
+        if state.head > 1024 {
+            state.order.removeFirst(state.head)
+            state.head = 0
+        }
     }
 
     func report(_ item: Kangyi_Checkpoint_V1_ItemResult) {

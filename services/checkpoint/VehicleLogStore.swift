@@ -17,8 +17,9 @@ struct VehicleLogStore: Sendable {
         self.committer = GroupCommitter(maxBatch: maxBatch, lanes: lanes) { try await batches.commit($0) }
     }
 
-    func ingest(_ log: NewVehicleLog) async throws -> IngestOutcome {
-        try await committer.submit(log)
+    /// One result per log, in order, once their batch committed (see ``GroupCommitter``).
+    func ingest(_ logs: [NewVehicleLog]) async throws -> [Result<IngestOutcome, any Error>] {
+        try await committer.submit(contentsOf: logs)
     }
 
     func log(at key: VehicleLogKey) async throws -> StoredVehicleLog? {

@@ -1,0 +1,110 @@
+import Synchronization
+
+/// A bounded queue between one producer and a few consumers that take everything queued at once: the
+/// shape of a stream whose items are committed in chunks. `put` waits while `capacity` items are queued
+/// or taken and not yet `done` (so a fast producer is held back, not buffered); `take` waits for at least
+/// one item and returns them all, or nil once closed and empty. A cancelled `put` throws; a cancelled
+/// `take` closes the queue (consumers are cancelled when the whole stream ends). After `fail`, `put`
+/// throws the consumer's error.
+public final class ChunkQueue<Element: Sendable>: Sendable {
+    private struct State {
+        var items: [Element] = []
+        var taken = 0
+        var closed = false
+        var failure: (any Error)?
+        var producer: CheckedContinuation<Void, any Error>?
+        var consumers: [CheckedContinuation<[Element]?, Never>] = []
+    }
+
+    private let capacity: Int
+    private let state = Mutex(State())
+
+    public init(capacity: Int) { self.capacity = capacity }
+
+    /// Queues `element` once there is room.
+    public func put(_ element: Element) async throws {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let ready: Result<Void, any Error>? = state.withLock { state in
+                    if let failure = state.failure { return .failure(failure) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if state.items.count + state.taken < capacity { return .success(()) }
+                    state.producer = continuation
+                    return nil
+                }
+                if let ready { continuation.resume(with: ready) }
+            }
+        } onCancel: {
+            let producer = state.withLock { state in
+                defer { state.producer = nil }
+                return state.producer
+            }
+            producer?.resume(throwing: CancellationError())
+        }
+        let handOver = state.withLock { state -> (CheckedContinuation<[Element]?, Never>, [Element])? in
+            state.items.append(element)
+            guard !state.consumers.isEmpty else { return nil }
+            defer {
+                state.taken += state.items.count
+                state.items.removeAll(keepingCapacity: true)
+            }
+            return (state.consumers.removeFirst(), state.items)
+        }
+        if let (consumer, items) = handOver { consumer.resume(returning: items) }
+    }
+
+    /// Everything queued (at least one element), or nil once closed and drained, or cancelled.
+    public func take() async -> [Element]? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<[Element]?, Never>) in
+                let ready: [Element]?? = state.withLock { state in
+                    if !state.items.isEmpty {
+                        defer {
+                            state.taken += state.items.count
+                            state.items.removeAll(keepingCapacity: true)
+                        }
+                        return .some(state.items)
+                    }
+                    if state.closed || Task.isCancelled { return .some(nil) }
+                    state.consumers.append(continuation)
+                    return nil
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        } onCancel: {
+            close()
+        }
+    }
+
+    /// `count` taken elements are finished with: room for as many more.
+    public func done(_ count: Int) {
+        let producer = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+            state.taken -= count
+            guard state.items.count + state.taken < capacity else { return nil }
+            defer { state.producer = nil }
+            return state.producer
+        }
+        producer?.resume()
+    }
+
+    /// No more elements: waiting consumers get nil once the queue is empty.
+    public func close() {
+        let waiting = state.withLock { state -> [CheckedContinuation<[Element]?, Never>] in
+            state.closed = true
+            defer { state.consumers.removeAll() }
+            return state.consumers
+        }
+        for consumer in waiting { consumer.resume(returning: nil) }
+    }
+
+    /// A consumer failed: the producer's next (or current) `put` throws `error`.
+    public func fail(_ error: any Error) {
+        let producer = state.withLock { state -> CheckedContinuation<Void, any Error>? in
+            state.failure = error
+            defer { state.producer = nil }
+            return state.producer
+        }
+        producer?.resume(throwing: error)
+        close()
+    }
+}
