@@ -125,21 +125,9 @@ struct SubmissionBatches: Sendable {
         -> [Int: (row: StoredHelpRequest, sameContent: Bool)]
     {
         guard !items.isEmpty else { return [:] }
-        let columns = HelpRequestRow.columns.split(separator: ",")
-            .map { "h." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", ")
-        let query = PostgresQuery(
-            unsafeSQL: """
-                SELECT \(columns), k.position, h.content_hash = md5(k.content) AS same_content
-                FROM unnest($1::int[], $2::text[], $3::text[], $4::text[]) AS k(position, caller, request_id, content)
-                JOIN intake.help_requests h ON h.caller = k.caller AND h.request_id = k.request_id
-                """,
-            binds: binds(Array(0..<items.count), items.map(\.caller), items.map(\.requestID), items.map(\.canonicalContent)))
         var found: [Int: (StoredHelpRequest, Bool)] = [:]
-        for try await row in try await connection.query(query, logger: logger) {
-            let access = row.makeRandomAccess()
-            found[try access["position"].decode(Int.self)] = (
-                try HelpRequestRow.decode(row), try access["same_content"].decode(Bool.self)
-            )
+        for try await (position, row, sameContent) in try await connection.execute(StoredLookUp(items: items), logger: logger) {
+            found[position] = (row, sameContent)
         }
         return found
     }
@@ -163,39 +151,8 @@ struct SubmissionBatches: Sendable {
     /// For each item, the earliest recent original request it repeats, if any (one query for the batch).
     private func repeatedRequests(_ items: [NewHelpRequest], on connection: PostgresConnection) async throws -> [UUID?] {
         guard !items.isEmpty else { return [] }
-        let query = PostgresQuery(
-            unsafeSQL: """
-                SELECT b.position, m.id
-                FROM (SELECT *, intake.trigrams(description) AS trigrams
-                      FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[])
-                           AS b(position, phone, category, district, description)
-                      OFFSET 0) b  -- not flattened: each new text's trigrams are extracted once
-                CROSS JOIN LATERAL (
-                    SELECT c.id FROM (
-                        (SELECT h.id, h.created_at FROM intake.help_requests h
-                         WHERE h.phone = b.phone AND h.category = b.category AND h.repeat_of IS NULL
-                           AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
-                         ORDER BY h.created_at, h.id LIMIT 1)
-                        UNION ALL
-                        -- Text is compared with a bounded number of recent requests, so the cost of a
-                        -- submission does not grow with the day's volume.
-                        (SELECT r.id, r.created_at FROM (
-                            SELECT h.id, h.created_at, h.description_trigrams FROM intake.help_requests h
-                            WHERE h.category = b.category AND h.district = b.district AND h.repeat_of IS NULL
-                              AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
-                            ORDER BY h.created_at DESC LIMIT \(IntakeStore.textCandidates)) r
-                         CROSS JOIN LATERAL (SELECT icount(r.description_trigrams & b.trigrams) AS shared) s
-                         WHERE s.shared > 0 AND s.shared >= \(IntakeStore.textSimilarity)
-                             * (icount(r.description_trigrams) + icount(b.trigrams) - s.shared)
-                         ORDER BY r.created_at, r.id LIMIT 1)
-                    ) c
-                    ORDER BY c.created_at, c.id
-                    LIMIT 1) m
-                """,
-            binds: binds(Array(0..<items.count), items.map(\.phone), items.map(\.category), items.map(\.district),
-                         items.map(\.description)))
         var repeats = [UUID?](repeating: nil, count: items.count)
-        for try await (position, id) in try await connection.query(query, logger: logger).decode((Int, UUID).self) {
+        for try await (position, id) in try await connection.execute(RepeatLookUp(items: items), logger: logger) {
             repeats[position] = id
         }
         return repeats
@@ -205,36 +162,8 @@ struct SubmissionBatches: Sendable {
         -> [UUID: StoredHelpRequest]
     {
         guard !items.isEmpty else { return [:] }
-        let query = PostgresQuery(
-            unsafeSQL: """
-                INSERT INTO intake.help_requests (id, ticket, caller, request_id, content_hash, category, district,
-                    phone, contact_name, address, description, latitude, longitude, special_groups, urgency,
-                    priority, green_channel, repeat_of)
-                SELECT id, 'KY' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYMMDD')
-                           || lpad(nextval('intake.ticket_seq')::text, 8, '0'),
-                       caller, request_id, md5(content), category, district, phone, contact_name, address,
-                       description, CASE WHEN located THEN latitude END, CASE WHEN located THEN longitude END,
-                       coalesce(string_to_array(nullif(groups, ''), ','), '{}'), urgency, priority, green, nullif(repeat_of, '')::uuid
-                FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                            $8::text[], $9::text[], $10::text[], $11::bool[], $12::float8[], $13::float8[],
-                            $14::text[], $15::text[], $16::int[], $17::bool[], $18::text[])
-                     AS n(id, caller, request_id, content, category, district, phone, contact_name, address,
-                          description, located, latitude, longitude, groups, urgency, priority, green, repeat_of)
-                ON CONFLICT (caller, request_id, district) DO NOTHING
-                RETURNING \(HelpRequestRow.columns)
-                """,
-            binds: binds(
-                items.map(\.id), items.map(\.caller), items.map(\.requestID), items.map(\.canonicalContent),
-                items.map(\.category), items.map(\.district), items.map(\.phone), items.map(\.contactName),
-                items.map(\.address), items.map(\.description), items.map { $0.location != nil },
-                items.map { $0.location?.latitude ?? 0 }, items.map { $0.location?.longitude ?? 0 },
-                items.map { $0.specialGroups.map(\.rawValue).joined(separator: ",") }, items.map(\.urgency.rawValue),
-                items.map { Priority.of(urgency: $0.urgency, groups: $0.specialGroups, repeats: 0) },
-                items.map { Priority.isGreenChannel($0.specialGroups) },
-                repeatOf.map { $0?.uuidString ?? "" }))
         var inserted: [UUID: StoredHelpRequest] = [:]
-        for try await row in try await connection.query(query, logger: logger) {
-            let stored = try HelpRequestRow.decode(row)
+        for try await stored in try await connection.execute(Insert(items: items, repeatOf: repeatOf), logger: logger) {
             inserted[stored.id] = stored
         }
         return inserted
@@ -263,4 +192,107 @@ struct SubmissionBatches: Sendable {
             binds: binds(ids, ids.map { repeats[$0]! }))
         try await connection.query(query, logger: logger)
     }
+}
+
+// The batch's three heavy statements, prepared once per connection (postgres-nio names them by type):
+// parsing and planning them on every batch was about 40 % of PostgreSQL's time for a submission at light
+// load. Their plans do not hinge on the values bound — every look-up is an index's first entries for
+// one key — so the generic plan PostgreSQL may switch to after five executions is as good as a custom
+// one (services/intake/README.md has the A/B that checked it).
+
+/// For each item whose (caller, request_id) is already stored: its position in the batch, the row, and
+/// whether the stored content hash (md5 of the canonical content) matches the item's.
+private struct StoredLookUp: PostgresPreparedStatement {
+    static let sql = """
+        SELECT \(HelpRequestRow.columns.split(separator: ",").map { "h." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", ")),
+            k.position, h.content_hash = md5(k.content) AS same_content
+        FROM unnest($1::int[], $2::text[], $3::text[], $4::text[]) AS k(position, caller, request_id, content)
+        JOIN intake.help_requests h ON h.caller = k.caller AND h.request_id = k.request_id
+        """
+    let items: [NewHelpRequest]
+
+    func makeBindings() throws -> PostgresBindings {
+        binds(Array(0..<items.count), items.map(\.caller), items.map(\.requestID), items.map(\.canonicalContent))
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> (Int, StoredHelpRequest, Bool) {
+        let access = row.makeRandomAccess()
+        return (try access["position"].decode(Int.self), try HelpRequestRow.decode(row), try access["same_content"].decode(Bool.self))
+    }
+}
+
+/// For each item, the earliest recent original request it repeats, if any.
+private struct RepeatLookUp: PostgresPreparedStatement {
+    static let sql = """
+        SELECT b.position, m.id
+        FROM (SELECT *, intake.trigrams(description) AS trigrams
+              FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[])
+                   AS b(position, phone, category, district, description)
+              OFFSET 0) b  -- not flattened: each new text's trigrams are extracted once
+        CROSS JOIN LATERAL (
+            SELECT c.id FROM (
+                (SELECT h.id, h.created_at FROM intake.help_requests h
+                 WHERE h.phone = b.phone AND h.category = b.category AND h.repeat_of IS NULL
+                   AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
+                 ORDER BY h.created_at, h.id LIMIT 1)
+                UNION ALL
+                -- Text is compared with a bounded number of recent requests, so the cost of a
+                -- submission does not grow with the day's volume.
+                (SELECT r.id, r.created_at FROM (
+                    SELECT h.id, h.created_at, h.description_trigrams FROM intake.help_requests h
+                    WHERE h.category = b.category AND h.district = b.district AND h.repeat_of IS NULL
+                      AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
+                    ORDER BY h.created_at DESC LIMIT \(IntakeStore.textCandidates)) r
+                 CROSS JOIN LATERAL (SELECT icount(r.description_trigrams & b.trigrams) AS shared) s
+                 WHERE s.shared > 0 AND s.shared >= \(IntakeStore.textSimilarity)
+                     * (icount(r.description_trigrams) + icount(b.trigrams) - s.shared)
+                 ORDER BY r.created_at, r.id LIMIT 1)
+            ) c
+            ORDER BY c.created_at, c.id
+            LIMIT 1) m
+        """
+    let items: [NewHelpRequest]
+
+    func makeBindings() throws -> PostgresBindings {
+        binds(Array(0..<items.count), items.map(\.phone), items.map(\.category), items.map(\.district), items.map(\.description))
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> (Int, UUID) { try row.decode((Int, UUID).self) }
+}
+
+/// The new items, with their tickets; ON CONFLICT DO NOTHING leaves out one another replica stored.
+private struct Insert: PostgresPreparedStatement {
+    static let sql = """
+        INSERT INTO intake.help_requests (id, ticket, caller, request_id, content_hash, category, district,
+            phone, contact_name, address, description, latitude, longitude, special_groups, urgency,
+            priority, green_channel, repeat_of)
+        SELECT id, 'KY' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYMMDD')
+                   || lpad(nextval('intake.ticket_seq')::text, 8, '0'),
+               caller, request_id, md5(content), category, district, phone, contact_name, address,
+               description, CASE WHEN located THEN latitude END, CASE WHEN located THEN longitude END,
+               coalesce(string_to_array(nullif(groups, ''), ','), '{}'), urgency, priority, green, nullif(repeat_of, '')::uuid
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                    $8::text[], $9::text[], $10::text[], $11::bool[], $12::float8[], $13::float8[],
+                    $14::text[], $15::text[], $16::int[], $17::bool[], $18::text[])
+             AS n(id, caller, request_id, content, category, district, phone, contact_name, address,
+                  description, located, latitude, longitude, groups, urgency, priority, green, repeat_of)
+        ON CONFLICT (caller, request_id, district) DO NOTHING
+        RETURNING \(HelpRequestRow.columns)
+        """
+    let items: [NewHelpRequest]
+    let repeatOf: [UUID?]
+
+    func makeBindings() throws -> PostgresBindings {
+        binds(
+            items.map(\.id), items.map(\.caller), items.map(\.requestID), items.map(\.canonicalContent),
+            items.map(\.category), items.map(\.district), items.map(\.phone), items.map(\.contactName),
+            items.map(\.address), items.map(\.description), items.map { $0.location != nil },
+            items.map { $0.location?.latitude ?? 0 }, items.map { $0.location?.longitude ?? 0 },
+            items.map { $0.specialGroups.map(\.rawValue).joined(separator: ",") }, items.map(\.urgency.rawValue),
+            items.map { Priority.of(urgency: $0.urgency, groups: $0.specialGroups, repeats: 0) },
+            items.map { Priority.isGreenChannel($0.specialGroups) },
+            repeatOf.map { $0?.uuidString ?? "" })
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> StoredHelpRequest { try HelpRequestRow.decode(row) }
 }
