@@ -6,7 +6,7 @@ import Synchronization
 /// One terminal's `UploadVehicleLogs` stream. Logs are validated as they arrive and queued; two
 /// committers each take everything queued and hand it to the group commit as one ticket — at a trickle
 /// a chunk is one log and waits for nothing, from a fast terminal chunks grow while the previous one
-/// commits (a ticket and a task per log cost a third of the server's CPU per log). At most ``window``
+/// commits (a ticket and a task per log were a fifth of the server's CPU per log). At most ``window``
 /// logs are queued or committing at once, so the server reads no faster than it commits and HTTP/2 flow
 /// control holds a fast terminal back. A third task writes acknowledgements whenever the high-water mark
 /// moves — one message for everything a commit settled, not one per log.
