@@ -82,10 +82,7 @@ struct CheckpointHarness: Sendable {
     }
 
     func count(_ sql: String = "SELECT count(*)::int FROM checkpoint.vehicle_logs") async throws -> Int {
-        for try await value in try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger).decode(Int.self) {
-            return value
-        }
-        return 0
+        try await client.scalar(PostgresQuery(unsafeSQL: sql)) ?? 0
     }
 
     func execute(_ sql: String) async throws {

@@ -46,16 +46,11 @@ struct IntakeHarness: Sendable {
 
     /// pg_trgm's similarity() of two texts, as PostgreSQL computes it.
     func similarity(_ a: String, _ b: String) async throws -> Double {
-        let rows = try await client.query("SELECT similarity(\(a), \(b))::float8", logger: TestDatabase.logger)
-        for try await value in rows.decode(Double.self) { return value }
-        return 0
+        try await client.scalar("SELECT similarity(\(a), \(b))::float8", as: Double.self) ?? 0
     }
 
     func count(_ sql: String = "SELECT count(*)::int FROM intake.help_requests") async throws -> Int {
-        for try await value in try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger).decode(Int.self) {
-            return value
-        }
-        return 0
+        try await client.scalar(PostgresQuery(unsafeSQL: sql)) ?? 0
     }
 }
 

@@ -72,3 +72,12 @@ public func withPostgresClient<T: Sendable>(
 ) async throws -> T {
     try await Database.withClient(url: url, poolSize: poolSize, logger: TestDatabase.logger, body)
 }
+
+extension PostgresClient {
+    /// The first column of the first row `query` answers, or nil when it answers none: the one-value
+    /// look-ups tests make (counts, flags, a figure PostgreSQL computes to compare with).
+    public func scalar<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as: T.Type = Int.self) async throws -> T? {
+        for try await value in try await self.query(query, logger: TestDatabase.logger).decode(T.self) { return value }
+        return nil
+    }
+}

@@ -68,10 +68,7 @@ struct TracingHarness: Sendable {
     }
 
     func scalar<T: PostgresDecodable & Sendable>(_ sql: String, as: T.Type = Int.self) async throws -> T? {
-        for try await value in try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger).decode(T.self) {
-            return value
-        }
-        return nil
+        try await client.scalar(PostgresQuery(unsafeSQL: sql), as: T.self)
     }
 
     func execute(_ sql: String) async throws {

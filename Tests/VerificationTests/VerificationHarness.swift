@@ -94,10 +94,7 @@ struct VerificationHarness: Sendable {
     }
 
     func scalar<T: PostgresDecodable & Sendable>(_ sql: String, as: T.Type = Int.self) async throws -> T? {
-        for try await value in try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger).decode(T.self) {
-            return value
-        }
-        return nil
+        try await client.scalar(PostgresQuery(unsafeSQL: sql), as: T.self)
     }
 }
 

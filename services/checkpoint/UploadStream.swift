@@ -68,7 +68,7 @@ struct UploadStream {
                     }
                 }
             }
-            defer { queue.close() }
+            defer { queue.close() }  // a reader that throws still lets the committers end
             var terminal: String?
             var last: Int64 = 0
             for try await request in requests {
@@ -101,7 +101,7 @@ struct UploadStream {
                     try await queue.put((log.sequence, valid))
                 }
             }
-            queue.close()
+            queue.close()  // the committers commit what is queued, then end
             try await committers.waitForAll()
         }
     }

@@ -23,8 +23,10 @@ struct BearerIdentity: Sendable {
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
         // Trimmed by hand: Foundation's trimmingCharacters bridges through NSString on every call.
-        let token = parts[1].drop { $0 == " " || $0 == "\t" }
-        return String(token[..<(token.lastIndex { $0 != " " && $0 != "\t" }.map(token.index(after:)) ?? token.startIndex)])
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        var token = parts[1].drop(while: blank)
+        while let last = token.last, blank(last) { token = token.dropLast() }
+        return String(token)
     }
 }
 

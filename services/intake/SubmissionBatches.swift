@@ -204,8 +204,7 @@ struct SubmissionBatches: Sendable {
 /// whether the stored content hash (md5 of the canonical content) matches the item's.
 private struct StoredLookUp: PostgresPreparedStatement {
     static let sql = """
-        SELECT \(HelpRequestRow.columns.split(separator: ",").map { "h." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", ")),
-            k.position, h.content_hash = md5(k.content) AS same_content
+        SELECT \(HelpRequestRow.columns), k.position, h.content_hash = md5(k.content) AS same_content
         FROM unnest($1::int[], $2::text[], $3::text[], $4::text[]) AS k(position, caller, request_id, content)
         JOIN intake.help_requests h ON h.caller = k.caller AND h.request_id = k.request_id
         """

@@ -164,7 +164,6 @@ struct ObservationBatches: Sendable {
         return received
     }
 
-    /// Appends each unit price to its (district, commodity, day) row.
     /// Appends each price to its (district, commodity, day) aggregate: to the day's last chunk, which a
     /// batch starts anew once the day holds another ``chunkSize`` prices — so a batch rewrites at most a
     /// chunk, however full the day. Rows are written in key order, so two lanes cannot deadlock.
@@ -180,7 +179,7 @@ struct ObservationBatches: Sendable {
                    n.count, n.prices
             FROM (SELECT district, commodity, day::date AS day, count(*)::int AS count, array_agg(price) AS prices
                   FROM unnest(\(subjects.map(\.district))::text[], \(subjects.map(\.commodity))::text[],
-                              \(subjects.map { CalendarDay.of($0.observedAt) })::text[],
+                              \(subjects.map(\.day))::text[],
                               \(subjects.map(\.unitPriceFen))::int8[]) AS p(district, commodity, day, price)
                   GROUP BY 1, 2, 3 ORDER BY 1, 2, 3) n
             ON CONFLICT (district, commodity, day, chunk) DO UPDATE
@@ -271,7 +270,7 @@ struct ObservationBatches: Sendable {
         var summaries: [String: Rules.Window] = [:]
         return subjects.map { subject in
             let pair = "\(subject.district)|\(subject.commodity)"
-            let day = CalendarDay.of(subject.observedAt)
+            let day = subject.day
             let window = summaries["\(pair)|\(day)"] ?? {
                 let first = CalendarDay.of(CalendarDay.start(of: day)!.addingTimeInterval(-6 * 86_400))
                 let summary = Rules.Window((windows[pair] ?? []).filter { $0.day >= first && $0.day <= day }.flatMap(\.prices))
@@ -352,7 +351,7 @@ struct ObservationBatches: Sendable {
     private func windowPrices(_ subjects: [Rules.Subject], pairs: [[String]], on connection: PostgresConnection) async throws
         -> [String: [(day: String, prices: [Int64])]]
     {
-        let days = subjects.map { CalendarDay.of($0.observedAt) }
+        let days = subjects.map(\.day)
         let first = CalendarDay.of(CalendarDay.start(of: days.min()!)!.addingTimeInterval(-6 * 86_400))
         var found: [String: [(day: String, prices: [Int64])]] = [:]
         for try await (district, commodity, day, prices) in try await connection.query(

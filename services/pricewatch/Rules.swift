@@ -47,9 +47,26 @@ enum Rules {
         var commodityClass: String
         var district: String
         var outlet: String
-        var observedAt: Date
+        let observedAt: Date
         var unitPriceFen: Int64
         var unitCostFen: Int64
+        /// The China Standard Time day of `observedAt`, worked out once: the day aggregates and the 7-day
+        /// window (its rows, and each subject's days) all ask for it.
+        let day: String
+
+        init(
+            commodity: String, commodityClass: String, district: String, outlet: String, observedAt: Date,
+            unitPriceFen: Int64, unitCostFen: Int64
+        ) {
+            self.commodity = commodity
+            self.commodityClass = commodityClass
+            self.district = district
+            self.outlet = outlet
+            self.observedAt = observedAt
+            self.unitPriceFen = unitPriceFen
+            self.unitCostFen = unitCostFen
+            day = CalendarDay.of(observedAt)
+        }
     }
 
     /// What the store found for the subject.

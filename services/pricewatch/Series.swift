@@ -72,20 +72,22 @@ struct SeriesStore: Sendable {
                 FROM pricewatch.daily_prices d \(sql.whereClause) ORDER BY 1
                 """
         }
+        // Rows come in bucket order: a bucket's prices are gathered until the next bucket starts, then
+        // summarised, so only one bucket's prices are held at a time.
         var points: [Point] = []
         var current: (start: String, prices: [Int64])?
         for try await (start, prices) in try await client.query(
             PostgresQuery(unsafeSQL: query, binds: sql.bindings), logger: logger
-        ).decode((String, Int64Array).self) {
-            if let bucket = current, bucket.start != start {
-                points.append(Point(bucketStart: bucket.start, prices: bucket.prices))
-                current = nil
+        ).decode((String, Int64Array).self) where !prices.values.isEmpty {
+            if current?.start == start {
+                current!.prices.append(contentsOf: prices.values)
+                continue
             }
-            if current == nil { current = (start, []) }
-            current!.prices.append(contentsOf: prices.values)
+            if let bucket = current { points.append(Point(bucketStart: bucket.start, prices: bucket.prices)) }
+            current = (start, prices.values)
         }
         if let bucket = current { points.append(Point(bucketStart: bucket.start, prices: bucket.prices)) }
-        return points.filter { $0.count > 0 }
+        return points
     }
 
     struct Indicators: Sendable {
