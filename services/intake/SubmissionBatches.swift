@@ -132,17 +132,9 @@ struct SubmissionBatches: Sendable {
         return found
     }
 
-    /// Transaction-scoped advisory locks on each (phone, category) of the batch, taken in one order so
-    /// two batches cannot deadlock. Released by the commit.
+    /// Locks each (phone, category) of the batch until the commit (see ``PostgresConnection/lockKeys``).
     private func lockPhoneCategories(_ items: [NewHelpRequest], on connection: PostgresConnection) async throws {
-        guard !items.isEmpty else { return }
-        let query = PostgresQuery(
-            unsafeSQL: """
-                SELECT pg_advisory_xact_lock(\(Self.lockSpace), key)
-                FROM (SELECT DISTINCT hashtext(k) AS key FROM unnest($1::text[]) AS k ORDER BY 1) AS keys
-                """,
-            binds: binds(items.map { $0.phone + "|" + $0.category }))
-        try await connection.query(query, logger: logger)
+        try await connection.lockKeys(items.map { $0.phone + "|" + $0.category }, space: Self.lockSpace, logger: logger)
     }
 
     /// The first key of intake's advisory locks ("INTK"), apart from other services' locks.

@@ -166,9 +166,13 @@ struct ObservationBatches: Sendable {
 
     /// Appends each price to its (district, commodity, day) aggregate: to the day's last chunk, which a
     /// batch starts anew once the day holds another ``chunkSize`` prices — so a batch rewrites at most a
-    /// chunk, however full the day. Rows are written in key order, so two lanes cannot deadlock.
+    /// chunk, however full the day. The batch first locks its days (in one order, so two lanes cannot
+    /// deadlock): the chunk is then chosen from every committed price, and a chunk overfills by at most
+    /// one batch — two lanes choosing from the same snapshot would both append to one chunk, over and over.
     private func aggregate(_ subjects: [Rules.Subject], on connection: PostgresConnection) async throws {
         guard !subjects.isEmpty else { return }
+        try await connection.lockKeys(
+            subjects.map { "\($0.district)|\($0.commodity)|\($0.day)" }, space: Self.lockSpace, logger: logger)
         try await connection.query(
             """
             INSERT INTO pricewatch.daily_prices AS d (district, commodity, day, chunk, count, prices)
@@ -189,6 +193,9 @@ struct ObservationBatches: Sendable {
 
     /// About how many prices one `daily_prices` row holds (a batch may overfill the last chunk by its own size).
     static let chunkSize = 2_000
+
+    /// The first key of price watch's advisory locks ("PRCW"), apart from other services' locks.
+    static let lockSpace: Int32 = 0x5052_4357
 
     private func raise(_ found: [(NewObservation, Rules.Subject, [Rules.Finding])], on connection: PostgresConnection) async throws
         -> [[AlertRecord]]
