@@ -30,18 +30,22 @@ public enum CalendarDay {
             let parts = calendar.dateComponents([.year, .month, .day], from: date)
             return String(format: "%04d-%02d-%02d", parts.year!, parts.month!, parts.day!)
         }
-        // Days since 1970-01-01 to a civil date (Howard Hinnant's days_from_civil, inverted).
-        let days = Int(((seconds + 8 * 3_600) / 86_400).rounded(.down)) + 719_468
-        let era = days / 146_097
+        let (year, month, day) = civil(daysSince1970: Int(((seconds + 8 * 3_600) / 86_400).rounded(.down)))
+        func twoDigits(_ n: Int) -> String { n < 10 ? "0" + String(n) : String(n) }
+        return String(year) + "-" + twoDigits(month) + "-" + twoDigits(day)
+    }
+
+    /// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's civil_from_days).
+    static func civil(daysSince1970: Int) -> (year: Int, month: Int, day: Int) {
+        let days = daysSince1970 + 719_468
+        let era = (days >= 0 ? days : days - 146_096) / 146_097
         let dayOfEra = days - era * 146_097
         let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
         let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
         let shiftedMonth = (5 * dayOfYear + 2) / 153
         let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
         let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        func twoDigits(_ n: Int) -> String { n < 10 ? "0" + String(n) : String(n) }
-        return String(year) + "-" + twoDigits(month) + "-" + twoDigits(day)
+        return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 
     /// 1992-01-01T00:00+08:00: from here on China Standard Time is UTC+8 all year.

@@ -103,7 +103,8 @@ import Testing
     @Test func everyFlagIsComputedAtIngest() async throws {
         try await CheckpointHarness.run("flags") { h in
             let op = CheckpointHarness.operatorMetadata
-            let hourAgo = Date().addingTimeInterval(-3600)
+            // Whole seconds: the boundaries below are then the same microsecond in every representation.
+            let hourAgo = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down) - 3600)
             // Hubei in force from an hour ago; Wuhan only in the past (lifted); Shanghai low (listed, not flagged).
             for (code, level, from, until) in [
                 ("420000", Kangyi_Checkpoint_V1_RiskLevel.high, hourAgo, Date?.none),
@@ -144,6 +145,10 @@ import Testing
             #expect(try await flags(vehicleLog(11, plate: "豫B77777", codes: [.red])) == [.redCode, .watchedPlate])
             _ = try await h.grpc.unwatchPlate(.with { $0.plate = "豫B77777" }, metadata: op("UnwatchPlate"))
             #expect(try await flags(vehicleLog(12, plate: "豫B77777")) == [])
+            // A period includes its start and excludes its end, to the microsecond.
+            #expect(try await flags(vehicleLog(13, plate: "鄂A12345", observedAt: hourAgo)) == [.riskArea])
+            #expect(try await flags(vehicleLog(14, origin: "320100", observedAt: hourAgo)) == [])
+            #expect(try await flags(vehicleLog(15, origin: "320100", observedAt: hourAgo.addingTimeInterval(-0.000_001))) == [.riskArea])
         }
     }
 }

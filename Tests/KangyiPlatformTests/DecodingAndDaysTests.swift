@@ -49,6 +49,54 @@ import Testing
         }
     }
 
+    /// A row copied with ``CopyRows`` is the row inserted from binds with the same values: text with
+    /// COPY's and arrays' special characters, timestamps before and after 2000 to the microsecond.
+    @Test func copiedRowsEqualInsertedRows() async throws {
+        let url = try await TestDatabase.fresh("copyrows")
+        let texts = ["", "plain", "豫A12345", "tab\there", "line\nbreak\r\n", "back\\slash\\N", "\\N", "NULL",
+                     "quote\"s", "{braces},commas", " spaces ", "\u{1F}unit"]
+        var generator = SystemRandomNumberGenerator()
+        let dates = [Date(timeIntervalSince1970: 946_684_800), Date(timeIntervalSince1970: 946_684_799.999_999)]
+            + (0..<2_000).map { _ in
+                Date(timeIntervalSince1970: Double(Int64.random(in: -631_152_000_000_000...4_102_444_800_000_000, using: &generator)) / 1e6)
+            }
+        try await withPostgresClient(url, poolSize: 1) { client in
+            try await client.query(
+                "CREATE TABLE copied (id int PRIMARY KEY, t text, n int8, b bool, at timestamptz, ns int[], ts text[])",
+                logger: TestDatabase.logger)
+            try await client.query("CREATE TABLE inserted (LIKE copied)", logger: TestDatabase.logger)
+            let rows = dates.indices.map { index in
+                (id: index, text: texts[index % texts.count], number: Int64(index) * 7_919 - 5_000_000, flag: index % 2 == 0,
+                 at: dates[index], numbers: Array((0..<(index % 4)).map { $0 * 100 - 150 }),
+                 texts: Array(texts[(index % texts.count)...].prefix(index % 5)))
+            }
+            try await client.withConnection { connection in
+                try await connection.copy(into: "public.copied", columns: ["id", "t", "n", "b", "at", "ns", "ts"], logger: TestDatabase.logger) { copy in
+                    for row in rows {
+                        copy.integer(row.id)
+                        copy.text(row.text)
+                        copy.integer(row.number)
+                        copy.bool(row.flag)
+                        copy.timestamp(row.at)
+                        copy.integerArray(row.numbers)
+                        copy.textArray(row.texts)
+                        copy.endRow()
+                    }
+                }
+            }
+            for row in rows {
+                try await client.query(
+                    "INSERT INTO inserted VALUES (\(row.id), \(row.text), \(row.number), \(row.flag), \(row.at), \(row.numbers), \(row.texts))",
+                    logger: TestDatabase.logger)
+            }
+            let differing = try await client.scalar(
+                "SELECT count(*)::int8 FROM copied c FULL JOIN inserted i USING (id) WHERE (c.*) IS DISTINCT FROM (i.*)",
+                as: Int64.self)
+            #expect(differing == 0)
+            #expect(try await client.scalar("SELECT count(*)::int8 FROM copied", as: Int64.self) == Int64(rows.count))
+        }
+    }
+
     /// Base64url byte by byte is Foundation's base64 with the alphabet swapped and the padding dropped,
     /// both ways, for every length of a few blocks; the standard alphabet and padding are refused.
     @Test func base64URLIsBase64WithTheURLAlphabet() {

@@ -1,0 +1,137 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// Rows in the text format of `COPY … FROM STDIN`, written straight into a buffer: the fast way to put
+/// rows that cannot conflict into a table (one message stream, no binds to encode, nothing to plan or
+/// return). Every row must write the columns given to ``PostgresConnection/copy(into:columns:logger:rows:)``,
+/// in order; NULL is never written (use a column's default by leaving it out).
+public struct CopyRows {
+    var buffer: ByteBuffer
+    private var startOfRow = true
+
+    init(buffer: ByteBuffer) { self.buffer = buffer }
+
+    public mutating func text(_ value: String) {
+        separate()
+        writeEscaped(value)
+    }
+
+    public mutating func integer(_ value: some FixedWidthInteger) {
+        separate()
+        buffer.writeString(String(value))
+    }
+
+    public mutating func bool(_ value: Bool) {
+        separate()
+        buffer.writeInteger(value ? UInt8(ascii: "t") : UInt8(ascii: "f"))
+    }
+
+    /// The moment exactly as PostgresNIO's binary encoding of `Date` stores it (whole microseconds,
+    /// truncated), so a row copied here equals one inserted with the same `Date` as a bind.
+    public mutating func timestamp(_ date: Date) {
+        separate()
+        buffer.writeString(PostgresTimestamp.text(microsecondsSince2000: PostgresTimestamp.microseconds(date)))
+    }
+
+    public mutating func integerArray(_ values: [Int]) {
+        separate()
+        buffer.writeInteger(UInt8(ascii: "{"))
+        for (index, value) in values.enumerated() {
+            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+            buffer.writeString(String(value))
+        }
+        buffer.writeInteger(UInt8(ascii: "}"))
+    }
+
+    /// Each element quoted, so any text is an element (an empty one, "NULL", one with commas or braces).
+    public mutating func textArray(_ values: [String]) {
+        separate()
+        buffer.writeInteger(UInt8(ascii: "{"))
+        for (index, value) in values.enumerated() {
+            if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
+            buffer.writeInteger(UInt8(ascii: "\""))
+            // The array literal's own escapes (\" and \\) are themselves escaped for COPY (\\" and \\\\).
+            for byte in value.utf8 {
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { buffer.writeStaticString("\\\\") }
+                writeEscaped(byte)
+            }
+            buffer.writeInteger(UInt8(ascii: "\""))
+        }
+        buffer.writeInteger(UInt8(ascii: "}"))
+    }
+
+    public mutating func endRow() {
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        startOfRow = true
+    }
+
+    private mutating func separate() {
+        if !startOfRow { buffer.writeInteger(UInt8(ascii: "\t")) }
+        startOfRow = false
+    }
+
+    private mutating func writeEscaped(_ value: String) {
+        var value = value
+        value.withUTF8 { bytes in
+            // The usual text has nothing to escape: one copy.
+            if !bytes.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }) {
+                buffer.writeBytes(bytes)
+            } else {
+                for byte in bytes { writeEscaped(byte) }
+            }
+        }
+    }
+
+    private mutating func writeEscaped(_ byte: UInt8) {
+        switch byte {
+        case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
+        case UInt8(ascii: "\t"): buffer.writeStaticString("\\t")
+        case UInt8(ascii: "\n"): buffer.writeStaticString("\\n")
+        case UInt8(ascii: "\r"): buffer.writeStaticString("\\r")
+        default: buffer.writeInteger(byte)
+        }
+    }
+}
+
+extension PostgresConnection {
+    /// Sends the rows `rows` writes into `table` (schema-qualified, e.g. `checkpoint.vehicle_logs`) with
+    /// `COPY … FROM STDIN`, as one buffer: callers copy one bounded batch. Throws what PostgreSQL refuses;
+    /// inside a transaction, the transaction is then failed.
+    public func copy(
+        into table: String, columns: [String], logger: Logger, rows: (inout CopyRows) throws -> Void
+    ) async throws {
+        var copy = CopyRows(buffer: ByteBufferAllocator().buffer(capacity: 64 * 1024))
+        try rows(&copy)
+        guard copy.buffer.readableBytes > 0 else { return }
+        // postgres-nio quotes the name as one identifier; a qualified name needs its dot outside the quotes.
+        let quoted = table.split(separator: ".").joined(separator: "\".\"")
+        try await copyFrom(table: quoted, columns: columns, logger: logger) { writer in
+            try await writer.write(copy.buffer)
+        }
+    }
+}
+
+/// `timestamptz` values as PostgreSQL stores them: whole microseconds since 2000-01-01 UTC.
+public enum PostgresTimestamp {
+    static let epoch = Date(timeIntervalSince1970: 946_684_800)
+
+    /// What PostgresNIO's binary encoding of `date` stores (it truncates).
+    public static func microseconds(_ date: Date) -> Int64 { Int64(date.timeIntervalSince(epoch) * 1_000_000) }
+
+    /// `2026-11-22 20:12:10.123456+00`: PostgreSQL's text input for the same value.
+    static func text(microsecondsSince2000 micros: Int64) -> String {
+        let (days, remainder) = micros.quotientAndRemainder(dividingBy: 86_400_000_000)
+        let (day, time) = remainder < 0 ? (days - 1, remainder + 86_400_000_000) : (days, remainder)
+        let (year, month, dayOfMonth) = CalendarDay.civil(daysSince1970: Int(day) + 10_957)
+        let seconds = time / 1_000_000
+        func pad(_ n: Int64, _ width: Int) -> String {
+            let digits = String(n)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        return pad(Int64(year), 4) + "-" + pad(Int64(month), 2) + "-" + pad(Int64(dayOfMonth), 2) + " "
+            + pad(seconds / 3_600, 2) + ":" + pad(seconds / 60 % 60, 2) + ":" + pad(seconds % 60, 2) + "."
+            + pad(time % 1_000_000, 6) + "+00"
+    }
+}
