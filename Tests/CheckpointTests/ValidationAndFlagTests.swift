@@ -19,6 +19,8 @@ import Testing
     @Test(arguments: [
         ("豫A1234", false), ("豫A123456", false), ("豫AD1234", true), ("XA12345", false), ("豫I12345", false),
         ("豫A12O45", false), ("豫A1234５6", false), ("", false), ("豫A\u{0}2345", false), ("台A12345", false),
+        // Letters whose upper case is two letters: refused, not a crash.
+        ("豫Aß2345", false), ("豫A\u{FB01}234", false), ("ßA12345", false),
     ])
     func nonPlatesAreRefused(raw: String, newEnergy: Bool) {
         #expect(Plate.parse(raw, newEnergy: newEnergy) == nil)

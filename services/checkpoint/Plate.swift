@@ -14,33 +14,42 @@ enum Plate {
     /// "豫a·12345", "豫Ａ １２３４５" → "豫A12345". Nil when it is not a plate: a province abbreviation, a city
     /// letter, then 5 letters or digits (6 for new energy), letters without I and O; an ordinary plate may
     /// end in 挂 学 警 港 澳 领 试 or 超 instead of its fifth.
+    ///
+    /// Scalar by scalar, upper-casing ASCII only: a Character per scalar cost 6 % of the server's CPU at
+    /// ingest, and upper-casing any letter could turn one into two ("ß" → "SS") and trap.
     static func parse(_ raw: String, newEnergy: Bool) -> Parsed? {
-        var characters: [Character] = []
-        for scalar in raw.unicodeScalars {
-            if " \u{3000}·.-\u{30FB}\u{FF0E}\u{FF0D}".unicodeScalars.contains(scalar) { continue }
+        var scalars: [Unicode.Scalar] = []
+        scalars.reserveCapacity(9)
+        for scalar in raw.unicodeScalars where !separators.contains(scalar) {
             var value = scalar.value
             if (0xFF01...0xFF5E).contains(value) { value -= 0xFEE0 }  // full-width ASCII
-            guard let normal = Unicode.Scalar(value) else { return nil }
-            characters.append(Character(String(normal).uppercased()))
-            if characters.count > 12 { return nil }
+            if (0x61...0x7A).contains(value) { value -= 0x20 }  // a-z
+            scalars.append(Unicode.Scalar(value) ?? scalar)
+            if scalars.count > 12 { return nil }
         }
-        guard characters.count >= 7, let province = provinces[characters[0]] else { return nil }
-        let letter = characters[1]
-        guard letter.isASCII, letter.isLetter, letter != "I", letter != "O" else { return nil }
-        var rest = Array(characters[2...])
+        guard scalars.count >= 7, let province = provinces[scalars[0]], isLetter(scalars[1]) else { return nil }
+        var rest = scalars[2...]
         guard rest.count == (newEnergy ? 6 : 5) else { return nil }
         if !newEnergy, let last = rest.last, suffixes.contains(last) { rest.removeLast() }
-        guard rest.allSatisfy({ $0.isASCII && ($0.isNumber || ($0.isLetter && $0 != "I" && $0 != "O")) }) else {
-            return nil
-        }
-        let text = String(characters)
-        return Parsed(text: text, province: province, region: cities[String(characters[0...1])] ?? province)
+        guard rest.allSatisfy({ isLetter($0) || ("0"..."9").contains($0) }) else { return nil }
+        var utf8: [UInt8] = []
+        utf8.reserveCapacity(16)
+        for scalar in scalars { UTF8.encode(scalar) { utf8.append($0) } }
+        let prefix = String(decoding: utf8[..<(UTF8.width(scalars[0]) + 1)], as: UTF8.self)
+        return Parsed(text: String(decoding: utf8, as: UTF8.self), province: province, region: cities[prefix] ?? province)
     }
 
-    static let suffixes: Set<Character> = ["挂", "学", "警", "港", "澳", "领", "试", "超"]
+    /// A plate's letters: A-Z without I and O (they read as 1 and 0).
+    private static func isLetter(_ scalar: Unicode.Scalar) -> Bool {
+        ("A"..."Z").contains(scalar) && scalar != "I" && scalar != "O"
+    }
+
+    static let separators: Set<Unicode.Scalar> = [" ", "\u{3000}", "·", ".", "-", "\u{30FB}", "\u{FF0E}", "\u{FF0D}"]
+
+    static let suffixes: Set<Unicode.Scalar> = ["挂", "学", "警", "港", "澳", "领", "试", "超"]
 
     /// Province abbreviations and their administrative codes.
-    static let provinces: [Character: String] = [
+    static let provinces: [Unicode.Scalar: String] = [
         "京": "110000", "津": "120000", "冀": "130000", "晋": "140000", "蒙": "150000", "辽": "210000",
         "吉": "220000", "黑": "230000", "沪": "310000", "苏": "320000", "浙": "330000", "皖": "340000",
         "闽": "350000", "赣": "360000", "鲁": "370000", "豫": "410000", "鄂": "420000", "湘": "430000",
