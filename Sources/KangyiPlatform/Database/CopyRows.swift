@@ -20,7 +20,7 @@ public struct CopyRows {
 
     public mutating func integer(_ value: some FixedWidthInteger) {
         separate()
-        buffer.writeString(String(value))
+        writeDecimal(Int64(value))
     }
 
     public mutating func bool(_ value: Bool) {
@@ -32,7 +32,7 @@ public struct CopyRows {
     /// truncated), so a row copied here equals one inserted with the same `Date` as a bind.
     public mutating func timestamp(_ date: Date) {
         separate()
-        buffer.writeString(PostgresTimestamp.text(microsecondsSince2000: PostgresTimestamp.microseconds(date)))
+        PostgresTimestamp.write(microsecondsSince2000: PostgresTimestamp.microseconds(date), into: &buffer)
     }
 
     public mutating func integerArray(_ values: [Int]) {
@@ -40,7 +40,7 @@ public struct CopyRows {
         buffer.writeInteger(UInt8(ascii: "{"))
         for (index, value) in values.enumerated() {
             if index > 0 { buffer.writeInteger(UInt8(ascii: ",")) }
-            buffer.writeString(String(value))
+            writeDecimal(Int64(value))
         }
         buffer.writeInteger(UInt8(ascii: "}"))
     }
@@ -65,6 +65,11 @@ public struct CopyRows {
     public mutating func endRow() {
         buffer.writeInteger(UInt8(ascii: "\n"))
         startOfRow = true
+    }
+
+    private mutating func writeDecimal(_ value: Int64) {
+        if value < 0 { buffer.writeInteger(UInt8(ascii: "-")) }
+        buffer.writeDigits(value.magnitude, width: 1)
     }
 
     private mutating func separate() {
@@ -121,17 +126,42 @@ public enum PostgresTimestamp {
     public static func microseconds(_ date: Date) -> Int64 { Int64(date.timeIntervalSince(epoch) * 1_000_000) }
 
     /// `2026-11-22 20:12:10.123456+00`: PostgreSQL's text input for the same value.
-    static func text(microsecondsSince2000 micros: Int64) -> String {
+    static func write(microsecondsSince2000 micros: Int64, into buffer: inout ByteBuffer) {
         let (days, remainder) = micros.quotientAndRemainder(dividingBy: 86_400_000_000)
         let (day, time) = remainder < 0 ? (days - 1, remainder + 86_400_000_000) : (days, remainder)
         let (year, month, dayOfMonth) = CalendarDay.civil(daysSince1970: Int(day) + 10_957)
-        let seconds = time / 1_000_000
-        func pad(_ n: Int64, _ width: Int) -> String {
-            let digits = String(n)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        let seconds = UInt64(time / 1_000_000)
+        buffer.writeDigits(UInt64(year), width: 4)
+        buffer.writeInteger(UInt8(ascii: "-"))
+        buffer.writeDigits(UInt64(month), width: 2)
+        buffer.writeInteger(UInt8(ascii: "-"))
+        buffer.writeDigits(UInt64(dayOfMonth), width: 2)
+        buffer.writeInteger(UInt8(ascii: " "))
+        buffer.writeDigits(seconds / 3_600, width: 2)
+        buffer.writeInteger(UInt8(ascii: ":"))
+        buffer.writeDigits(seconds / 60 % 60, width: 2)
+        buffer.writeInteger(UInt8(ascii: ":"))
+        buffer.writeDigits(seconds % 60, width: 2)
+        buffer.writeInteger(UInt8(ascii: "."))
+        buffer.writeDigits(UInt64(time % 1_000_000), width: 6)
+        buffer.writeStaticString("+00")
+    }
+}
+
+extension ByteBuffer {
+    /// `value` in decimal ASCII, zero-padded to at least `width` digits.
+    mutating func writeDigits(_ value: UInt64, width: Int) {
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for UInt64.max's 20 digits
+        let count = withUnsafeMutableBytes(of: &digits) { bytes in
+            var value = value
+            var position = bytes.count
+            repeat {
+                position -= 1
+                bytes[position] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            } while value > 0 || bytes.count - position < width
+            return bytes.count - position
         }
-        return pad(Int64(year), 4) + "-" + pad(Int64(month), 2) + "-" + pad(Int64(dayOfMonth), 2) + " "
-            + pad(seconds / 3_600, 2) + ":" + pad(seconds / 60 % 60, 2) + ":" + pad(seconds % 60, 2) + "."
-            + pad(time % 1_000_000, 6) + "+00"
+        withUnsafeBytes(of: &digits) { bytes in _ = writeBytes(bytes[(bytes.count - count)...]) }
     }
 }

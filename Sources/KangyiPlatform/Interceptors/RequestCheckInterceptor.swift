@@ -62,13 +62,14 @@ public struct RequestCheckInterceptor: ServerInterceptor {
 struct MessageScan: SwiftProtobuf.Visitor {
     /// Where a nested message sits: its parent's field, and its position when repeated.
     private struct Step {
-        var message: String
+        var message: any SwiftProtobuf.Message.Type
         var number: Int
         var position: Int?
     }
 
     private let index: DescriptorIndex
-    private var message = ""
+    /// The type being visited: its name is looked up only to name a field found wanting.
+    private var message: any SwiftProtobuf.Message.Type = SwiftProtobuf.Google_Protobuf_Empty.self
     private var path: [Step] = []
     private(set) var nulFields: [String] = []
     private(set) var bytes = 0
@@ -77,7 +78,7 @@ struct MessageScan: SwiftProtobuf.Visitor {
 
     mutating func visit(_ message: any SwiftProtobuf.Message) {
         let outer = self.message
-        self.message = type(of: message).protoMessageName
+        self.message = type(of: message)
         try? message.traverse(visitor: &self)
         self.message = outer
     }
@@ -97,7 +98,7 @@ struct MessageScan: SwiftProtobuf.Visitor {
     /// `contact.name`, `items[3].note`.
     private func name(_ steps: [Step]) -> String {
         steps.map { step in
-            let field = index.fieldName(of: step.message, number: step.number) ?? "field_\(step.number)"
+            let field = index.fieldName(of: step.message.protoMessageName, number: step.number) ?? "field_\(step.number)"
             return step.position.map { "\(field)[\($0)]" } ?? field
         }.joined(separator: ".")
     }
