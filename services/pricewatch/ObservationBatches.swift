@@ -12,7 +12,7 @@ import Synchronization
 ///    observation id); a claim that loses is a duplicate (same content) or a refused reuse of the id.
 /// 3. What the rules need for the batch, a query each: controls in force, baselines, class thresholds,
 ///    sellers' pre-epidemic transactions, prices before each freeze, the 7-day windows.
-/// 4. The observations (one multi-row INSERT into the month partitions), the day aggregates (one upsert,
+/// 4. The observations (one COPY into the month partitions), the day aggregates (one upsert,
 ///    in key order so two batches cannot deadlock) and the alerts the rules found.
 ///
 /// Rules consult what was committed before the batch; `checkRules: false` (a historical import) stores
@@ -40,12 +40,16 @@ struct ObservationBatches: Sendable {
         var outcomes = [ObservationOutcome?](repeating: nil, count: items.count)
 
         // 1. Commodities and outlets.
+        // With the transaction's start on every row (`now()`, what `received_at` defaults to): a batch with
+        // no known commodity stores nothing.
         var commodities: [String: (commodityClass: String, unitQuantity: Int64)] = [:]
-        for try await (code, commodityClass, quantity) in try await connection.query(
-            "SELECT code, class, unit_quantity FROM pricewatch.commodities WHERE code = ANY(\(Array(Set(items.map(\.commodity)))))",
+        var now = Date()
+        for try await (code, commodityClass, quantity, start) in try await connection.query(
+            "SELECT code, class, unit_quantity, now() FROM pricewatch.commodities WHERE code = ANY(\(Array(Set(items.map(\.commodity)))))",
             logger: logger
-        ).decode((String, String, Int64).self) {
+        ).decode((String, String, Int64, Date).self) {
             commodities[code] = (commodityClass, quantity)
+            now = start
         }
         var districts: [String: String] = [:]
         for try await (code, district) in try await connection.query(
@@ -94,7 +98,7 @@ struct ObservationBatches: Sendable {
 
         // 3, 4. Rules, then the rows.
         let findings = checkRules ? try await self.findings(new.map(\.subject), on: connection) : new.map { _ in [] }
-        let received = try await insert(new.map { (items[$0.index], $0.subject) }, on: connection)
+        try await insert(new.map { (items[$0.index], $0.subject) }, on: connection)
         try await aggregate(new.map(\.subject), on: connection)
         let alerts = try await raise(zip(new, findings).map { (items[$0.0.index], $0.0.subject, $0.1) }, on: connection)
         for (position, entry) in new.enumerated() {
@@ -102,7 +106,7 @@ struct ObservationBatches: Sendable {
             outcomes[entry.index] = .stored(
                 StoredObservation(
                     observation: item, district: entry.subject.district, unitPriceFen: entry.subject.unitPriceFen,
-                    unitCostFen: entry.subject.unitCostFen, receivedAt: received),
+                    unitCostFen: entry.subject.unitCostFen, receivedAt: now),
                 alerts[position])
         }
         return outcomes.map { $0 ?? .refused([]) }
@@ -145,24 +149,32 @@ struct ObservationBatches: Sendable {
         return same
     }
 
-    private func insert(_ rows: [(NewObservation, Rules.Subject)], on connection: PostgresConnection) async throws -> Date {
-        guard !rows.isEmpty else { return Date() }
-        let query = PostgresQuery(
-            unsafeSQL: """
-                INSERT INTO pricewatch.observations (district, commodity, outlet, observed_at, submitter, observation_id, source,
-                    price_fen, quantity, purchase_cost_fen, unit_price_fen, unit_cost_fen)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],
-                    $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])
-                RETURNING received_at
-                """,
-            binds: binds(
-                rows.map(\.1.district), rows.map(\.0.commodity), rows.map(\.0.outlet), rows.map(\.0.observedAt),
-                rows.map(\.0.submitter), rows.map(\.0.observationID), rows.map(\.0.source), rows.map(\.0.priceFen),
-                rows.map(\.0.quantity), rows.map(\.0.purchaseCostFen), rows.map(\.1.unitPriceFen), rows.map(\.1.unitCostFen)))
-        var received = Date()
-        for try await at in try await connection.query(query, logger: logger).decode(Date.self) { received = at }
-        return received
+    /// Claimed observations cannot conflict: COPY, with nothing to plan or return (`received_at` is the
+    /// table's default, now()).
+    private func insert(_ rows: [(NewObservation, Rules.Subject)], on connection: PostgresConnection) async throws {
+        try await connection.copy(into: "pricewatch.observations", columns: Self.columns, logger: logger) { copy in
+            for (observation, subject) in rows {
+                copy.text(subject.district)
+                copy.text(observation.commodity)
+                copy.text(observation.outlet)
+                copy.timestamp(observation.observedAt)
+                copy.text(observation.submitter)
+                copy.text(observation.observationID)
+                copy.text(observation.source)
+                copy.integer(observation.priceFen)
+                copy.integer(observation.quantity)
+                copy.integer(observation.purchaseCostFen)
+                copy.integer(subject.unitPriceFen)
+                copy.integer(subject.unitCostFen)
+                copy.endRow()
+            }
+        }
     }
+
+    private static let columns = [
+        "district", "commodity", "outlet", "observed_at", "submitter", "observation_id", "source", "price_fen", "quantity",
+        "purchase_cost_fen", "unit_price_fen", "unit_cost_fen",
+    ]
 
     /// Appends each price to its (district, commodity, day) aggregate: to the day's last chunk, which a
     /// batch starts anew once the day holds another ``chunkSize`` prices — so a batch rewrites at most a
