@@ -116,4 +116,25 @@ import Testing
         }
         #expect(Statistics.median([]) == 0)
     }
+
+    /// A window's figures from chunks, computed in one buffer, are the textbook ones: the median, the
+    /// median of absolute deviations from it, and their mean.
+    @Test func windowFiguresAreTheTextbookOnes() {
+        var random = SplitMix64(seed: 11)
+        func sortedMedian(_ values: [Double]) -> Double {
+            let sorted = values.sorted(), middle = sorted.count / 2
+            return sorted.isEmpty ? 0 : sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+        }
+        for sizes in [[], [1], [2, 0, 3], [1_000, 999, 1], [5_000, 2_000, 17]] {
+            let chunks = sizes.map { size in (0..<size).map { _ in Int64(500 + random.next() % 1_000) } }
+            let values = chunks.flatMap { $0 }.map(Double.init)
+            let median = sortedMedian(values)
+            let deviations = values.map { abs($0 - median) }
+            let window = Rules.Window(chunks: chunks)
+            #expect(window.count == values.count)
+            #expect(window.median == median, "\(sizes)")
+            #expect(window.mad == sortedMedian(deviations), "\(sizes)")
+            #expect(window.meanDeviation == (deviations.isEmpty ? 0 : deviations.reduce(0, +) / Double(deviations.count)), "\(sizes)")
+        }
+    }
 }

@@ -23,6 +23,8 @@ struct ObservationBatches: Sendable {
     let rules: Rules.Settings
     let checkRules: Bool
     let logger: Logger
+    /// The sudden-jump rule's weeks of prices, fetched by what changed.
+    let dayPrices = DayPriceCache()
 
     func commit(_ items: [NewObservation]) async throws -> [Result<ObservationOutcome, any Error>] {
         try await partitions.ensure(items.map(\.observedAt))
@@ -292,7 +294,7 @@ struct ObservationBatches: Sendable {
             let day = subject.day
             let window = summaries["\(pair)|\(day)"] ?? {
                 let first = CalendarDay.of(CalendarDay.start(of: day)!.addingTimeInterval(-6 * 86_400))
-                let summary = Rules.Window((windows[pair] ?? []).filter { $0.day >= first && $0.day <= day }.flatMap(\.prices))
+                let summary = Rules.Window(chunks: (windows[pair] ?? []).filter { $0.day >= first && $0.day <= day }.map(\.prices))
                 summaries["\(pair)|\(day)"] = summary
                 return summary
             }()
@@ -372,18 +374,7 @@ struct ObservationBatches: Sendable {
     {
         let days = subjects.map(\.day)
         let first = CalendarDay.of(CalendarDay.start(of: days.min()!)!.addingTimeInterval(-6 * 86_400))
-        var found: [String: [(day: String, prices: [Int64])]] = [:]
-        for try await (district, commodity, day, prices) in try await connection.query(
-            """
-            SELECT d.district, d.commodity, d.day::text, d.prices FROM pricewatch.daily_prices d
-            JOIN unnest(\(pairs.map { $0[0] })::text[], \(pairs.map { $0[1] })::text[]) AS k(district, commodity)
-              ON k.district = d.district AND k.commodity = d.commodity
-            WHERE d.day BETWEEN \(first)::date AND \(days.max()!)::date
-            """, logger: logger
-        ).decode((String, String, String, Int64Array).self) {
-            found["\(district)|\(commodity)", default: []].append((day, prices.values))
-        }
-        return found
+        return try await dayPrices.prices(pairs: pairs, first: first, last: days.max()!, on: connection, logger: logger)
     }
 }
 
