@@ -76,9 +76,11 @@ struct MessageScan: SwiftProtobuf.Visitor {
 
     init(index: DescriptorIndex) { self.index = index }
 
-    mutating func visit(_ message: any SwiftProtobuf.Message) {
+    /// Generic rather than over `any Message`: boxing every nested message (a log's every occupant) in
+    /// an existential allocated once per message.
+    mutating func visit<M: SwiftProtobuf.Message>(_ message: M) {
         let outer = self.message
-        self.message = type(of: message)
+        self.message = M.self
         try? message.traverse(visitor: &self)
         self.message = outer
     }
@@ -88,7 +90,7 @@ struct MessageScan: SwiftProtobuf.Visitor {
         if text.utf8.contains(0) { nulFields.append(name(path + [Step(message: message, number: number, position: position)])) }
     }
 
-    private mutating func descend(_ child: any SwiftProtobuf.Message, number: Int, position: Int? = nil) {
+    private mutating func descend<M: SwiftProtobuf.Message>(_ child: M, number: Int, position: Int? = nil) {
         path.append(Step(message: message, number: number, position: position))
         visit(child)
         path.removeLast()
