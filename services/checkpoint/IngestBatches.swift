@@ -4,13 +4,14 @@ import Logging
 import PostgresNIO
 
 /// One group commit of vehicle logs, in a single transaction (so nobody is acknowledged before the
-/// commit), five statements however many logs:
+/// commit), at most six statements however many logs:
 ///
 /// 1. The terminals of the batch: an unknown terminal, or one retired before the log was observed,
 ///    refuses its logs.
 /// 2. The ledger (`log_sequences`): one INSERT … ON CONFLICT DO NOTHING claims each (terminal,
-///    sequence); a claim that loses is a resend (same content hash) or a conflict (another log).
-///    The same key twice in one batch (a terminal on two connections) is settled in memory first.
+///    sequence); a claim that loses is a resend (same content hash) or a conflict (another log),
+///    told apart by one look-up of the stored hashes. The same key twice in one batch (a terminal on
+///    two connections) is settled in memory first.
 /// 3. The flags' look-ups: the risk areas of the batch's origins and plate regions, and which of its
 ///    plates are watched — the tables as they are in this transaction.
 /// 4. COPY of the claimed logs into the day partitions. They cannot conflict any more, so nothing needs
@@ -177,7 +178,7 @@ struct IngestBatches: Sendable {
         -> [StoredVehicleLog]
     {
         guard !logs.isEmpty else { return [] }
-        let flags = try await Flags.look(up: logs.map(\.0), on: connection, logger: logger)
+        let flags = try await BatchFlags.look(up: logs.map(\.0), on: connection, logger: logger)
         let stored = logs.map { log, checkpoint in
             StoredVehicleLog(
                 log: log, checkpoint: checkpoint, receivedAt: receivedAt, riskArea: flags.riskArea(log),
@@ -223,7 +224,7 @@ struct IngestBatches: Sendable {
 
 /// The flags a batch's logs take from the tables: risk areas in force where they come from, and
 /// watched plates. Two look-ups a batch, however many logs.
-struct Flags {
+struct BatchFlags {
     /// Medium- and high-risk areas among the batch's codes: code → periods in whole microseconds since
     /// 2000 (``PostgresTimestamp``), so "in force at the observed time" is decided exactly as SQL would.
     var riskAreas: [String: [(from: Int64, until: Int64?)]] = [:]
@@ -248,8 +249,8 @@ struct Flags {
         return codes
     }
 
-    static func look(up logs: [NewVehicleLog], on connection: PostgresConnection, logger: Logger) async throws -> Flags {
-        var flags = Flags()
+    static func look(up logs: [NewVehicleLog], on connection: PostgresConnection, logger: Logger) async throws -> BatchFlags {
+        var flags = BatchFlags()
         let codes = Array(Set(logs.flatMap(codes(of:))))
         let areas = try await connection.query(
             """

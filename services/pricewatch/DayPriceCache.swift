@@ -57,7 +57,12 @@ final class DayPriceCache: Sendable {
         for try await (district, commodity, day, chunk, count, fetched) in decoded {
             let key = Chunk(district: district, commodity: commodity, day: day, chunk: chunk)
             // The whole chunk, or what it gained since the known beginning (nothing when unchanged).
-            let prices = fetched?.values.count == Int(count) ? fetched!.values : (cached[key] ?? []) + (fetched?.values ?? [])
+            let prices: [Int64]
+            if let fetched, fetched.values.count == Int(count) {
+                prices = fetched.values
+            } else {
+                prices = (cached[key] ?? []) + (fetched?.values ?? [])
+            }
             guard prices.count == Int(count) else {
                 throw PlatformError(description: "day prices: chunk \(chunk) of \(day) does not add up to its count")
             }

@@ -18,6 +18,7 @@ public struct CopyRows {
         writeEscaped(value)
     }
 
+    /// Any integer that fits in 64 signed bits (every integer column's).
     public mutating func integer(_ value: some FixedWidthInteger) {
         separate()
         writeDecimal(Int64(value))
