@@ -26,7 +26,7 @@ import Testing
                     """, logger: TestDatabase.logger)
                 for try await (key, prices) in rows.decode((String, [Int64]).self) { expected[key, default: []] += prices }
                 var actual: [String: [Int64]] = [:]
-                for (pair, days) in got { for (day, prices) in days { actual["\(pair)|\(day)", default: []] += prices } }
+                for (pair, days) in got { for (day, prices) in days { actual["\(pair)|\(day)", default: []] += prices.values } }
                 #expect(actual.mapValues { $0.sorted() } == expected.mapValues { $0.sorted() }, "\(step)")
             }
             func run(_ sql: String) async throws { try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger) }

@@ -23,14 +23,15 @@ final class DayPriceCache: Sendable {
 
     /// Past this many prices (8 bytes each) the chunks this batch did not use are forgotten.
     let limit: Int
-    private let known = Mutex<(chunks: [Chunk: [Int64]], prices: Int)>(([:], 0))
+    private let known = Mutex<(chunks: [Chunk: SortedPrices], prices: Int)>(([:], 0))
 
-    init(limit: Int = 4_000_000) { self.limit = limit }
+    /// 2 million prices: 32 MB, a value and a running sum each.
+    init(limit: Int = 2_000_000) { self.limit = limit }
 
-    /// Every price of `pairs` ("district|commodity") on days `first` through `last`, per pair and day,
-    /// as the transaction of `connection` sees them.
+    /// Every price of `pairs` ("district|commodity") on days `first` through `last`, per pair and day
+    /// in sorted chunks, as the transaction of `connection` sees them.
     func prices(pairs: [[String]], first: String, last: String, on connection: PostgresConnection, logger: Logger)
-        async throws -> [String: [(day: String, prices: [Int64])]]
+        async throws -> [String: [(day: String, prices: SortedPrices)]]
     {
         let wanted = Set(pairs.map { $0.joined(separator: "|") })
         let cached = known.withLock { known in
@@ -38,7 +39,7 @@ final class DayPriceCache: Sendable {
         }
         let entries = Array(cached)
         let keys = entries.map(\.key)
-        var window: [Chunk: [Int64]] = [:]
+        var window: [Chunk: SortedPrices] = [:]
         let rows = try await connection.query(
             """
             SELECT d.district, d.commodity, d.day::text, d.chunk, d.count,
@@ -48,7 +49,7 @@ final class DayPriceCache: Sendable {
             JOIN unnest(\(pairs.map { $0[0] })::text[], \(pairs.map { $0[1] })::text[]) AS p(district, commodity)
               ON p.district = d.district AND p.commodity = d.commodity
             LEFT JOIN unnest(\(keys.map(\.district))::text[], \(keys.map(\.commodity))::text[], \(keys.map(\.day))::text[],
-                             \(keys.map(\.chunk))::int4[], \(entries.map { Int32($0.value.count) })::int4[])
+                             \(keys.map(\.chunk))::int4[], \(entries.map { Int32($0.value.values.count) })::int4[])
                    AS k(district, commodity, day, chunk, count)
               ON k.district = d.district AND k.commodity = d.commodity AND k.day::date = d.day AND k.chunk = d.chunk
             WHERE d.day BETWEEN \(first)::date AND \(last)::date
@@ -57,33 +58,35 @@ final class DayPriceCache: Sendable {
         for try await (district, commodity, day, chunk, count, fetched) in decoded {
             let key = Chunk(district: district, commodity: commodity, day: day, chunk: chunk)
             // The whole chunk, or what it gained since the known beginning (nothing when unchanged).
-            let prices: [Int64]
+            let prices: SortedPrices
             if let fetched, fetched.values.count == Int(count) {
-                prices = fetched.values
+                prices = SortedPrices(fetched.values)
+            } else if let earlier = cached[key] {
+                prices = fetched.map { earlier.adding($0.values) } ?? earlier
             } else {
-                prices = (cached[key] ?? []) + (fetched?.values ?? [])
+                prices = SortedPrices([])
             }
-            guard prices.count == Int(count) else {
+            guard prices.values.count == Int(count) else {
                 throw PlatformError(description: "day prices: chunk \(chunk) of \(day) does not add up to its count")
             }
             window[key] = prices
         }
         remember(window)
-        var found: [String: [(day: String, prices: [Int64])]] = [:]
+        var found: [String: [(day: String, prices: SortedPrices)]] = [:]
         for (key, prices) in window { found["\(key.district)|\(key.commodity)", default: []].append((key.day, prices)) }
         return found
     }
 
     /// Keeps the longer of what is known and what was read (two lanes read different snapshots).
-    private func remember(_ window: [Chunk: [Int64]]) {
+    private func remember(_ window: [Chunk: SortedPrices]) {
         known.withLock { known in
-            for (key, prices) in window where prices.count > (known.chunks[key]?.count ?? -1) {
-                known.prices += prices.count - (known.chunks[key]?.count ?? 0)
+            for (key, prices) in window where prices.values.count > (known.chunks[key]?.values.count ?? -1) {
+                known.prices += prices.values.count - (known.chunks[key]?.values.count ?? 0)
                 known.chunks[key] = prices
             }
             if known.prices > limit {
                 known.chunks = known.chunks.filter { window[$0.key] != nil }
-                known.prices = known.chunks.values.reduce(0) { $0 + $1.count }
+                known.prices = known.chunks.values.reduce(0) { $0 + $1.values.count }
             }
         }
     }

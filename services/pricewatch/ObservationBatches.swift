@@ -294,7 +294,7 @@ struct ObservationBatches: Sendable {
             let day = subject.day
             let window = summaries["\(pair)|\(day)"] ?? {
                 let first = CalendarDay.of(CalendarDay.start(of: day)!.addingTimeInterval(-6 * 86_400))
-                let summary = Rules.Window(chunks: (windows[pair] ?? []).filter { $0.day >= first && $0.day <= day }.map(\.prices))
+                let summary = Rules.Window(sortedChunks: (windows[pair] ?? []).filter { $0.day >= first && $0.day <= day }.map(\.prices))
                 summaries["\(pair)|\(day)"] = summary
                 return summary
             }()
@@ -370,7 +370,7 @@ struct ObservationBatches: Sendable {
 
     /// The day aggregates each subject's 7-day window is made of.
     private func windowPrices(_ subjects: [Rules.Subject], pairs: [[String]], on connection: PostgresConnection) async throws
-        -> [String: [(day: String, prices: [Int64])]]
+        -> [String: [(day: String, prices: SortedPrices)]]
     {
         let days = subjects.map(\.day)
         let first = CalendarDay.of(CalendarDay.start(of: days.min()!)!.addingTimeInterval(-6 * 86_400))
