@@ -304,11 +304,13 @@ import Testing
             }
             lines.append("hist,bad-1,rice,WM-1,-5,500,,2019-01-15T10:00:00+08:00,outlet_feed")
             lines.append("hist,bad-2,rice,WM-1,300,500")
+            lines.append("hist,bad-3,ri\u{0}ce,WM-1,300,500,,2019-01-15T10:00:00+08:00,outlet_feed")
             let importer = PriceImport(client: h.client, logger: TestDatabase.logger)
             let text = lines
             let first = try await importer.run(lines: AsyncStreamOf(text))
-            #expect(first.stored == 2_500 && first.refused == 2 && first.duplicates == 0)
-            #expect(first.problems.count == 2 && first.problems[0].contains("price_fen"))
+            #expect(first.stored == 2_500 && first.refused == 3 && first.duplicates == 0)
+            #expect(first.problems.count == 3 && first.problems[0].contains("price_fen"))
+            #expect(first.problems[2].contains("INVALID_CHARACTER"))
             let second = try await importer.run(lines: AsyncStreamOf(text))
             #expect(second.stored == 0 && second.duplicates == 2_500)
             #expect(try await h.scalar("SELECT count(*)::int FROM pricewatch.observations") == 2_500)
