@@ -31,12 +31,3 @@ public enum Phone {
         return phone.prefix(3) + "****" + phone.suffix(4)
     }
 }
-
-extension String {
-    public var trimmingSpaces: Substring {
-        var text = Substring(self)
-        while let first = text.first, first.isWhitespace { text.removeFirst() }
-        while let last = text.last, last.isWhitespace { text.removeLast() }
-        return text
-    }
-}

@@ -22,11 +22,7 @@ struct BearerIdentity: Sendable {
         guard let header = metadata[stringValues: "authorization"].first(where: { _ in true }) else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        // Trimmed by hand: Foundation's trimmingCharacters bridges through NSString on every call.
-        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        var token = parts[1].drop(while: blank)
-        while let last = token.last, blank(last) { token = token.dropLast() }
-        return String(token)
+        return String(parts[1].trimmingSpaces)
     }
 }
 

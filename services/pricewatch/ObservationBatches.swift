@@ -293,7 +293,7 @@ struct ObservationBatches: Sendable {
             let pair = "\(subject.district)|\(subject.commodity)"
             let day = subject.day
             let window = summaries["\(pair)|\(day)"] ?? {
-                let first = CalendarDay.of(CalendarDay.start(of: day)!.addingTimeInterval(-6 * 86_400))
+                let first = Rules.windowStart(endingOn: day)
                 let summary = Rules.Window(sortedChunks: (windows[pair] ?? []).filter { $0.day >= first && $0.day <= day }.map(\.prices))
                 summaries["\(pair)|\(day)"] = summary
                 return summary
@@ -373,8 +373,9 @@ struct ObservationBatches: Sendable {
         -> [String: [(day: String, prices: SortedPrices)]]
     {
         let days = subjects.map(\.day)
-        let first = CalendarDay.of(CalendarDay.start(of: days.min()!)!.addingTimeInterval(-6 * 86_400))
-        return try await dayPrices.prices(pairs: pairs, first: first, last: days.max()!, on: connection, logger: logger)
+        guard let earliest = days.min(), let latest = days.max() else { return [:] }
+        return try await dayPrices.prices(
+            pairs: pairs, first: Rules.windowStart(endingOn: earliest), last: latest, on: connection, logger: logger)
     }
 }
 

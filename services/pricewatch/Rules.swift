@@ -82,6 +82,12 @@ enum Rules {
         var window: Window = []
     }
 
+    /// The first day of the jump rule's window that ends on `day`: 7 days, `day` included.
+    static func windowStart(endingOn day: String) -> String {
+        guard let start = CalendarDay.start(of: day) else { return day }
+        return CalendarDay.of(start.addingTimeInterval(-6 * 86_400))
+    }
+
     /// A 7-day window's prices as the jump rule needs them, summarised once (a batch shares it between
     /// every observation of the same district, commodity and day: sorting it per observation made ingest
     /// quadratic in a busy day).
@@ -126,8 +132,7 @@ enum Rules {
             }
             median = Double(twiceMedian) / 2
             mad = Double(twiceDeviation((count - 1) / 2) + twiceDeviation(count / 2)) / 4
-            let centre = median
-            meanDeviation = chunks.reduce(0.0) { $0 + $1.absoluteDeviations(from: twiceMedian >> 1, centre: centre) } / Double(count)
+            meanDeviation = chunks.reduce(0.0) { $0 + $1.absoluteDeviations(fromTwice: twiceMedian) } / Double(count)
         }
 
         init(arrayLiteral prices: Int64...) { self.init(prices) }
@@ -231,18 +236,19 @@ enum Rules {
 
 /// Prices in ascending order with their running sums: a `daily_prices` chunk as the jump rule reads it.
 struct SortedPrices: Sendable, Equatable {
-    private(set) var values: [Int64]
+    let values: [Int64]
     /// `prefixSums[i]` is the sum of the first `i` values.
-    private(set) var prefixSums: [Double]
+    let prefixSums: [Double]
 
-    init(_ prices: [Int64]) {
-        values = prices.sorted()
-        prefixSums = Self.sums(values)
+    init(_ prices: [Int64]) { self.init(sorted: prices.sorted()) }
+
+    private init(sorted: [Int64]) {
+        values = sorted
+        prefixSums = Self.sums(sorted)
     }
 
     /// These prices and `more`: the new ones sorted and merged in, one pass.
     func adding(_ more: [Int64]) -> SortedPrices {
-        var merged = self
         let added = more.sorted()
         var result: [Int64] = []
         result.reserveCapacity(values.count + added.count)
@@ -256,9 +262,7 @@ struct SortedPrices: Sendable, Equatable {
                 j += 1
             }
         }
-        merged.values = result
-        merged.prefixSums = Self.sums(result)
-        return merged
+        return SortedPrices(sorted: result)
     }
 
     /// How many prices are at most `value`.
@@ -271,9 +275,10 @@ struct SortedPrices: Sendable, Equatable {
         return lower
     }
 
-    /// Σ |x − centre| over the prices, `floor` being ⌊centre⌋ (which prices lie at or below it).
-    func absoluteDeviations(from floor: Int64, centre: Double) -> Double {
-        let below = count(atMost: floor)
+    /// Σ |x − c| over the prices, for c = `twiceCentre` / 2.
+    func absoluteDeviations(fromTwice twiceCentre: Int64) -> Double {
+        let centre = Double(twiceCentre) / 2
+        let below = count(atMost: twiceCentre >> 1)  // the prices at or below c
         let total = prefixSums[values.count]
         return (centre * Double(below) - prefixSums[below]) + (total - prefixSums[below] - centre * Double(values.count - below))
     }
