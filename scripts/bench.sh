@@ -173,6 +173,8 @@ echo "checkpoint UploadVehicleLogs through the gateway, $B terminals, ${T}s..."
 upload upload-gateway "$PID_checkpoint" "$PID_gateway" -- --target "127.0.0.1:$GATEWAY" --token "$CHECKPOINT_TOKEN" --terminals "$B"
 echo "checkpoint UploadVehicleLogs direct, one terminal as fast as it can, ${T}s..."
 upload upload-one "$PID_checkpoint" -- --target "127.0.0.1:$CHECKPOINT" --terminals 1
+echo "checkpoint UploadVehicleLogs direct, $B terminals sending one log a message, ${T}s..."
+upload upload-single "$PID_checkpoint" -- --target "127.0.0.1:$CHECKPOINT" --terminals "$B" --batch 1
 ROWS=$(python3 -c "import json; print(max(100000, json.load(open('$OUT/upload-direct.json'))['acked_in_window']))")
 echo "\\copy of $ROWS vehicle logs into the same table..."
 python3 scripts/bench/vehicle_logs_csv.py "$ROWS" > "$OUT/copy.csv"

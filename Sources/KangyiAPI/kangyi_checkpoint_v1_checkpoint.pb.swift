@@ -485,6 +485,9 @@ public nonisolated struct Kangyi_Checkpoint_V1_StoredVehicleLog: @unchecked Send
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// One log, or a batch: a terminal with a backlog sends it in batches, which costs both ends far less per
+/// log than a message each. Sequences increase across `log` (first, when set) and then `logs`; at most 512
+/// logs in one message.
 public nonisolated struct Kangyi_Checkpoint_V1_UploadVehicleLogsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -498,6 +501,8 @@ public nonisolated struct Kangyi_Checkpoint_V1_UploadVehicleLogsRequest: Sendabl
   public var hasLog: Bool {self._log != nil}
   /// Clears the value of `log`. Subsequent reads from it will return its default value.
   public mutating func clearLog() {self._log = nil}
+
+  public var logs: [Kangyi_Checkpoint_V1_VehicleLog] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1584,7 +1589,7 @@ nonisolated extension Kangyi_Checkpoint_V1_StoredVehicleLog: SwiftProtobuf.Messa
 
 nonisolated extension Kangyi_Checkpoint_V1_UploadVehicleLogsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UploadVehicleLogsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}log\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}log\0\u{1}logs\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1593,6 +1598,7 @@ nonisolated extension Kangyi_Checkpoint_V1_UploadVehicleLogsRequest: SwiftProtob
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._log) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.logs) }()
       default: break
       }
     }
@@ -1606,11 +1612,15 @@ nonisolated extension Kangyi_Checkpoint_V1_UploadVehicleLogsRequest: SwiftProtob
     try { if let v = self._log {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
+    if !self.logs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.logs, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Kangyi_Checkpoint_V1_UploadVehicleLogsRequest, rhs: Kangyi_Checkpoint_V1_UploadVehicleLogsRequest) -> Bool {
     if lhs._log != rhs._log {return false}
+    if lhs.logs != rhs.logs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

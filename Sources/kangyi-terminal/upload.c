@@ -29,11 +29,14 @@ typedef struct {
     SSL *ssl;
     nghttp2_session *session;
     int32_t stream_id;
-    /* Sending: the spool's records from `next` on, each framed (5-byte gRPC prefix, then the message). */
-    size_t next;            /* index into spool->records of the record being framed */
-    int64_t next_sequence;  /* its sequence, so acknowledgements that drop records do not move us */
-    size_t offset;          /* bytes of the current framed record already sent */
-    int64_t last_sent;
+    /* Sending: the spool's records from `next_sequence` on, up to BATCH_LOGS of them in one gRPC message
+     * (5-byte prefix, then the records). Positions are kept by sequence: acknowledgements drop records
+     * from the front of the spool while we send. */
+    int64_t next_sequence;  /* the record being sent, or the next one */
+    size_t record_offset;   /* bytes of it already sent */
+    int64_t batch_last;     /* the last record of the message being sent; 0 between messages */
+    uint8_t prefix[5];
+    size_t prefix_sent;
     /* Receiving: gRPC frames from DATA, status from trailers. */
     uint8_t *inbox;
     size_t inbox_length, inbox_capacity;
@@ -108,6 +111,29 @@ static size_t first_from(const spool *s, int64_t sequence) {
     return low;
 }
 
+/* A spooled record is an UploadVehicleLogsRequest carrying its log as `log` (field 1, length-delimited:
+ * tag byte 0x0A). With the tag of `logs` (field 2: 0x12) the same bytes are one entry of `logs`, and
+ * entries laid end to end are one request carrying them all: a backlog goes out BATCH_LOGS logs a
+ * message, which costs the server and this client far less per log than a message each. */
+#define BATCH_LOGS 64
+#define BATCH_BYTES (64 * 1024)
+#define LOGS_TAG 0x12
+
+/* Starts a message with the records from `first` on; 0 when there is none. */
+static int start_batch(attempt *a, size_t first) {
+    spool *s = a->spool;
+    if (first >= s->count) return 0;
+    size_t end = first, length = 0;
+    while (end < s->count && end - first < BATCH_LOGS && (end == first || length + s->records[end].length <= BATCH_BYTES))
+        length += s->records[end++].length;
+    a->batch_last = s->records[end - 1].sequence;
+    a->prefix[0] = 0;
+    for (int i = 1; i < 5; i++) a->prefix[i] = (uint8_t)(length >> (8 * (4 - i)));
+    a->prefix_sent = 0;
+    a->record_offset = 0;
+    return 1;
+}
+
 /* Frames spooled records into DATA as flow control allows; END_STREAM after the last one. */
 static ssize_t read_callback(nghttp2_session *session, int32_t stream_id, uint8_t *buffer, size_t length,
                              uint32_t *flags, nghttp2_data_source *source, void *user) {
@@ -116,33 +142,28 @@ static ssize_t read_callback(nghttp2_session *session, int32_t stream_id, uint8_
     spool *s = a->spool;
     size_t written = 0;
     while (written < length) {
-        /* Found by sequence: acknowledgements drop records from the front while we send. */
-        a->next = first_from(s, a->next_sequence);
-        if (a->next >= s->count) {
+        size_t next = first_from(s, a->next_sequence);
+        if (a->batch_last == 0 && !start_batch(a, next)) {
             *flags |= NGHTTP2_DATA_FLAG_EOF;
             break;
         }
-        const spool_record *record = &s->records[a->next];
-        uint8_t prefix[5] = {0, (uint8_t)(record->length >> 24), (uint8_t)(record->length >> 16), (uint8_t)(record->length >> 8),
-                             (uint8_t)record->length};
-        size_t total = 5 + record->length;
-        while (a->offset < total && written < length) {
-            size_t chunk;
-            if (a->offset < 5) {
-                chunk = 5 - a->offset < length - written ? 5 - a->offset : length - written;
-                memcpy(buffer + written, prefix + a->offset, chunk);
-            } else {
-                size_t from = a->offset - 5;
-                chunk = record->length - from < length - written ? record->length - from : length - written;
-                memcpy(buffer + written, record->bytes + from, chunk);
-            }
-            a->offset += chunk;
+        if (a->prefix_sent < 5) {
+            size_t chunk = 5 - a->prefix_sent < length - written ? 5 - a->prefix_sent : length - written;
+            memcpy(buffer + written, a->prefix + a->prefix_sent, chunk);
+            a->prefix_sent += chunk;
             written += chunk;
+            continue;
         }
-        if (a->offset == total) {
-            a->last_sent = record->sequence;
+        const spool_record *record = &s->records[next];
+        size_t chunk = record->length - a->record_offset < length - written ? record->length - a->record_offset : length - written;
+        memcpy(buffer + written, record->bytes + a->record_offset, chunk);
+        if (a->record_offset == 0) buffer[written] = LOGS_TAG;
+        a->record_offset += chunk;
+        written += chunk;
+        if (a->record_offset == record->length) {
             a->next_sequence = record->sequence + 1;
-            a->offset = 0;
+            a->record_offset = 0;
+            if (record->sequence == a->batch_last) a->batch_last = 0;
         }
     }
     return (ssize_t)written;

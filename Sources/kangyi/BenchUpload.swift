@@ -16,6 +16,7 @@ struct BenchUpload: AsyncParsableCommand {
     @Option(help: "host:port of the checkpoint service, or of the gateway with --token.") var target: String
     @Option(help: "Terminals uploading at once, one stream each.") var terminals = 4
     @Option(help: "Seconds of measured load (after a 2 s warm-up).") var seconds = 10
+    @Option(help: "Logs in each message (a terminal sending its backlog; 1: a message a log).") var batch = 64
     @Option(help: "A bearer token that may register terminals and upload for them (for the gateway).") var token: String?
     @Option(help: "Write the figures as JSON here.") var json: String?
 
@@ -43,7 +44,7 @@ struct BenchUpload: AsyncParsableCommand {
                     group.addTask {
                         do {
                             try await Self.upload(
-                                checkpoint, terminal: "bench-\(run)-\(index)", metadata: metadata, until: end
+                                checkpoint, terminal: "bench-\(run)-\(index)", batch: batch, metadata: metadata, until: end
                             ) { through in acked.set(index, through) }
                             return nil
                         } catch {
@@ -65,7 +66,7 @@ struct BenchUpload: AsyncParsableCommand {
         }
         let total = acked.total
         let report: [String: Any] = [
-            "run": run, "terminals": terminals, "seconds": seconds, "acked_total": total,
+            "run": run, "terminals": terminals, "batch": batch, "seconds": seconds, "acked_total": total,
             "acked_in_window": total - atWindowStart, "rate_per_s": Double(total - atWindowStart) / Double(seconds),
             "errors": errors,
             // What the servers' CPU counters cover (scripts/bench/proc.py annotate divides by it): every row.
@@ -79,15 +80,16 @@ struct BenchUpload: AsyncParsableCommand {
     /// One terminal's stream: new logs until `end`, then the end of the stream and its last acknowledgement.
     static func upload(
         _ checkpoint: Kangyi_Checkpoint_V1_CheckpointService.Client<HTTP2ClientTransport.Posix>, terminal: String,
-        metadata: Metadata, until end: ContinuousClock.Instant, acked: @escaping @Sendable (Int64) -> Void
+        batch: Int, metadata: Metadata, until end: ContinuousClock.Instant, acked: @escaping @Sendable (Int64) -> Void
     ) async throws {
         try await checkpoint.uploadVehicleLogs(
             metadata: metadata,
             requestProducer: { writer in
                 var sequence: Int64 = 0
                 while ContinuousClock.now < end {
-                    sequence += 1
-                    try await writer.write(.with { $0.log = log(terminal: terminal, sequence: sequence) })
+                    let first = sequence + 1
+                    sequence += Int64(batch)
+                    try await writer.write(.with { $0.logs = (first...sequence).map { log(terminal: terminal, sequence: $0) } })
                 }
             },
             onResponse: { response in

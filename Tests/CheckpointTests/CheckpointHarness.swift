@@ -60,13 +60,26 @@ struct CheckpointHarness: Sendable {
     }
 
     /// Uploads `logs` on one stream as `terminal`'s token; returns every response.
-    func upload(_ logs: [Kangyi_Checkpoint_V1_VehicleLog], as terminal: String = terminal) async throws
+    /// One stream: a message a log, or `perMessage` logs in each message's `logs`.
+    func upload(_ logs: [Kangyi_Checkpoint_V1_VehicleLog], as terminal: String = terminal, perMessage: Int = 1) async throws
+        -> [Kangyi_Checkpoint_V1_UploadVehicleLogsResponse]
+    {
+        try await upload(
+            perMessage == 1
+                ? logs.map { log in .with { $0.log = log } }
+                : stride(from: 0, to: logs.count, by: perMessage).map { start in
+                    .with { $0.logs = Array(logs[start..<min(start + perMessage, logs.count)]) }
+                },
+            as: terminal)
+    }
+
+    func upload(_ messages: [Kangyi_Checkpoint_V1_UploadVehicleLogsRequest], as terminal: String = terminal) async throws
         -> [Kangyi_Checkpoint_V1_UploadVehicleLogsResponse]
     {
         try await grpc.uploadVehicleLogs(
             metadata: Self.terminalMetadata(terminal, for: "UploadVehicleLogs"),
             requestProducer: { writer in
-                for log in logs { try await writer.write(.with { $0.log = log }) }
+                for message in messages { try await writer.write(message) }
             },
             onResponse: { response in
                 var all: [Kangyi_Checkpoint_V1_UploadVehicleLogsResponse] = []

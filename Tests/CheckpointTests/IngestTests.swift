@@ -49,6 +49,40 @@ import Testing
         }
     }
 
+    @Test func logsInBatchesAreSettledAsIfSentOneByOne() async throws {
+        try await CheckpointHarness.run("batches") { h in
+            let logs = (1...300).map { vehicleLog($0, plate: "豫A\(30000 + $0)") }
+            let first = try await h.upload(Array(logs[0..<200]), perMessage: 64)
+            #expect(first.last?.ackedThrough == 200)
+            #expect(first.last?.stored == 200)
+            var bad = logs[250]
+            bad.plate = "not a plate"
+            var other = logs[150]
+            other.plate = "豫A99999"
+            // `log` first, then `logs`: resends, a conflict, new logs, an invalid one, one not increasing.
+            let responses = try await h.upload([
+                .with { $0.log = logs[149] },
+                .with { $0.logs = [other] + Array(logs[151..<250]) + [bad] + Array(logs[251..<300]) + [logs[10]] },
+            ])
+            let items = responses.flatMap(\.items)
+            #expect(items.map(\.sequence).sorted() == [11, 151, 251])
+            #expect(items.first { $0.sequence == 151 }?.outcome == .conflict)
+            #expect(items.first { $0.sequence == 251 }?.violations.map(\.field) == ["log.plate"])
+            #expect(items.first { $0.sequence == 11 }?.violations.first?.reason == "SEQUENCE_NOT_INCREASING")
+            #expect(responses.last?.ackedThrough == 300)
+            #expect(responses.last?.stored == 99)
+            #expect(responses.last?.replayed == 50)
+            #expect(try await h.count() == 299)
+
+            // More logs in one message than a stream may have waiting is refused, naming the field.
+            let tooMany = (301...Int64(301 + UploadStream.window)).map { vehicleLog($0) }
+            let error = await #expect(throws: RPCError.self) { try await h.upload(tooMany, perMessage: tooMany.count) }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.message.contains("logs") == true)
+            #expect(try await h.count() == 299)
+        }
+    }
+
     @Test func unaryRecordIsIdempotentAndRefusesReuse() async throws {
         try await CheckpointHarness.run("unary") { h in
             var log = vehicleLog(1, temperatures: [380], codes: [.green])
@@ -76,7 +110,7 @@ import Testing
         try await CheckpointHarness.run("race") { h in
             let logs = (1...200).map { vehicleLog($0, plate: "豫A\(20000 + $0)") }
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for _ in 0..<4 { group.addTask { _ = try await h.upload(logs) } }
+                for streams in 0..<4 { group.addTask { _ = try await h.upload(logs, perMessage: streams % 2 == 0 ? 1 : 32) } }
                 for log in logs.prefix(50) { group.addTask { _ = try await h.record(log) } }
                 try await group.waitForAll()
             }

@@ -74,6 +74,23 @@ def test_bidirectional_upload_resend_conflict_and_rejection(terminals):
     assert [v.log.sequence for v in listed.vehicle_logs] == [1]
 
 
+def test_a_backlog_in_batches(terminals):
+    """A terminal back online sends its backlog many logs a message (`logs`): settled as if one by one,
+    and a batch smuggling another terminal's log ends the stream PERMISSION_DENIED."""
+    stub, tokens, _ = terminals
+    logs = [log("YJ-02", n, plate=f"豫A{30000 + n % 1000}") for n in range(5001, 5301)]
+    batches = [cpb.UploadVehicleLogsRequest(logs=logs[i:min(i + 64, 250)]) for i in range(0, 250, 64)]
+    first = list(stub.UploadVehicleLogs(iter(batches), metadata=[("authorization", f"Bearer {tokens['YJ-02']}")], timeout=30))
+    assert first[-1].acked_through == 5250 and first[-1].stored == 250
+    again = [cpb.UploadVehicleLogsRequest(log=logs[199], logs=logs[200:])]  # `log` first, then `logs`
+    second = list(stub.UploadVehicleLogs(iter(again), metadata=[("authorization", f"Bearer {tokens['YJ-02']}")], timeout=30))
+    assert second[-1].acked_through == 5300 and second[-1].replayed == 51 and second[-1].stored == 50
+    smuggled = [cpb.UploadVehicleLogsRequest(logs=[log("YJ-02", 5301), log("YJ-01", 9100)])]
+    with pytest.raises(grpc.RpcError) as refused:
+        list(stub.UploadVehicleLogs(iter(smuggled), metadata=[("authorization", f"Bearer {tokens['YJ-02']}")], timeout=30))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
 def test_a_terminal_uploads_only_as_itself(terminals):
     stub, tokens, _ = terminals
     with pytest.raises(grpc.RpcError) as refused:

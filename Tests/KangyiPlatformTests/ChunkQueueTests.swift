@@ -7,6 +7,7 @@ import Testing
 /// held back gives up when cancelled.
 @Suite struct ChunkQueueTests {
     struct Broken: Error {}
+    final class Counter: Sendable { let value = Atomic(0) }
 
     @Test func takesEverythingQueuedAndHoldsTheProducerAtCapacity() async throws {
         let queue = ChunkQueue<Int>(capacity: 4)
@@ -20,6 +21,33 @@ import Testing
         queue.close()
         #expect(await queue.take() == [4])
         #expect(await queue.take() == nil)
+    }
+
+    @Test func severalAtOnceWaitForRoomForAllAndMoreThanCapacityGoInAlone() async throws {
+        let queue = ChunkQueue<Int>(capacity: 4)
+        let admitted = Counter()
+        try await queue.put(contentsOf: [0, 1, 2])
+        let batch = Task {
+            try await queue.put(contentsOf: [3, 4, 5])
+            admitted.value.add(1, ordering: .sequentiallyConsistent)
+        }
+        #expect(await queue.take() == [0, 1, 2])
+        queue.done(1)  // two held: three more do not fit
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(admitted.value.load(ordering: .sequentiallyConsistent) == 0)
+        queue.done(1)
+        try await batch.value
+        #expect(await queue.take() == [3, 4, 5])
+        queue.done(3)  // one held
+        let oversized = Task {
+            try await queue.put(contentsOf: Array(6..<12))  // more than capacity: waits for an empty queue
+            admitted.value.add(1, ordering: .sequentiallyConsistent)
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(admitted.value.load(ordering: .sequentiallyConsistent) == 1)
+        queue.done(1)
+        try await oversized.value
+        #expect(await queue.take() == Array(6..<12))
     }
 
     @Test func aWaitingConsumerGetsTheFirstItemAtOnce() async throws {

@@ -47,7 +47,7 @@ for name in ("noop-light", "bare-light", "submit-light-direct", "submit-light-ga
     if light[name]["ok"] < 2000:
         sys.exit(f"FAILED: {name}: only {light[name]['ok']} calls in the window (< 2,000): raise BENCH_LIGHT_SECONDS")
 ratio = lambda a, b: a / b if b else None
-uploads = {name: load(name) for name in ("upload-direct", "upload-gateway", "upload-one")}
+uploads = {name: load(name) for name in ("upload-direct", "upload-gateway", "upload-one", "upload-single")}
 copy = load("copy")
 for name, run in uploads.items():
     run["rows_in_database"] = int(open(f"{out}/{name}.rows").read())
@@ -71,7 +71,7 @@ results = {
     "light_load": light,
     "intake": {"submit_direct": direct, "submit_through_gateway": gateway, "overload": overload},
     "checkpoint": {"upload_direct": uploads["upload-direct"], "upload_through_gateway": uploads["upload-gateway"],
-                   "upload_one_terminal": uploads["upload-one"], "copy": copy},
+                   "upload_one_terminal": uploads["upload-one"], "upload_one_log_a_message": uploads["upload-single"], "copy": copy},
     "pricewatch": {"ingest_direct": prices, "copy": copy_prices, "series_district": series_district,
                    "series_city": series_city, "observations_aggregated": aggregated},
     "memory_peak_mib": load("memory"),
@@ -112,9 +112,11 @@ row(f"overload: open loop at {overload['offered_rate_per_s']:.0f}/s (goodput)", 
     f2(overload["p50_ms"]), f2(overload["p99_ms"]), cpu(overload))
 ucpu = lambda run: f"{run['cpu_ms_per_call']['servers'] * 1000:.1f} + {run['cpu_ms_per_call']['postgres'] * 1000:.1f} µs/row"
 row("checkpoint: \\copy into vehicle_logs", f0(copy["rate_per_s"]), "-", "-")
-for name, label in (("upload-direct", f"UploadVehicleLogs, {uploads['upload-direct']['terminals']} terminals, direct"),
-                    ("upload-gateway", f"UploadVehicleLogs, {uploads['upload-gateway']['terminals']} terminals, gateway"),
-                    ("upload-one", "UploadVehicleLogs, 1 terminal, direct")):
+per_message = lambda name: f"{uploads[name]['batch']} logs a message" if uploads[name]["batch"] > 1 else "one log a message"
+for name, label in (("upload-direct", f"UploadVehicleLogs, {uploads['upload-direct']['terminals']} terminals, {per_message('upload-direct')}, direct"),
+                    ("upload-gateway", f"UploadVehicleLogs, {uploads['upload-gateway']['terminals']} terminals, {per_message('upload-gateway')}, gateway"),
+                    ("upload-one", f"UploadVehicleLogs, 1 terminal, {per_message('upload-one')}, direct"),
+                    ("upload-single", f"UploadVehicleLogs, {uploads['upload-single']['terminals']} terminals, {per_message('upload-single')}, direct")):
     row(label, f0(uploads[name]["rate_per_s"]), "-", "-", ucpu(uploads[name]))
 row("pricewatch: \\copy into observations", f0(copy_prices["rate_per_s"]), "-", "-")
 row(f"SubmitPriceObservations, {prices['feeds']} feeds × {prices['batch']}, direct", f0(prices["rate_per_s"]), "-", "-", ucpu(prices))

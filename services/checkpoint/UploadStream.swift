@@ -71,39 +71,55 @@ struct UploadStream {
             defer { queue.close() }  // a reader that throws still lets the committers end
             var terminal: String?
             var last: Int64 = 0
+            var valid: [(sequence: Int64, log: NewVehicleLog)] = []
             for try await request in requests {
-                let log = request.log
-                try authorize(log.terminalID)
-                var refusal: [ServiceError.FieldViolation] = []
-                if let terminal, log.terminalID != terminal {
-                    refusal = [.init(field: "log.terminal_id", reason: "TERMINAL_CHANGED", description: "a stream carries one terminal's logs")]
-                } else if log.sequence <= last {
-                    refusal = [.init(
-                        field: "log.sequence", reason: "SEQUENCE_NOT_INCREASING",
-                        description: "must increase within a stream (the previous was \(last))")]
+                guard request.logs.count <= Self.window else {
+                    throw ServiceError.invalidArgument(
+                        field: "logs", reason: "TOO_MANY_LOGS",
+                        "at most \(Self.window) logs in one message (this one has \(request.logs.count))")
                 }
-                if !refusal.isEmpty {
-                    // Not a position in this stream's order: reported, never acknowledged past.
-                    acks.report(.with {
-                        $0.sequence = log.sequence
-                        $0.outcome = .rejected
-                        $0.violations = refusal.map(\.wire)
-                    })
-                    continue
+                for log in Self.logs(of: request) {
+                    try authorize(log.terminalID)
+                    var refusal: [ServiceError.FieldViolation] = []
+                    if let terminal, log.terminalID != terminal {
+                        refusal = [.init(field: "log.terminal_id", reason: "TERMINAL_CHANGED", description: "a stream carries one terminal's logs")]
+                    } else if log.sequence <= last {
+                        refusal = [.init(
+                            field: "log.sequence", reason: "SEQUENCE_NOT_INCREASING",
+                            description: "must increase within a stream (the previous was \(last))")]
+                    }
+                    if !refusal.isEmpty {
+                        // Not a position in this stream's order: reported, never acknowledged past.
+                        acks.report(.with {
+                            $0.sequence = log.sequence
+                            $0.outcome = .rejected
+                            $0.violations = refusal.map(\.wire)
+                        })
+                        continue
+                    }
+                    terminal = log.terminalID
+                    last = log.sequence
+                    acks.received(log.sequence)
+                    switch validate(log) {
+                    case .failure(let error):
+                        acks.settle([(log.sequence, .rejected(error.violations))])
+                    case .success(let log):
+                        valid.append((last, log))
+                    }
                 }
-                terminal = log.terminalID
-                last = log.sequence
-                acks.received(log.sequence)
-                switch validate(log) {
-                case .failure(let error):
-                    acks.settle([(log.sequence, .rejected(error.violations))])
-                case .success(let valid):
-                    try await queue.put((log.sequence, valid))
-                }
+                try await queue.put(contentsOf: valid)
+                valid.removeAll(keepingCapacity: true)
             }
             queue.close()  // the committers commit what is queued, then end
             try await committers.waitForAll()
         }
+    }
+
+    /// The logs a message carries: `log` when set (or when nothing else is: an empty message is refused
+    /// as the log it does not hold), then `logs`.
+    static func logs(of request: Kangyi_Checkpoint_V1_UploadVehicleLogsRequest) -> [Kangyi_Checkpoint_V1_VehicleLog] {
+        if request.logs.isEmpty { return [request.log] }
+        return request.hasLog ? [request.log] + request.logs : request.logs
     }
 
     /// The outcome of each log. A log the database itself refuses (after the batch isolated it) is

@@ -1,8 +1,9 @@
 import Synchronization
 
 /// A bounded queue between one producer and a few consumers that take everything queued at once: the
-/// shape of a stream whose items are committed in chunks. `put` waits while `capacity` items are queued
-/// or taken and not yet `done` (so a fast producer is held back, not buffered); `take` waits for at least
+/// shape of a stream whose items are committed in chunks. `put` waits until what it puts fits beside the
+/// items queued or taken and not yet `done` within `capacity` (so a fast producer is held back, not
+/// buffered); `take` waits for at least
 /// one item and returns them all, or nil once closed and empty. A cancelled `put` throws; a cancelled
 /// `take` closes the queue (consumers are cancelled when the whole stream ends). After `fail`, `put`
 /// throws the consumer's error.
@@ -12,8 +13,14 @@ public final class ChunkQueue<Element: Sendable>: Sendable {
         var taken = 0
         var closed = false
         var failure: (any Error)?
-        var producer: CheckedContinuation<Void, any Error>?
+        /// A producer waiting for room for this many elements.
+        var producer: (continuation: CheckedContinuation<Void, any Error>, count: Int)?
         var consumers: [CheckedContinuation<[Element]?, Never>] = []
+
+        func hasRoom(for count: Int, capacity: Int) -> Bool {
+            let held = items.count + taken
+            return held == 0 || held + count <= capacity
+        }
     }
 
     private let capacity: Int
@@ -23,13 +30,21 @@ public final class ChunkQueue<Element: Sendable>: Sendable {
 
     /// Queues `element` once there is room.
     public func put(_ element: Element) async throws {
+        try await put(contentsOf: CollectionOfOne(element))
+    }
+
+    /// Queues `elements` once there is room for all of them (or the queue is empty: more than
+    /// `capacity` at once go in alone).
+    public func put(contentsOf elements: some Collection<Element>) async throws {
+        guard !elements.isEmpty else { return }
+        let count = elements.count
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let ready: Result<Void, any Error>? = state.withLock { state in
                     if let failure = state.failure { return .failure(failure) }
                     if Task.isCancelled { return .failure(CancellationError()) }
-                    if state.items.count + state.taken < capacity { return .success(()) }
-                    state.producer = continuation
+                    if state.hasRoom(for: count, capacity: capacity) { return .success(()) }
+                    state.producer = (continuation, count)
                     return nil
                 }
                 if let ready { continuation.resume(with: ready) }
@@ -39,10 +54,10 @@ public final class ChunkQueue<Element: Sendable>: Sendable {
                 defer { state.producer = nil }
                 return state.producer
             }
-            producer?.resume(throwing: CancellationError())
+            producer?.continuation.resume(throwing: CancellationError())
         }
         let handOver = state.withLock { state -> (CheckedContinuation<[Element]?, Never>, [Element])? in
-            state.items.append(element)
+            state.items.append(contentsOf: elements)
             guard !state.consumers.isEmpty else { return nil }
             defer {
                 state.taken += state.items.count
@@ -80,9 +95,9 @@ public final class ChunkQueue<Element: Sendable>: Sendable {
     public func done(_ count: Int) {
         let producer = state.withLock { state -> CheckedContinuation<Void, any Error>? in
             state.taken -= count
-            guard state.items.count + state.taken < capacity else { return nil }
-            defer { state.producer = nil }
-            return state.producer
+            guard let producer = state.producer, state.hasRoom(for: producer.count, capacity: capacity) else { return nil }
+            state.producer = nil
+            return producer.continuation
         }
         producer?.resume()
     }
@@ -102,7 +117,7 @@ public final class ChunkQueue<Element: Sendable>: Sendable {
         let producer = state.withLock { state -> CheckedContinuation<Void, any Error>? in
             state.failure = error
             defer { state.producer = nil }
-            return state.producer
+            return state.producer?.continuation
         }
         producer?.resume(throwing: error)
         close()

@@ -2296,7 +2296,7 @@ const ProtobufCMessageDescriptor kangyi__checkpoint__v1__stored_vehicle_log__des
   (ProtobufCMessageInit) kangyi__checkpoint__v1__stored_vehicle_log__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor kangyi__checkpoint__v1__upload_vehicle_logs_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor kangyi__checkpoint__v1__upload_vehicle_logs_request__field_descriptors[2] =
 {
   {
     "log",
@@ -2310,14 +2310,27 @@ static const ProtobufCFieldDescriptor kangyi__checkpoint__v1__upload_vehicle_log
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "logs",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Kangyi__Checkpoint__V1__UploadVehicleLogsRequest, n_logs),
+    offsetof(Kangyi__Checkpoint__V1__UploadVehicleLogsRequest, logs),
+    &kangyi__checkpoint__v1__vehicle_log__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned kangyi__checkpoint__v1__upload_vehicle_logs_request__field_indices_by_name[] = {
   0,   /* field[0] = log */
+  1,   /* field[1] = logs */
 };
 static const ProtobufCIntRange kangyi__checkpoint__v1__upload_vehicle_logs_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor kangyi__checkpoint__v1__upload_vehicle_logs_request__descriptor =
 {
@@ -2327,7 +2340,7 @@ const ProtobufCMessageDescriptor kangyi__checkpoint__v1__upload_vehicle_logs_req
   "Kangyi__Checkpoint__V1__UploadVehicleLogsRequest",
   "kangyi.checkpoint.v1",
   sizeof(Kangyi__Checkpoint__V1__UploadVehicleLogsRequest),
-  1,
+  2,
   kangyi__checkpoint__v1__upload_vehicle_logs_request__field_descriptors,
   kangyi__checkpoint__v1__upload_vehicle_logs_request__field_indices_by_name,
   1,  kangyi__checkpoint__v1__upload_vehicle_logs_request__number_ranges,

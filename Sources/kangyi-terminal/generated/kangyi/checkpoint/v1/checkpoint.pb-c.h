@@ -279,14 +279,21 @@ struct  Kangyi__Checkpoint__V1__StoredVehicleLog
     , NULL, (char *)protobuf_c_empty_string, NULL, 0,NULL, (char *)protobuf_c_empty_string }
 
 
+/*
+ * One log, or a batch: a terminal with a backlog sends it in batches, which costs both ends far less per
+ * log than a message each. Sequences increase across `log` (first, when set) and then `logs`; at most 512
+ * logs in one message.
+ */
 struct  Kangyi__Checkpoint__V1__UploadVehicleLogsRequest
 {
   ProtobufCMessage base;
   Kangyi__Checkpoint__V1__VehicleLog *log;
+  size_t n_logs;
+  Kangyi__Checkpoint__V1__VehicleLog **logs;
 };
 #define KANGYI__CHECKPOINT__V1__UPLOAD_VEHICLE_LOGS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&kangyi__checkpoint__v1__upload_vehicle_logs_request__descriptor) \
-    , NULL }
+    , NULL, 0,NULL }
 
 
 /*
