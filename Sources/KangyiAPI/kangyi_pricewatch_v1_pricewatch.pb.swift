@@ -816,6 +816,9 @@ public nonisolated struct Kangyi_Pricewatch_V1_SubmitPriceObservationsResponse: 
   public init() {}
 }
 
+/// One observation, or several (a feed's backlog: far cheaper per observation than a message each);
+/// `observation` first when both are set, at most 1,000 in `observations`. Results count observations in
+/// stream order (`index`), and their violations name fields of the observation (`observation.price_fen`).
 public nonisolated struct Kangyi_Pricewatch_V1_StreamPriceObservationsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -829,6 +832,8 @@ public nonisolated struct Kangyi_Pricewatch_V1_StreamPriceObservationsRequest: S
   public var hasObservation: Bool {self._observation != nil}
   /// Clears the value of `observation`. Subsequent reads from it will return its default value.
   public mutating func clearObservation() {self._observation = nil}
+
+  public var observations: [Kangyi_Pricewatch_V1_PriceObservation] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2330,7 +2335,7 @@ nonisolated extension Kangyi_Pricewatch_V1_SubmitPriceObservationsResponse: Swif
 
 nonisolated extension Kangyi_Pricewatch_V1_StreamPriceObservationsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StreamPriceObservationsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}observation\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}observation\0\u{1}observations\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2339,6 +2344,7 @@ nonisolated extension Kangyi_Pricewatch_V1_StreamPriceObservationsRequest: Swift
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._observation) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.observations) }()
       default: break
       }
     }
@@ -2352,11 +2358,15 @@ nonisolated extension Kangyi_Pricewatch_V1_StreamPriceObservationsRequest: Swift
     try { if let v = self._observation {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
+    if !self.observations.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.observations, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Kangyi_Pricewatch_V1_StreamPriceObservationsRequest, rhs: Kangyi_Pricewatch_V1_StreamPriceObservationsRequest) -> Bool {
     if lhs._observation != rhs._observation {return false}
+    if lhs.observations != rhs.observations {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

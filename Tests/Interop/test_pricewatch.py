@@ -67,11 +67,23 @@ def test_observations_in_alerts_out_and_enforcement(pricewatch):
     messages = [ppb.StreamPriceObservationsRequest(observation=obs(f"f-{n}", 700 + n % 50)) for n in range(300)]
     feed = stub.StreamPriceObservations(iter(messages + messages[:1]), metadata=reporter, timeout=30)
     assert (feed.stored, feed.duplicates, feed.refused) == (300, 1, 0)
+    # A backlog in batches (`observations`), `observation` first; results count observations in stream order.
+    backlog = [obs(f"b-{n}", 700 + n % 50) for n in range(250)]
+    backlog[120] = obs("b-120", -5)
+    batched = [ppb.StreamPriceObservationsRequest(observation=messages[0].observation, observations=backlog[:100]),
+               ppb.StreamPriceObservationsRequest(observations=backlog[100:])]
+    feed = stub.StreamPriceObservations(iter(batched), metadata=reporter, timeout=30)
+    assert (feed.stored, feed.duplicates, feed.refused) == (249, 1, 1)
+    assert [(r.index, [v.field for v in r.violations]) for r in feed.results if r.violations] == [(121, ["observation.price_fen"])]
+    with pytest.raises(grpc.RpcError) as too_many:
+        stub.StreamPriceObservations(iter([ppb.StreamPriceObservationsRequest(observations=[obs("x", 700)] * 1001)]),
+                                     metadata=reporter, timeout=30)
+    assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
     series = stub.GetPriceSeries(ppb.GetPriceSeriesRequest(
         commodity="mask_n95", district="410102", bucket=ppb.BUCKET_DAY,
         observed=common_pb2.TimeRange(start=stamp(86400 * 2), end=stamp(-3600))), metadata=analyst, timeout=10)
-    assert sum(p.count for p in series.points) == 302
+    assert sum(p.count for p in series.points) == 302 + 249
     assert max(p.max_fen for p in series.points) == 1200
 
     listed = stub.ListAlerts(ppb.ListAlertsRequest(outlet="PW-PH-1"), metadata=analyst, timeout=10)

@@ -62,11 +62,24 @@ public struct PriceWatchService: Kangyi_Pricewatch_V1_PriceWatchService.SimpleSe
             chunk.removeAll(keepingCapacity: true)
         }
         for try await message in request {
-            chunk.append(message.observation)
-            if chunk.count == Self.maximumBatch { try await flush() }
+            guard message.observations.count <= Self.maximumBatch else {
+                throw ServiceError.invalidArgument(
+                    field: "observations", reason: "BATCH_SIZE", "at most \(Self.maximumBatch) observations in one message")
+            }
+            for observation in Self.observations(of: message) {
+                chunk.append(observation)
+                if chunk.count == Self.maximumBatch { try await flush() }
+            }
         }
         if !chunk.isEmpty { try await flush() }
         return summary
+    }
+
+    /// The observations a stream's message carries: `observation` when set (or when nothing else is: an
+    /// empty message is refused as the observation it does not hold), then `observations`.
+    static func observations(of message: Kangyi_Pricewatch_V1_StreamPriceObservationsRequest) -> [Kangyi_Pricewatch_V1_PriceObservation] {
+        if message.observations.isEmpty { return [message.observation] }
+        return message.hasObservation ? [message.observation] + message.observations : message.observations
     }
 
     /// Checks each observation and commits the valid ones together; outcomes in order.
