@@ -17,6 +17,8 @@ struct CatalogCommand: ParsableCommand {
         var databaseRole: String
         var calls: [String]
         var facesOutside: Bool
+        /// PostgreSQL connections beyond `KANGYI_DB_POOL_SIZE` (intake's group commit).
+        var dedicatedConnections: Int
     }
 
     func run() throws {
@@ -25,7 +27,7 @@ struct CatalogCommand: ParsableCommand {
             Entry(
                 name: service.name, grpcPort: service.defaultPort, httpPort: service.facesOutside ? defaults.httpPort : nil,
                 metricsPort: defaults.metricsPort, databaseRole: DatabaseRoles.role(of: service.name), calls: service.calls,
-                facesOutside: service.facesOutside)
+                facesOutside: service.facesOutside, dedicatedConnections: service.dedicatedConnections)
         }
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase

@@ -216,8 +216,9 @@ def test_every_pool_at_its_most_replicas_fits_the_database(rendered, catalog):
         [container] = deployments[name]["spec"]["template"]["spec"]["containers"]
         pool = int(env_of(container).get("KANGYI_DB_POOL_SIZE", {}).get("value") or settings["KANGYI_DB_POOL_SIZE"])
         replicas = autoscaled.get(name, deployments[name]["spec"]["replicas"])
-        # A replica also holds its health probe's connection, and one more during a rollout's surge.
-        needed = (replicas + 1) * (pool + 1)
+        # A replica also holds its health probe's connection and any pool of its own (intake's group
+        # commit), and there is one more replica during a rollout's surge.
+        needed = (replicas + 1) * (pool + 1 + entry["dedicated_connections"])
         limit = limits[entry["database_role"]]
         assert limit == -1 or needed <= limit, f"{overlay}: {name} may open {needed} connections, its role allows {limit}"
         total += needed

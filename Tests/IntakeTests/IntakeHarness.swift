@@ -15,10 +15,16 @@ struct IntakeHarness: Sendable {
     static func run(_ label: String, _ body: @Sendable (IntakeHarness) async throws -> Void) async throws {
         let url = try await TestDatabase.migrated(label, Intake.definition.migrations)
         try await withPostgresClient(url, poolSize: 20) { client in
-            let store = IntakeStore(client: client, logger: TestDatabase.logger)
-            let service = IntakeService(store: store, reference: ReferenceDataCache(client: client, logger: TestDatabase.logger))
-            try await withServiceGroup([store.committer]) { _ in
-                try await body(IntakeHarness(service: service, client: client))
+            // The committer's own pool, as the service runs it.
+            try await Database.withClient(
+                url: url, poolSize: IntakeStore.lanes, sessionSettings: IntakeStore.committerSessionSettings,
+                logger: TestDatabase.logger
+            ) { committerClient in
+                let store = IntakeStore(client: client, committerClient: committerClient, logger: TestDatabase.logger)
+                let service = IntakeService(store: store, reference: ReferenceDataCache(client: client, logger: TestDatabase.logger))
+                try await withServiceGroup([store.committer]) { _ in
+                    try await body(IntakeHarness(service: service, client: client))
+                }
             }
         }
     }

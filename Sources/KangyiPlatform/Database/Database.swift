@@ -5,7 +5,10 @@ import PostgresNIO
 /// Builds the PostgreSQL pool from a ``DatabaseURL``. The pool (`PostgresClient`) is itself a lifecycle
 /// service: run it in the process's service group before the first query.
 public enum Database {
-    public static func makeClient(url: DatabaseURL, poolSize: Int, logger: Logger) -> PostgresClient {
+    /// - Parameter sessionSettings: settings (GUCs) every connection of the pool starts with.
+    public static func makeClient(
+        url: DatabaseURL, poolSize: Int, sessionSettings: [(String, String)] = [], logger: Logger
+    ) -> PostgresClient {
         var configuration = PostgresClient.Configuration(
             host: url.host, port: url.port, username: url.user, password: url.password, database: url.database,
             tls: .disable)
@@ -13,15 +16,17 @@ public enum Database {
         configuration.options.minimumConnections = 0
         configuration.options.connectTimeout = .seconds(3)
         configuration.options.keepAliveBehavior = .init(frequency: .seconds(30))
+        configuration.options.additionalStartupParameters = sessionSettings
         return PostgresClient(configuration: configuration, backgroundLogger: logger)
     }
 
     /// Runs `body` with a running pool on `url` (for commands and tests, outside a service group), then
     /// closes it.
     public static func withClient<T: Sendable>(
-        url: DatabaseURL, poolSize: Int = 4, logger: Logger, _ body: @Sendable (PostgresClient) async throws -> T
+        url: DatabaseURL, poolSize: Int = 4, sessionSettings: [(String, String)] = [], logger: Logger,
+        _ body: @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
-        let client = makeClient(url: url, poolSize: poolSize, logger: logger)
+        let client = makeClient(url: url, poolSize: poolSize, sessionSettings: sessionSettings, logger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 await client.run()

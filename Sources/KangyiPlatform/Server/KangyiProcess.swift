@@ -63,7 +63,8 @@ public struct KangyiProcess: Sendable {
         let metrics = RPCMetrics()
         let metricsServer = MetricsHTTPServer(
             metrics: metrics, host: settings.host, port: settings.metricsPort, logger: logger)
-        let runtime = ServiceRuntime(database: database, settings: settings, logger: logger, peers: peers, metrics: metrics)
+        let runtime = ServiceRuntime(
+            database: database, settings: settings, logger: logger, peers: peers, metrics: metrics, databaseURL: databaseURL)
 
         var servers: [GRPCServerService] = []
         var background: [any Service] = []

@@ -21,16 +21,20 @@ public struct ServiceDefinition: Sendable {
     /// Whether outside callers reach it directly (the gateway): its gRPC port then serves TLS when
     /// `KANGYI_TLS_CERT`/`KANGYI_TLS_KEY` are set. Every other service is reached inside the cluster only.
     public var facesOutside: Bool
+    /// PostgreSQL connections it holds beyond the shared pool (``ServiceRuntime/dedicatedDatabase(poolSize:sessionSettings:)``),
+    /// so a deployment's connection budget counts them.
+    public var dedicatedConnections: Int
 
     public init(
         name: String, defaultPort: Int, migrations: [Migration], calls: [String] = [], facesOutside: Bool = false,
-        assemble: @escaping @Sendable (ServiceRuntime) async throws -> AssembledService
+        dedicatedConnections: Int = 0, assemble: @escaping @Sendable (ServiceRuntime) async throws -> AssembledService
     ) {
         self.name = name
         self.defaultPort = defaultPort
         self.migrations = migrations
         self.calls = calls
         self.facesOutside = facesOutside
+        self.dedicatedConnections = dedicatedConnections
         self.assemble = assemble
     }
 }
@@ -45,15 +49,27 @@ public struct ServiceRuntime: Sendable {
     /// The process's metrics registry, for what a service counts outside its gRPC server (HTTP calls).
     public var metrics: RPCMetrics
 
+    /// Where the database is, for a pool of the service's own (``dedicatedDatabase(poolSize:sessionSettings:)``).
+    public var databaseURL: DatabaseURL?
+
     public init(
         database: PostgresClient, settings: Settings, logger: Logger, peers: [String: String],
-        metrics: RPCMetrics = RPCMetrics()
+        metrics: RPCMetrics = RPCMetrics(), databaseURL: DatabaseURL? = nil
     ) {
         self.database = database
         self.settings = settings
         self.logger = logger
         self.peers = peers
         self.metrics = metrics
+        self.databaseURL = databaseURL
+    }
+
+    /// A pool of the service's own whose connections start with `sessionSettings` — settings that must not
+    /// reach the shared pool's other users. The service runs it: list it in `background` before what
+    /// uses it, so that it closes after them.
+    public func dedicatedDatabase(poolSize: Int, sessionSettings: [(String, String)]) throws -> PostgresClient {
+        guard let databaseURL else { throw PlatformError(description: "no database URL for a dedicated pool") }
+        return Database.makeClient(url: databaseURL, poolSize: poolSize, sessionSettings: sessionSettings, logger: logger)
     }
 }
 
