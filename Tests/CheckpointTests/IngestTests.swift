@@ -75,11 +75,13 @@ import Testing
             #expect(try await h.count() == 299)
 
             // More logs in one message than a stream may have waiting is refused, naming the field.
-            let tooMany = (301...Int64(301 + UploadStream.window)).map { vehicleLog($0) }
+            let tooMany = (301...Int64(301 + UploadStream.maximumPerMessage)).map { vehicleLog($0) }
             let error = await #expect(throws: RPCError.self) { try await h.upload(tooMany, perMessage: tooMany.count) }
             #expect(error?.code == .invalidArgument)
             #expect(error?.message.contains("logs") == true)
             #expect(try await h.count() == 299)
+            // Every stream gave back its share of the process's window, the refused one too.
+            #expect(h.service.uploads.held == 0)
         }
     }
 
@@ -115,6 +117,7 @@ import Testing
                 try await group.waitForAll()
             }
             #expect(try await h.count() == 200)
+            #expect(h.service.uploads.held == 0)
         }
     }
 

@@ -11,6 +11,8 @@ public struct CheckpointService: Kangyi_Checkpoint_V1_CheckpointService.SimpleSe
     let administration: AdministrationStore
     let reference: ReferenceDataCache
     let retentionDays: Int
+    /// Logs held by all upload streams together (``UploadStream/sharedWindow``).
+    let uploads = SharedCapacity(capacity: UploadStream.sharedWindow)
 
     /// A terminal's token names its caller `terminal.<terminal id>` (`kangyi token create --kind
     /// checkpoint-terminal --terminal ID`); such a caller uploads only as that terminal. Other callers
@@ -40,7 +42,7 @@ public struct CheckpointService: Kangyi_Checkpoint_V1_CheckpointService.SimpleSe
     ) async throws {
         let identity = CallerIdentity.current
         try await UploadStream(
-            store: logs, validate: try await validator(),
+            store: logs, shared: uploads, validate: try await validator(),
             authorize: { try Self.authorize(terminalID: $0, identity: identity) }
         ).run(requests: request, response: response)
     }

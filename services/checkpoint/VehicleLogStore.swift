@@ -10,7 +10,7 @@ struct VehicleLogStore: Sendable {
     let committer: GroupCommitter<NewVehicleLog, IngestOutcome>
     let logger: Logger
 
-    init(client: PostgresClient, partitions: PartitionKeeper, logger: Logger, maxBatch: Int = 1000, lanes: Int = 2) {
+    init(client: PostgresClient, partitions: PartitionKeeper, logger: Logger, maxBatch: Int = 2000, lanes: Int = 2) {
         self.client = client
         self.logger = logger
         let batches = IngestBatches(client: client, partitions: partitions, logger: logger)
