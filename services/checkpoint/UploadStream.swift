@@ -7,8 +7,8 @@ import Synchronization
 /// committers each take everything queued and hand it to the group commit as one ticket — at a trickle
 /// a chunk is one log and waits for nothing, from a fast terminal chunks grow while the previous one
 /// commits (a ticket and a task per log were a fifth of the server's CPU per log). At most ``window``
-/// logs are queued or committing at once, so the server reads no faster than it commits and HTTP/2 flow
-/// control holds a fast terminal back. A third task writes acknowledgements whenever the high-water mark
+/// logs of a stream, and ``sharedWindow`` of all streams, are queued or committing at once, so the
+/// server reads no faster than it commits and HTTP/2 flow control holds a fast terminal back. A third task writes acknowledgements whenever the high-water mark
 /// moves — one message for everything a commit settled, not one per log.
 struct UploadStream {
     /// Logs of one stream awaiting their commit at most: room for the group commit to gather large
@@ -83,8 +83,7 @@ struct UploadStream {
                 }
             }
             defer { queue.close() }  // a reader that throws still lets the committers end
-            var terminal: String?
-            var last: Int64 = 0
+            var order = StreamOrder()
             var valid: [(sequence: Int64, log: NewVehicleLog)] = []
             for try await request in requests {
                 guard request.logs.count <= Self.maximumPerMessage else {
@@ -94,15 +93,7 @@ struct UploadStream {
                 }
                 for log in Self.logs(of: request) {
                     try authorize(log.terminalID)
-                    var refusal: [ServiceError.FieldViolation] = []
-                    if let terminal, log.terminalID != terminal {
-                        refusal = [.init(field: "log.terminal_id", reason: "TERMINAL_CHANGED", description: "a stream carries one terminal's logs")]
-                    } else if log.sequence <= last {
-                        refusal = [.init(
-                            field: "log.sequence", reason: "SEQUENCE_NOT_INCREASING",
-                            description: "must increase within a stream (the previous was \(last))")]
-                    }
-                    if !refusal.isEmpty {
+                    if let refusal = order.place(log) {
                         // Not a position in this stream's order: reported, never acknowledged past.
                         acks.report(.with {
                             $0.sequence = log.sequence
@@ -111,14 +102,10 @@ struct UploadStream {
                         })
                         continue
                     }
-                    terminal = log.terminalID
-                    last = log.sequence
                     acks.received(log.sequence)
                     switch validate(log) {
-                    case .failure(let error):
-                        acks.settle([(log.sequence, .rejected(error.violations))])
-                    case .success(let log):
-                        valid.append((last, log))
+                    case .failure(let error): acks.settle([(log.sequence, .rejected(error.violations))])
+                    case .success(let new): valid.append((log.sequence, new))
                     }
                 }
                 try await held.acquire(valid.count)
@@ -154,6 +141,27 @@ struct UploadStream {
         case .other?, .uniqueViolation?: true
         default: false
         }
+    }
+}
+
+/// The order a stream's logs keep: one terminal's, in increasing sequence.
+struct StreamOrder {
+    private var terminal: String?
+    private var last: Int64 = 0
+
+    /// Why `log` has no place in this order, or nil — and it is now the last.
+    mutating func place(_ log: Kangyi_Checkpoint_V1_VehicleLog) -> [ServiceError.FieldViolation]? {
+        if let terminal, log.terminalID != terminal {
+            return [.init(field: "log.terminal_id", reason: "TERMINAL_CHANGED", description: "a stream carries one terminal's logs")]
+        }
+        if log.sequence <= last {
+            return [.init(
+                field: "log.sequence", reason: "SEQUENCE_NOT_INCREASING",
+                description: "must increase within a stream (the previous was \(last))")]
+        }
+        terminal = log.terminalID
+        last = log.sequence
+        return nil
     }
 }
 

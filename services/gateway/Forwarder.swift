@@ -57,10 +57,9 @@ struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
     private static func forwardUnary(
         _ message: [UInt8], metadata: Metadata, method: Routes.Method, to backend: GRPCClient<Transport>, options: CallOptions
     ) async throws -> StreamingServerResponse<[UInt8]> {
-        var attempt = 1
-        while true {
-            do {
-                let answer = try await backend.unary(
+        do {
+            let answer = try await BackendCall<Transport>.retryingUnavailable(retryable: true) {
+                try await backend.unary(
                     request: ClientRequest(message: message, metadata: metadata), descriptor: method.descriptor,
                     serializer: RawBytes(), deserializer: RawBytes(), options: options
                 ) { response in
@@ -69,13 +68,10 @@ struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
                         message: try contents.message.get(), metadata: ForwardedMetadata.filter(contents.metadata),
                         trailingMetadata: ForwardedMetadata.filter(contents.trailingMetadata))
                 }
-                return StreamingServerResponse(single: answer)
-            } catch let error as RPCError where error.code == .unavailable && attempt < 3 {
-                try await Task.sleep(for: .milliseconds(100 * attempt))
-                attempt += 1
-            } catch {
-                throw BackendCall<Transport>.relayable(error)
             }
+            return StreamingServerResponse(single: answer)
+        } catch {
+            throw BackendCall<Transport>.relayable(error)
         }
     }
 }
@@ -166,22 +162,28 @@ final class BackendCall<Transport: ClientTransport>: Sendable {
 
     deinit { task.cancel() }
 
-    /// Starts the call and waits for the backend's response headers. UNAVAILABLE before any answer means
-    /// nothing reached the backend: a `retryable` call (its request in hand) is tried twice more, 100 and
-    /// 200 ms later — across a backend's restart or a connection still being made — and still fails fast
-    /// when the backend is down.
+    /// Starts the call and waits for the backend's response headers (retried as ``retryingUnavailable``).
     static func open(
         backend: GRPCClient<Transport>, method: MethodDescriptor, request: StreamingClientRequest<[UInt8]>,
         options: CallOptions, retryable: Bool
     ) async throws -> (BackendCall, Metadata) {
-        var attempt = 1
-        while true {
+        try await retryingUnavailable(retryable: retryable) {
             let call = BackendCall(backend: backend, method: method, request: request, options: options)
+            return (call, try await call.headers())
+        }
+    }
+
+    /// UNAVAILABLE before any answer means nothing reached the backend: a `retryable` call (its request in
+    /// hand) is tried twice more, 100 and 200 ms later — across a backend's restart or a connection still
+    /// being made — and still fails fast when the backend is down.
+    static func retryingUnavailable<T>(retryable: Bool, _ attempt: () async throws -> T) async throws -> T {
+        var tries = 1
+        while true {
             do {
-                return (call, try await call.headers())
-            } catch let error as RPCError where error.code == .unavailable && retryable && attempt < 3 {
-                try await Task.sleep(for: .milliseconds(100 * attempt))
-                attempt += 1
+                return try await attempt()
+            } catch let error as RPCError where error.code == .unavailable && retryable && tries < 3 {
+                try await Task.sleep(for: .milliseconds(100 * tries))
+                tries += 1
             }
         }
     }

@@ -3,10 +3,9 @@ import Synchronization
 /// A bounded queue between one producer and a few consumers that take everything queued at once: the
 /// shape of a stream whose items are committed in chunks. `put` waits until what it puts fits beside the
 /// items queued or taken and not yet `done` within `capacity` (so a fast producer is held back, not
-/// buffered); `take` waits for at least
-/// one item and returns them all, or nil once closed and empty. A cancelled `put` throws; a cancelled
-/// `take` closes the queue (consumers are cancelled when the whole stream ends). After `fail`, `put`
-/// throws the consumer's error.
+/// buffered); `take` waits for at least one item and returns them all, or nil once closed and empty. A
+/// cancelled `put` throws; a cancelled `take` closes the queue (consumers are cancelled when the whole
+/// stream ends). After `fail`, `put` throws the consumer's error.
 public final class ChunkQueue<Element: Sendable>: Sendable {
     private struct State {
         var items: [Element] = []
