@@ -29,6 +29,11 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
             self.reason = reason
             self.description = description
         }
+
+        /// Text PostgreSQL would refuse: the NUL character.
+        public static func nulCharacter(field: String) -> FieldViolation {
+            .init(field: field, reason: "INVALID_CHARACTER", description: "must not contain the NUL character (U+0000)")
+        }
     }
 
     public init(

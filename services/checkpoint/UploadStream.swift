@@ -243,11 +243,7 @@ final class Acknowledgements: Sendable {
             })
         }
         // Sequences arrive in increasing order, so a binary search finds this one.
-        var low = state.head, high = state.order.count
-        while low < high {
-            let middle = (low + high) / 2
-            if state.order[middle].sequence < sequence { low = middle + 1 } else { high = middle }
-        }
+        let low = state.order[state.head...].partitioningIndex { $0.sequence >= sequence }
         if low < state.order.count, state.order[low].sequence == sequence { state.order[low].settled = true }
         while state.head < state.order.count, state.order[state.head].settled {
             state.ackedThrough = state.order[state.head].sequence

@@ -21,6 +21,11 @@ final class DayPriceCache: Sendable {
         var chunk: Int32
     }
 
+    private struct Pair: Hashable {
+        var district: String
+        var commodity: String
+    }
+
     /// Past this many prices (8 bytes each) the chunks this batch did not use are forgotten.
     let limit: Int
     private let known = Mutex<(chunks: [Chunk: SortedPrices], prices: Int)>(([:], 0))
@@ -33,9 +38,11 @@ final class DayPriceCache: Sendable {
     func prices(pairs: [[String]], first: String, last: String, on connection: PostgresConnection, logger: Logger)
         async throws -> [String: [(day: String, prices: SortedPrices)]]
     {
-        let wanted = Set(pairs.map { $0.joined(separator: "|") })
+        let wanted = Set(pairs.map { Pair(district: $0[0], commodity: $0[1]) })
         let cached = known.withLock { known in
-            known.chunks.filter { $0.key.day >= first && $0.key.day <= last && wanted.contains("\($0.key.district)|\($0.key.commodity)") }
+            known.chunks.filter { key, _ in
+                key.day >= first && key.day <= last && wanted.contains(Pair(district: key.district, commodity: key.commodity))
+            }
         }
         let entries = Array(cached)
         let keys = entries.map(\.key)

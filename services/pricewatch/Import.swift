@@ -86,9 +86,7 @@ public struct PriceImport: Sendable {
     static func parse(_ line: String) -> Result<NewObservation, NewObservation.Refusal> {
         // PostgreSQL refuses the NUL character in text: the line is refused here, not the whole chunk there.
         guard !line.utf8.contains(0) else {
-            return .failure(.init(violations: [
-                .init(field: "line", reason: "INVALID_CHARACTER", description: "must not contain the NUL character (U+0000)")
-            ]))
+            return .failure(.init(violations: [.nulCharacter(field: "line")]))
         }
         let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
         guard fields.count == columns.count else {

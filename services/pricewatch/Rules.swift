@@ -113,12 +113,7 @@ enum Rules {
                 return
             }
             func least(in range: ClosedRange<Int64>, havingAtLeast wanted: Int, _ counted: (Int64) -> Int) -> Int64 {
-                var (lower, upper) = (range.lowerBound, range.upperBound)
-                while lower < upper {
-                    let middle = lower + (upper - lower) / 2
-                    if counted(middle) >= wanted { upper = middle } else { lower = middle + 1 }
-                }
-                return lower
+                range[range.partitioningIndex { counted($0) >= wanted }]  // the range's last value always has them all
             }
             func price(_ k: Int) -> Int64 {
                 least(in: low...high, havingAtLeast: k + 1) { value in chunks.reduce(0) { $0 + $1.count(atMost: value) } }
@@ -267,12 +262,7 @@ struct SortedPrices: Sendable, Equatable {
 
     /// How many prices are at most `value`.
     func count(atMost value: Int64) -> Int {
-        var (lower, upper) = (0, values.count)
-        while lower < upper {
-            let middle = (lower + upper) / 2
-            if values[middle] <= value { lower = middle + 1 } else { upper = middle }
-        }
-        return lower
+        values.partitioningIndex { $0 > value }
     }
 
     /// Σ |x − c| over the prices, for c = `twiceCentre` / 2.

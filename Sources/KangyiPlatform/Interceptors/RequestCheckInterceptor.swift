@@ -44,9 +44,7 @@ public struct RequestCheckInterceptor: ServerInterceptor {
                     if size > maxBytes { throw ServiceError.messageTooLarge(size: size, limit: maxBytes) }
                 }
                 if !scan.nulFields.isEmpty {
-                    throw ServiceError.invalidArgument(scan.nulFields.map {
-                        .init(field: $0, reason: "INVALID_CHARACTER", description: "must not contain the NUL character (U+0000)")
-                    })
+                    throw ServiceError.invalidArgument(scan.nulFields.map { .nulCharacter(field: $0) })
                 }
             }
             return message
