@@ -108,15 +108,17 @@ struct MessageScan: SwiftProtobuf.Visitor {
     }
 
     mutating func visitRepeatedStringField(value: [String], fieldNumber: Int) throws {
-        for (position, text) in value.enumerated() { check(text, number: fieldNumber, position: position) }
+        for position in value.indices { check(value[position], number: fieldNumber, position: position) }
     }
 
     mutating func visitSingularMessageField<M: SwiftProtobuf.Message>(value: M, fieldNumber: Int) throws {
         descend(value, number: fieldNumber)
     }
 
+    /// Indices rather than `enumerated()`: the visitor is not specialised for `M`, and each (offset, M)
+    /// pair cost a look-up of its tuple's metadata (2 % of the checkpoint server's CPU under upload).
     mutating func visitRepeatedMessageField<M: SwiftProtobuf.Message>(value: [M], fieldNumber: Int) throws {
-        for (position, child) in value.enumerated() { descend(child, number: fieldNumber, position: position) }
+        for position in value.indices { descend(value[position], number: fieldNumber, position: position) }
     }
 
     mutating func visitSingularGroupField<G: SwiftProtobuf.Message>(value: G, fieldNumber: Int) throws {
