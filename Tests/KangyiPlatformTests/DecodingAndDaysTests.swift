@@ -97,6 +97,29 @@ import Testing
         }
     }
 
+    /// ``ContentHash`` is PostgreSQL's `md5()` of the fields joined by U+001F (lists joined by commas):
+    /// what ledgers stored when PostgreSQL hashed, so a resend of a log hashed then is still a resend.
+    @Test func contentHashIsPostgresMD5OfTheJoinedFields() async throws {
+        let url = try await TestDatabase.fresh("contenthash")
+        let records: [(texts: [String], numbers: [Int], lists: [String])] = [
+            ([], [], []), ([""], [], []), (["豫A12345", "blue", "tab\there"], [-1, 0, 373], ["red", "green"]),
+            (["\u{1F}", ",", "NULL"], [Int.max, Int.min], [""]), (["é", "e\u{301}"], [7], ["a,b", "c"]),
+        ]
+        try await withPostgresClient(url, poolSize: 1) { client in
+            for record in records {
+                var hash = ContentHash()
+                record.texts.forEach { hash.field($0) }
+                hash.field(record.numbers)
+                record.numbers.forEach { hash.field(Int64($0)) }
+                hash.field(record.lists)
+                let joined = (record.texts + [record.numbers.map(String.init).joined(separator: ",")]
+                    + record.numbers.map(String.init) + [record.lists.joined(separator: ",")]).joined(separator: "\u{1F}")
+                let hashedByPostgres = try await client.scalar("SELECT md5(\(joined))", as: String.self)
+                #expect(hashedByPostgres == hash.hex())
+            }
+        }
+    }
+
     /// Base64url byte by byte is Foundation's base64 with the alphabet swapped and the padding dropped,
     /// both ways, for every length of a few blocks; the standard alphabet and padding are refused.
     @Test func base64URLIsBase64WithTheURLAlphabet() {

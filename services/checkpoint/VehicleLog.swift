@@ -25,13 +25,21 @@ struct NewVehicleLog: Sendable, Equatable {
     var redCodes: Int { healthCodes.count { $0 == "red" } }
     var yellowCodes: Int { healthCodes.count { $0 == "yellow" } }
 
-    /// Every field that makes the log what it is, in one string: its md5 tells a resend (same) from a
-    /// different log under a used sequence.
-    var canonicalContent: String {
-        [plate, plateColor, vehicleType, direction, originCode, temperatures.map(String.init).joined(separator: ","),
-         healthCodes.joined(separator: ","), driverPhone, destinationDistrict,
-         String(Int64((observedAt.timeIntervalSince1970 * 1_000_000).rounded()))]
-            .joined(separator: "\u{1F}")
+    /// Every field that makes the log what it is: tells a resend (the same) from a different log under a
+    /// used sequence.
+    var contentHash: String {
+        var hash = ContentHash()
+        hash.field(plate)
+        hash.field(plateColor)
+        hash.field(vehicleType)
+        hash.field(direction)
+        hash.field(originCode)
+        hash.field(temperatures)
+        hash.field(healthCodes)
+        hash.field(driverPhone)
+        hash.field(destinationDistrict)
+        hash.field(Int64((observedAt.timeIntervalSince1970 * 1_000_000).rounded()))
+        return hash.hex()
     }
 }
 
