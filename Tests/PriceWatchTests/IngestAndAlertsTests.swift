@@ -40,6 +40,12 @@ import Testing
             }
             #expect(try await h.scalar("SELECT count(*)::int FROM pricewatch.observations WHERE submitter = 'feed-x'") == 50)
             #expect(try await h.scalar("SELECT sum(count)::int FROM pricewatch.daily_prices") == 52)
+            // One new id twice in a batch, then under another price: the first is stored, its copy is a
+            // duplicate, the other refused — as if sent one by one.
+            let once = observation("t-1", price: 3_000)
+            let twice = try await h.submit([once, once, observation("t-1", price: 3_200)])
+            #expect(twice.results.map(\.outcome) == [.stored, .duplicate, .refused])
+            #expect(try await h.scalar("SELECT count(*)::int FROM pricewatch.observations WHERE observation_id = 't-1'") == 1)
         }
     }
 

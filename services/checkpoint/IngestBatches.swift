@@ -2,7 +2,6 @@ import Foundation
 import KangyiPlatform
 import Logging
 import PostgresNIO
-import Synchronization
 
 /// One group commit of vehicle logs, in a single transaction (so nobody is acknowledged before the
 /// commit), at most six statements however many logs:
@@ -10,12 +9,11 @@ import Synchronization
 /// 1. The terminals of the batch: an unknown terminal, or one retired before the log was observed,
 ///    refuses its logs.
 /// 2. The ledger (`log_sequences`) claims each (terminal, sequence), in one order (terminal, then
-///    sequence) so two batches cannot deadlock. Usually every key is new: the claims are one COPY. When
-///    one is not (a terminal resending what it was not told was committed), the COPY fails, the
-///    transaction is rolled back and the batch starts again with INSERT … ON CONFLICT DO NOTHING, and a
-///    claim that loses is a resend (same content hash) or a conflict (another log), told apart by one
-///    look-up of the stored hashes; for a second after such a batch, batches start that way. The same
-///    key twice in one batch (a terminal on two connections) is settled in memory first.
+///    sequence) so two batches cannot deadlock: usually with one COPY, and when a key was used before (a
+///    terminal resending what it was not told was committed), with INSERT … ON CONFLICT DO NOTHING
+///    (``LedgerClaims``); a claim that loses is a resend (same content hash) or a conflict (another
+///    log), told apart by one look-up of the stored hashes. The same key twice in one batch (a terminal
+///    on two connections) is settled in memory first.
 /// 3. The flags' look-ups: the risk areas of the batch's origins and plate regions, and which of its
 ///    plates are watched — the tables as they are in this transaction.
 /// 4. COPY of the claimed logs into the day partitions. They cannot conflict any more, so nothing needs
@@ -29,7 +27,7 @@ struct IngestBatches: Sendable {
     let client: PostgresClient
     let partitions: PartitionKeeper
     let logger: Logger
-    private let resends = RecentResends()
+    private let claims = LedgerClaims(constraint: "log_sequences_pkey")
 
     init(client: PostgresClient, partitions: PartitionKeeper, logger: Logger) {
         self.client = client
@@ -44,14 +42,7 @@ struct IngestBatches: Sendable {
         // round (at start-up) or after midnight, it runs here, outside the batch's transaction.
         if !items.allSatisfy({ partitions.covers($0.observedAt) }) { try await partitions.maintain() }
         let batch = Batch(items: items, hashes: items.map(\.contentHash))
-        if !resends.recent {
-            do {
-                return try await client.transaction(logger: logger) { try await commit(batch, claiming: .copying, on: $0) }
-            } catch let error where DatabaseErrorKind(error) == .uniqueViolation(constraint: "log_sequences_pkey") {
-                resends.record()
-            }
-        }
-        return try await client.transaction(logger: logger) { try await commit(batch, claiming: .settlingResends, on: $0) }
+        return try await claims.transaction(on: client, logger: logger) { try await commit(batch, claiming: $0, on: $1) }
     }
 
     private struct Batch: Sendable {
@@ -60,20 +51,13 @@ struct IngestBatches: Sendable {
         var hashes: [String]
     }
 
-    private enum Claiming {
-        /// Every key is new: one COPY, which fails if one is not.
-        case copying
-        /// INSERT … ON CONFLICT DO NOTHING, then settle what was claimed before.
-        case settlingResends
-    }
-
     /// The first log of a batch under a (terminal, sequence), with its terminal's checkpoint.
     private struct Leader {
         var index: Int
         var checkpoint: String
     }
 
-    private func commit(_ batch: Batch, claiming: Claiming, on connection: PostgresConnection) async throws
+    private func commit(_ batch: Batch, claiming: ClaimMode, on connection: PostgresConnection) async throws
         -> [Result<IngestOutcome, any Error>]
     {
         let items = batch.items
@@ -110,7 +94,7 @@ struct IngestBatches: Sendable {
 
         // 2. Claim the sequences; settle the claims that lost.
         var new = leaders
-        if claiming == .settlingResends {
+        if claiming == .settlingUsedKeys {
             let claimed = try await claim(leaders, of: batch, on: connection)
             new = leaders.filter { claimed.contains(Key(items[$0.index])) }
             let lost = leaders.filter { !claimed.contains(Key(items[$0.index])) }
@@ -365,15 +349,4 @@ extension VehicleLogKey {
             checkpoint: stored.checkpoint, terminalID: stored.log.terminalID, sequence: stored.log.sequence,
             observedAt: stored.log.observedAt)
     }
-}
-
-/// After a batch met a key claimed before, batches claim the careful way for a second: a terminal that
-/// reconnects resends the logs it was not told were committed, and a COPY that fails on the first of
-/// them is work thrown away.
-private final class RecentResends: Sendable {
-    private let last = Mutex<ContinuousClock.Instant?>(nil)
-
-    var recent: Bool { last.withLock { $0.map { .now - $0 < .seconds(1) } ?? false } }
-
-    func record() { last.withLock { $0 = .now } }
 }

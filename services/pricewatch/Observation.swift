@@ -14,10 +14,18 @@ struct NewObservation: Sendable {
     var observedAt: Date
     var source: String
 
-    /// What makes a resend the same observation (a changed one under a used id is refused).
-    var canonicalContent: String {
-        [commodity, outlet, String(priceFen), String(quantity), String(purchaseCostFen),
-         String(Int64((observedAt.timeIntervalSince1970 * 1_000_000).rounded())), source].joined(separator: "|")
+    /// What makes a resend the same observation (a changed one under a used id is refused). Fields joined
+    /// by "|", as the ledger's first hashes were made.
+    var contentHash: String {
+        var hash = ContentHash(separator: UInt8(ascii: "|"))
+        hash.field(commodity)
+        hash.field(outlet)
+        hash.field(priceFen)
+        hash.field(quantity)
+        hash.field(purchaseCostFen)
+        hash.field(Int64((observedAt.timeIntervalSince1970 * 1_000_000).rounded()))
+        hash.field(source)
+        return hash.hex()
     }
 
     /// Checks one wire observation; bad fields are named under `field` (e.g. `observations[3].price_fen`).

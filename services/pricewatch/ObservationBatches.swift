@@ -8,8 +8,10 @@ import Synchronization
 /// commit):
 ///
 /// 1. The batch's commodities and outlets: an unknown one refuses its observation.
-/// 2. The ledger (`observation_keys`): one INSERT … ON CONFLICT DO NOTHING claims each (submitter,
-///    observation id); a claim that loses is a duplicate (same content) or a refused reuse of the id.
+/// 2. The ledger (`observation_keys`) claims each (submitter, observation id), in key order so two
+///    batches cannot deadlock: with one COPY, or — when a key was used before — INSERT … ON CONFLICT DO
+///    NOTHING (``LedgerClaims``); a claim that loses is a duplicate (same content hash) or a refused reuse
+///    of the id. The same key twice in one batch is settled after its first.
 /// 3. What the rules need for the batch, a query each: controls in force, baselines, class thresholds,
 ///    sellers' pre-epidemic transactions, prices before each freeze, the 7-day windows.
 /// 4. The observations (one COPY into the month partitions), the day aggregates (one upsert,
@@ -25,20 +27,32 @@ struct ObservationBatches: Sendable {
     let logger: Logger
     /// The sudden-jump rule's weeks of prices, fetched by what changed.
     let dayPrices = DayPriceCache()
+    private let claims = LedgerClaims(constraint: "observation_keys_pkey")
 
     func commit(_ items: [NewObservation]) async throws -> [Result<ObservationOutcome, any Error>] {
         try await partitions.ensure(items.map(\.observedAt))
-        return try await client.transaction(logger: logger) { connection in
-            try await commit(items, on: connection).map { .success($0) }
+        let hashes = items.map(\.contentHash)
+        return try await claims.transaction(on: client, logger: logger) { mode, connection in
+            try await commit(items, hashes: hashes, claiming: mode, on: connection).map { .success($0) }
         }
     }
 
     private struct Key: Hashable {
         var submitter: String
         var observationID: String
+
+        init(submitter: String, observationID: String) {
+            self.submitter = submitter
+            self.observationID = observationID
+        }
+
+        init(_ observation: NewObservation) { self.init(submitter: observation.submitter, observationID: observation.observationID) }
     }
 
-    private func commit(_ items: [NewObservation], on connection: PostgresConnection) async throws -> [ObservationOutcome] {
+    /// `hashes[i]` is `items[i].contentHash`.
+    private func commit(_ items: [NewObservation], hashes: [String], claiming: ClaimMode, on connection: PostgresConnection)
+        async throws -> [ObservationOutcome]
+    {
         var outcomes = [ObservationOutcome?](repeating: nil, count: items.count)
 
         // 1. Commodities and outlets.
@@ -80,18 +94,33 @@ struct ObservationBatches: Sendable {
                     ? 0 : UnitPrice.normalise(item.purchaseCostFen, quantity: item.quantity, unitQuantity: commodity.unitQuantity))))
         }
 
-        // 2. Claim the keys; settle the claims that lost (a repeat inside the batch loses to its first).
-        let claimed = try await claim(known.map { (items[$0.index], $0.subject.district) }, on: connection)
-        var claimedFirst: Set<Key> = []
-        var new: [(index: Int, subject: Rules.Subject)] = []
-        var lost: [Int] = []
-        for entry in known {
-            let key = Key(submitter: items[entry.index].submitter, observationID: items[entry.index].observationID)
-            if claimed.contains(key) && claimedFirst.insert(key).inserted { new.append(entry) } else { lost.append(entry.index) }
+        // 2. Claim the keys in key order; settle the claims that lost (a repeat inside the batch loses to its first).
+        known.sort {
+            (items[$0.index].submitter, items[$0.index].observationID, $0.index)
+                < (items[$1.index].submitter, items[$1.index].observationID, $1.index)
         }
-        let same = try await sameAsStored(lost.map { items[$0] }, on: connection)
-        for (position, index) in lost.enumerated() {
-            outcomes[index] = same.contains(position)
+        var firsts: [(index: Int, subject: Rules.Subject)] = []
+        var lost: [Int] = []
+        for (position, entry) in known.enumerated() {
+            let previous = position > 0 ? items[known[position - 1].index] : nil
+            if previous?.submitter == items[entry.index].submitter && previous?.observationID == items[entry.index].observationID {
+                lost.append(entry.index)
+            } else {
+                firsts.append(entry)
+            }
+        }
+        var new = firsts
+        if claiming == .settlingUsedKeys {
+            let claimed = try await claim(firsts, of: items, hashes: hashes, on: connection)
+            new = firsts.filter { claimed.contains(Key(items[$0.index])) }
+            lost += firsts.filter { !claimed.contains(Key(items[$0.index])) }.map(\.index)
+        } else {
+            try await copyClaims(firsts, of: items, hashes: hashes, on: connection)
+        }
+        new.sort { $0.index < $1.index }  // stored, and alerts raised, in the order they came
+        let same = try await sameAsStored(lost, of: items, hashes: hashes, on: connection)
+        for index in lost {
+            outcomes[index] = same.contains(index)
                 ? .duplicate
                 : .refused([.init(
                     field: "observation_id", reason: "OBSERVATION_ID_REUSED",
@@ -114,21 +143,46 @@ struct ObservationBatches: Sendable {
         return outcomes.map { $0 ?? .refused([]) }
     }
 
-    private func claim(_ items: [(NewObservation, String)], on connection: PostgresConnection) async throws -> Set<Key> {
-        guard !items.isEmpty else { return [] }
+    /// Claims every key with one COPY: fails (`observation_keys_pkey`) if one was claimed before.
+    private func copyClaims(
+        _ firsts: [(index: Int, subject: Rules.Subject)], of items: [NewObservation], hashes: [String],
+        on connection: PostgresConnection
+    ) async throws {
+        try await connection.copy(
+            into: "pricewatch.observation_keys", columns: ["submitter", "observation_id", "district", "observed_at", "content_hash"],
+            logger: logger
+        ) { rows in
+            for (index, subject) in firsts {
+                rows.text(items[index].submitter)
+                rows.text(items[index].observationID)
+                rows.text(subject.district)
+                rows.timestamp(items[index].observedAt)
+                rows.text(hashes[index])
+                rows.endRow()
+            }
+        }
+    }
+
+    /// Claims each key where it is free; returns the keys this batch claimed.
+    private func claim(
+        _ firsts: [(index: Int, subject: Rules.Subject)], of items: [NewObservation], hashes: [String],
+        on connection: PostgresConnection
+    ) async throws -> Set<Key> {
+        guard !firsts.isEmpty else { return [] }
+        let indices = firsts.map(\.index)
         let query = PostgresQuery(
             unsafeSQL: """
                 INSERT INTO pricewatch.observation_keys (submitter, observation_id, district, observed_at, content_hash)
-                SELECT submitter, observation_id, district, observed_at, md5(content)
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
-                     AS n(submitter, observation_id, district, observed_at, content)
-                ORDER BY submitter, observation_id  -- one lock order: two batches cannot deadlock
+                SELECT submitter, observation_id, district, observed_at, content_hash
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[]) WITH ORDINALITY
+                     AS n(submitter, observation_id, district, observed_at, content_hash, position)
+                ORDER BY position  -- the claiming order
                 ON CONFLICT DO NOTHING
                 RETURNING submitter, observation_id
                 """,
             binds: binds(
-                items.map(\.0.submitter), items.map(\.0.observationID), items.map(\.1), items.map(\.0.observedAt),
-                items.map(\.0.canonicalContent)))
+                indices.map { items[$0].submitter }, indices.map { items[$0].observationID },
+                firsts.map(\.subject.district), indices.map { items[$0].observedAt }, indices.map { hashes[$0] }))
         var claimed: Set<Key> = []
         for try await (submitter, id) in try await connection.query(query, logger: logger).decode((String, String).self) {
             claimed.insert(Key(submitter: submitter, observationID: id))
@@ -136,18 +190,21 @@ struct ObservationBatches: Sendable {
         return claimed
     }
 
-    /// The positions of `items` whose key is stored with the same content.
-    private func sameAsStored(_ items: [NewObservation], on connection: PostgresConnection) async throws -> Set<Int> {
-        guard !items.isEmpty else { return [] }
+    /// The indices of `items` whose key is stored with the same content.
+    private func sameAsStored(_ indices: [Int], of items: [NewObservation], hashes: [String], on connection: PostgresConnection)
+        async throws -> Set<Int>
+    {
+        guard !indices.isEmpty else { return [] }
         var same: Set<Int> = []
         let rows = try await connection.query(
             """
-            SELECT n.position FROM pricewatch.observation_keys k
-            JOIN unnest(\(Array(0..<items.count))::int[], \(items.map(\.submitter))::text[], \(items.map(\.observationID))::text[],
-                        \(items.map(\.canonicalContent))::text[]) AS n(position, submitter, observation_id, content)
-              ON n.submitter = k.submitter AND n.observation_id = k.observation_id AND k.content_hash = md5(n.content)
+            SELECT n.index FROM pricewatch.observation_keys k
+            JOIN unnest(\(indices)::int[], \(indices.map { items[$0].submitter })::text[],
+                        \(indices.map { items[$0].observationID })::text[], \(indices.map { hashes[$0] })::text[])
+                 AS n(index, submitter, observation_id, content_hash)
+              ON n.submitter = k.submitter AND n.observation_id = k.observation_id AND k.content_hash = n.content_hash
             """, logger: logger)
-        for try await position in rows.decode(Int.self) { same.insert(position) }
+        for try await index in rows.decode(Int.self) { same.insert(index) }
         return same
     }
 

@@ -1,15 +1,20 @@
 import Crypto
 
 /// What a ledger stores to tell a resend (the same hash) from another record under a used key: the md5,
-/// in lower-case hex, of a record's fields joined by U+001F — PostgreSQL's `md5()` of that string, the
+/// in lower-case hex, of a record's fields joined by a separator (U+001F unless a ledger's hashes were
+/// made with another) — PostgreSQL's `md5()` of that string, the
 /// hash ledgers held when they computed it themselves, so rows hashed either way compare equal. Computed
 /// here: the group commit sends 32 characters a row instead of the record, and PostgreSQL hashes nothing.
 /// The fields are gathered as bytes and hashed once (an md5 update a field cost more than the hashing).
 public struct ContentHash {
     private var bytes: [UInt8] = []
     private var started = false
+    private let separator: UInt8
 
-    public init() { bytes.reserveCapacity(256) }
+    public init(separator: UInt8 = 0x1F) {
+        self.separator = separator
+        bytes.reserveCapacity(256)
+    }
 
     public mutating func field(_ value: String) {
         separate()
@@ -57,7 +62,7 @@ public struct ContentHash {
 
     /// Every field but the first starts with the separator.
     private mutating func separate() {
-        if started { bytes.append(0x1F) }
+        if started { bytes.append(separator) }
         started = true
     }
 
