@@ -18,7 +18,7 @@
 #              gateway, and one terminal alone (the server's memory under a terminal sending as fast as
 #              flow control lets it), against `\copy` of as many rows of the same shape into the same table;
 #              every acknowledged log must be a row afterwards
-#   pricewatch SubmitPriceObservations observations/s (BENCH_FEEDS feeds, 4, batches of 500, straight to the
+#   pricewatch SubmitPriceObservations observations/s (BENCH_FEEDS feeds, 4, batches of 1,000 and of 500, straight to the
 #              service) against `\copy` of as many rows of the same shape into the same table; then GetPriceSeries
 #              p50/p99 (a year in month buckets, one district and the whole city) over ten million observations'
 #              day aggregates, one call at a time
@@ -190,13 +190,19 @@ F=${BENCH_FEEDS:-4}
 psql "$DB" -q -c "INSERT INTO pricewatch.outlets (code, name, kind, district)
   SELECT 'BENCH-' || n, 'bench ' || n, 'supermarket', '410102' FROM generate_series(1, 20) AS n"
 OUTLETS=$(seq -s, -f 'BENCH-%g' 1 20)
-echo "pricewatch SubmitPriceObservations direct, $F feeds, batches of 500, ${T}s..."
-before_pg=$(cpu_pg); before_servers=$(cpu_of "$PID_pricewatch")
-KANGYI_IDENTITY_KEY="$IDENTITY_KEY" "$BIN" bench prices ingest --target "127.0.0.1:$PRICEWATCH" --feeds "$F" \
-  --outlets "$OUTLETS" --seconds "$T" --json "$OUT/prices-ingest.json" >/dev/null
-python3 scripts/bench/proc.py annotate "$OUT/prices-ingest.json" "$before_servers" "$(cpu_of "$PID_pricewatch")" "$before_pg" "$(cpu_pg)"
-run_id=$(python3 -c "import json; print(json.load(open('$OUT/prices-ingest.json'))['run'])")
-psql "$DB" -At -c "SELECT count(*) FROM pricewatch.observations WHERE observation_id LIKE 'bench-$run_id-%'" > "$OUT/prices-ingest.rows"
+prices_ingest() {
+  local label=$1 batch=$2 before_pg before_servers
+  echo "pricewatch SubmitPriceObservations direct, $F feeds, batches of $batch, ${T}s..."
+  before_pg=$(cpu_pg); before_servers=$(cpu_of "$PID_pricewatch")
+  KANGYI_IDENTITY_KEY="$IDENTITY_KEY" "$BIN" bench prices ingest --target "127.0.0.1:$PRICEWATCH" --feeds "$F" \
+    --batch "$batch" --outlets "$OUTLETS" --seconds "$T" --json "$OUT/$label.json" >/dev/null
+  python3 scripts/bench/proc.py annotate "$OUT/$label.json" "$before_servers" "$(cpu_of "$PID_pricewatch")" "$before_pg" "$(cpu_pg)"
+  run_id=$(python3 -c "import json; print(json.load(open('$OUT/$label.json'))['run'])")
+  psql "$DB" -At -c "SELECT count(*) FROM pricewatch.observations WHERE observation_id LIKE 'bench-$run_id-%'" > "$OUT/$label.rows"
+}
+# Full batches (the most a call may hold), as a market's feed sends its backlog; and half-full ones.
+prices_ingest prices-ingest 1000
+prices_ingest prices-ingest-500 500
 ROWS=$(python3 -c "import json; print(max(100000, json.load(open('$OUT/prices-ingest.json'))['stored_in_window']))")
 echo "\\copy of $ROWS price observations into the same table..."
 python3 scripts/bench/observations_csv.py "$ROWS" > "$OUT/copy-prices.csv"

@@ -54,10 +54,12 @@ for name, run in uploads.items():
     if run["rows_in_database"] < run["acked_total"] or run["errors"]:
         sys.exit(f"FAILED: {name}: {run['acked_total']} logs acknowledged, {run['rows_in_database']} rows stored, errors {run['errors']}")
 
-prices = load("prices-ingest")
-prices["rows_in_database"] = int(open(f"{out}/prices-ingest.rows").read())
-if prices["rows_in_database"] < prices["stored_total"] or prices["errors"]:
-    sys.exit(f"FAILED: prices-ingest: {prices['stored_total']} stored, {prices['rows_in_database']} rows, errors {prices['errors'][:3]}")
+price_runs = {name: load(name) for name in ("prices-ingest", "prices-ingest-500")}
+for name, run in price_runs.items():
+    run["rows_in_database"] = int(open(f"{out}/{name}.rows").read())
+    if run["rows_in_database"] < run["stored_total"] or run["errors"]:
+        sys.exit(f"FAILED: {name}: {run['stored_total']} stored, {run['rows_in_database']} rows, errors {run['errors'][:3]}")
+prices = price_runs["prices-ingest"]
 copy_prices = load("copy-prices")
 series_district, series_city = load("prices-series-district"), load("prices-series-city")
 aggregated = int(open(f"{out}/prices-aggregated.rows").read())
@@ -72,7 +74,7 @@ results = {
     "intake": {"submit_direct": direct, "submit_through_gateway": gateway, "overload": overload},
     "checkpoint": {"upload_direct": uploads["upload-direct"], "upload_through_gateway": uploads["upload-gateway"],
                    "upload_one_terminal": uploads["upload-one"], "upload_one_log_a_message": uploads["upload-single"], "copy": copy},
-    "pricewatch": {"ingest_direct": prices, "copy": copy_prices, "series_district": series_district,
+    "pricewatch": {"ingest_direct": prices, "ingest_direct_half_batches": price_runs["prices-ingest-500"], "copy": copy_prices, "series_district": series_district,
                    "series_city": series_city, "observations_aggregated": aggregated},
     "memory_peak_mib": load("memory"),
     "ratios": {
@@ -119,7 +121,8 @@ for name, label in (("upload-direct", f"UploadVehicleLogs, {uploads['upload-dire
                     ("upload-single", f"UploadVehicleLogs, {uploads['upload-single']['terminals']} terminals, {per_message('upload-single')}, direct")):
     row(label, f0(uploads[name]["rate_per_s"]), "-", "-", ucpu(uploads[name]))
 row("pricewatch: \\copy into observations", f0(copy_prices["rate_per_s"]), "-", "-")
-row(f"SubmitPriceObservations, {prices['feeds']} feeds × {prices['batch']}, direct", f0(prices["rate_per_s"]), "-", "-", ucpu(prices))
+for run in price_runs.values():
+    row(f"SubmitPriceObservations, {run['feeds']} feeds × {run['batch']}, direct", f0(run["rate_per_s"]), "-", "-", ucpu(run))
 for label, run in (("GetPriceSeries, a year in months, one district", series_district),
                    ("GetPriceSeries, a year in months, the whole city", series_city)):
     row(label, "-", f2(run["p50_ms"]), f2(run["p99_ms"]), f"{run['values_per_call']} prices per call")
@@ -138,7 +141,8 @@ print(f"ratios: submit/pgbench {r['submit_over_pgbench']:.2f}, submit/no-op {r['
       f"overload goodput/direct {r['overload_goodput_over_direct']:.2f}")
 print(f"checkpoint: upload/\\copy {r['upload_over_copy']:.2f}, gateway/direct {r['upload_gateway_over_direct']:.2f}; "
       f"rows stored {[uploads[n]['rows_in_database'] for n in uploads]}")
-print(f"pricewatch: ingest/\\copy {r['prices_ingest_over_copy']:.2f}; rows stored {prices['rows_in_database']}; "
+print(f"pricewatch: ingest/\\copy {r['prices_ingest_over_copy']:.2f} ({prices['batch']} a call); "
+      f"rows stored {[run['rows_in_database'] for run in price_runs.values()]}; "
       f"series over {aggregated:,} aggregated observations")
 print(f"overload: {overload['not_ok']} refused or failed, refused in p50 {overload['not_ok_p50_ms']:.2f} ms / "
       f"p99 {overload['not_ok_p99_ms']:.2f} ms; statuses {overload['codes']}")
