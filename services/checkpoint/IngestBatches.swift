@@ -96,8 +96,12 @@ struct IngestBatches: Sendable {
         var new = leaders
         if claiming == .settlingUsedKeys {
             let claimed = try await claim(leaders, of: batch, on: connection)
-            new = leaders.filter { claimed.contains(Key(items[$0.index])) }
-            let lost = leaders.filter { !claimed.contains(Key(items[$0.index])) }
+            new = []
+            var lost: [Leader] = []
+            for leader in leaders {
+                let key = Key(terminalID: items[leader.index].terminalID, sequence: items[leader.index].sequence)
+                if claimed.contains(key) { new.append(leader) } else { lost.append(leader) }
+            }
             let earlier = try await stored(lost, of: batch, on: connection)
             for (position, leader) in lost.enumerated() {
                 guard let (key, sameContent) = earlier[position] else {
@@ -109,6 +113,7 @@ struct IngestBatches: Sendable {
         } else {
             try await copyClaims(leaders, of: batch, on: connection)
         }
+        new.sort { $0.index < $1.index }  // stored, and on the flagged feed, in the order they came
 
         // 3. Store the new logs.
         let inserted = try await insert(new, of: items, receivedAt: terminals.now, on: connection)
@@ -165,13 +170,6 @@ struct IngestBatches: Sendable {
     private struct Key: Hashable {
         var terminalID: String
         var sequence: Int64
-
-        init(terminalID: String, sequence: Int64) {
-            self.terminalID = terminalID
-            self.sequence = sequence
-        }
-
-        init(_ log: NewVehicleLog) { self.init(terminalID: log.terminalID, sequence: log.sequence) }
     }
 
     /// Claims every leader's key with one COPY: fails (`log_sequences_pkey`) if one was claimed before.

@@ -40,13 +40,6 @@ struct ObservationBatches: Sendable {
     private struct Key: Hashable {
         var submitter: String
         var observationID: String
-
-        init(submitter: String, observationID: String) {
-            self.submitter = submitter
-            self.observationID = observationID
-        }
-
-        init(_ observation: NewObservation) { self.init(submitter: observation.submitter, observationID: observation.observationID) }
     }
 
     /// `hashes[i]` is `items[i].contentHash`.
@@ -112,8 +105,11 @@ struct ObservationBatches: Sendable {
         var new = firsts
         if claiming == .settlingUsedKeys {
             let claimed = try await claim(firsts, of: items, hashes: hashes, on: connection)
-            new = firsts.filter { claimed.contains(Key(items[$0.index])) }
-            lost += firsts.filter { !claimed.contains(Key(items[$0.index])) }.map(\.index)
+            new = []
+            for first in firsts {
+                let key = Key(submitter: items[first.index].submitter, observationID: items[first.index].observationID)
+                if claimed.contains(key) { new.append(first) } else { lost.append(first.index) }
+            }
         } else {
             try await copyClaims(firsts, of: items, hashes: hashes, on: connection)
         }
