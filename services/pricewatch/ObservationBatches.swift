@@ -341,24 +341,35 @@ struct ObservationBatches: Sendable {
         let bases = try await baseTransactions(subjects.filter { $0.unitCostFen > 0 }, on: connection)
         let frozen = try await frozenPrices(subjects, controls: controls.filter { $0.kind == "freeze" }, on: connection)
         let windows = try await windowPrices(subjects, pairs: pairs, on: connection)
-        var summaries: [String: Rules.Window] = [:]
+        // Per observation only look-ups: no key is built that is not needed, and a batch's observations
+        // mostly share their (district, commodity, day) and its window.
+        var summaries: [WindowKey: Rules.Window] = [:]
         return subjects.map { subject in
             let pair = "\(subject.district)|\(subject.commodity)"
-            let day = subject.day
-            let window = summaries["\(pair)|\(day)"] ?? {
-                let first = Rules.windowStart(endingOn: day)
-                let summary = Rules.Window(sortedChunks: (windows[pair] ?? []).filter { $0.day >= first && $0.day <= day }.map(\.prices))
-                summaries["\(pair)|\(day)"] = summary
+            let key = WindowKey(pair: pair, day: subject.day)
+            let window = summaries[key] ?? {
+                let first = Rules.windowStart(endingOn: key.day)
+                let summary = Rules.Window(
+                    sortedChunks: (windows[pair] ?? []).filter { $0.day >= first && $0.day <= key.day }.map(\.prices))
+                summaries[key] = summary
                 return summary
             }()
             let context = Rules.Context(
-                controls: controls, base: bases["\(subject.outlet)|\(subject.commodity)"], baselineFen: baselines[pair],
-                riseThresholdBasisPoints: thresholds[subject.commodityClass],
-                frozenPrices: frozen.filter { $0.key.outlet == subject.outlet && $0.key.commodity == subject.commodity }
-                    .reduce(into: [:]) { $0[$1.key.control] = $1.value },
+                controls: controls,
+                base: subject.unitCostFen > 0 ? bases["\(subject.outlet)|\(subject.commodity)"] : nil,  // read by the markup rules only
+                baselineFen: baselines[pair], riseThresholdBasisPoints: thresholds[subject.commodityClass],
+                frozenPrices: frozen.isEmpty
+                    ? [:]
+                    : frozen.filter { $0.key.outlet == subject.outlet && $0.key.commodity == subject.commodity }
+                        .reduce(into: [:]) { $0[$1.key.control] = $1.value },
                 window: window)
             return Rules.check(subject, context, settings: rules)
         }
+    }
+
+    private struct WindowKey: Hashable {
+        var pair: String
+        var day: String
     }
 
     /// Each seller's last transaction with a known cost on or before the base date.
