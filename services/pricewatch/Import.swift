@@ -104,7 +104,7 @@ public struct PriceImport: Sendable {
         guard RequestID.isWellFormed(fields[0]) else {
             return .failure(.init(violations: [.init(field: "submitter", reason: "INVALID_SUBMITTER", description: "1-128 printable ASCII characters")]))
         }
-        return NewObservation.check(wire, submitter: fields[0], field: "observation")
+        return NewObservation.check(wire, submitter: fields[0]).mapError { $0.under("observation") }
     }
 }
 

@@ -86,14 +86,12 @@ public struct PriceWatchService: Kangyi_Pricewatch_V1_PriceWatchService.SimpleSe
     private func submit(
         _ wire: [Kangyi_Pricewatch_V1_PriceObservation], submitter: String, field: String, offset: Int = 0
     ) async throws -> [ObservationOutcome] {
-        let checked = wire.enumerated().map { index, observation in
-            NewObservation.check(observation, submitter: submitter, field: field == "observations" ? "observations[\(index)]" : field)
-        }
-        var outcomes = [ObservationOutcome](repeating: .duplicate, count: checked.count)
+        var outcomes = [ObservationOutcome](repeating: .duplicate, count: wire.count)
         var valid: [(index: Int, observation: NewObservation)] = []
-        for (index, result) in checked.enumerated() {
-            switch result {
-            case .failure(let refusal): outcomes[index] = .refused(refusal.violations)
+        for index in wire.indices {
+            switch NewObservation.check(wire[index], submitter: submitter) {
+            case .failure(let refusal):
+                outcomes[index] = .refused(refusal.under(field == "observations" ? "observations[\(index)]" : field).violations)
             case .success(let observation): valid.append((index, observation))
             }
         }
