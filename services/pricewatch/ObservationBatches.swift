@@ -68,14 +68,15 @@ struct ObservationBatches: Sendable {
         }
         var known: [(index: Int, subject: Rules.Subject)] = []
         for (index, item) in items.enumerated() {
-            var violations: [ServiceError.FieldViolation] = []
-            if commodities[item.commodity] == nil {
-                violations.append(.init(field: "commodity", reason: "UNKNOWN_COMMODITY", description: "no commodity has this code"))
-            }
-            if districts[item.outlet] == nil {
-                violations.append(.init(field: "outlet", reason: "UNKNOWN_OUTLET", description: "no outlet has this code"))
-            }
-            guard violations.isEmpty, let commodity = commodities[item.commodity], let district = districts[item.outlet] else {
+            let commodity = commodities[item.commodity], district = districts[item.outlet]
+            guard let commodity, let district else {
+                var violations: [ServiceError.FieldViolation] = []
+                if commodity == nil {
+                    violations.append(.init(field: "commodity", reason: "UNKNOWN_COMMODITY", description: "no commodity has this code"))
+                }
+                if district == nil {
+                    violations.append(.init(field: "outlet", reason: "UNKNOWN_OUTLET", description: "no outlet has this code"))
+                }
                 outcomes[index] = .refused(violations)
                 continue
             }
@@ -125,7 +126,7 @@ struct ObservationBatches: Sendable {
 
         // 3, 4. Rules, then the rows.
         let findings = checkRules ? try await self.findings(new.map(\.subject), on: connection) : new.map { _ in [] }
-        try await insert(new.map { (items[$0.index], $0.subject) }, on: connection)
+        try await insert(new, of: items, on: connection)
         try await aggregate(new.map(\.subject), on: connection)
         let alerts = try await raise(zip(new, findings).map { (items[$0.0.index], $0.0.subject, $0.1) }, on: connection)
         for (position, entry) in new.enumerated() {
@@ -206,9 +207,12 @@ struct ObservationBatches: Sendable {
 
     /// Claimed observations cannot conflict: COPY, with nothing to plan or return (`received_at` is the
     /// table's default, now()).
-    private func insert(_ rows: [(NewObservation, Rules.Subject)], on connection: PostgresConnection) async throws {
+    private func insert(
+        _ new: [(index: Int, subject: Rules.Subject)], of items: [NewObservation], on connection: PostgresConnection
+    ) async throws {
         try await connection.copy(into: "pricewatch.observations", columns: Self.columns, logger: logger) { copy in
-            for (observation, subject) in rows {
+            for (index, subject) in new {
+                let observation = items[index]
                 copy.text(subject.district)
                 copy.text(observation.commodity)
                 copy.text(observation.outlet)
