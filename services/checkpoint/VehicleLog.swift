@@ -38,7 +38,7 @@ struct NewVehicleLog: Sendable, Equatable {
         hash.field(healthCodes)
         hash.field(driverPhone)
         hash.field(destinationDistrict)
-        hash.field(Int64((observedAt.timeIntervalSince1970 * 1_000_000).rounded()))
+        hash.field(observedAt)
         return hash.hex()
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KangyiPlatform
 
 /// The intake domain, free of wire types: what a valid submission is, and what is stored.
 
@@ -40,13 +41,20 @@ struct NewHelpRequest: Sendable, Equatable {
         var longitude: Double
     }
 
-    /// Everything the caller chose, in one canonical string: the same request_id must come with the same
-    /// content. (The id is ours, not the caller's, so it is left out.)
-    var canonicalContent: String {
-        [category, district, phone, contactName, address, description,
-         location.map { "\($0.latitude),\($0.longitude)" } ?? "",
-         specialGroups.map(\.rawValue).joined(separator: ","), urgency.rawValue]
-            .joined(separator: "\u{1F}")
+    /// Everything the caller chose: the same request_id must come with the same content. (The id is
+    /// ours, not the caller's, so it is left out.)
+    var contentHash: String {
+        var hash = ContentHash()
+        hash.field(category)
+        hash.field(district)
+        hash.field(phone)
+        hash.field(contactName)
+        hash.field(address)
+        hash.field(description)
+        hash.field(location.map { "\($0.latitude),\($0.longitude)" } ?? "")
+        hash.field(specialGroups.map(\.rawValue))
+        hash.field(urgency.rawValue)
+        return hash.hex()
     }
 }
 

@@ -87,7 +87,7 @@ struct SubmissionBatches: Sendable {
             }
             let row: StoredHelpRequest
             switch outcome { case .created(let r), .replayed(let r): row = r }
-            results[index] = Self.replay(row, sameContent: items[index].canonicalContent == items[leader].canonicalContent)
+            results[index] = Self.replay(row, sameContent: items[index].contentHash == items[leader].contentHash)
         }
 
         // 4. Raise what was repeated (only by rows this batch really inserted).
@@ -120,7 +120,7 @@ struct SubmissionBatches: Sendable {
     }
 
     /// For each item whose (caller, request_id) is already stored: that row, and whether the stored
-    /// content hash (md5 of the canonical content) matches this item's. Keyed by position in `items`.
+    /// content hash matches this item's. Keyed by position in `items`.
     private func alreadyStored(_ items: [NewHelpRequest], on connection: PostgresConnection) async throws
         -> [Int: (row: StoredHelpRequest, sameContent: Bool)]
     {
@@ -193,17 +193,17 @@ struct SubmissionBatches: Sendable {
 // one (services/intake/README.md has the A/B that checked it).
 
 /// For each item whose (caller, request_id) is already stored: its position in the batch, the row, and
-/// whether the stored content hash (md5 of the canonical content) matches the item's.
+/// whether the stored content hash matches the item's (``ContentHash``).
 private struct StoredLookUp: PostgresPreparedStatement {
     static let sql = """
-        SELECT \(HelpRequestRow.columns), k.position, h.content_hash = md5(k.content) AS same_content
-        FROM unnest($1::int[], $2::text[], $3::text[], $4::text[]) AS k(position, caller, request_id, content)
+        SELECT \(HelpRequestRow.columns), k.position, h.content_hash = k.content_hash AS same_content
+        FROM unnest($1::int[], $2::text[], $3::text[], $4::text[]) AS k(position, caller, request_id, content_hash)
         JOIN intake.help_requests h ON h.caller = k.caller AND h.request_id = k.request_id
         """
     let items: [NewHelpRequest]
 
     func makeBindings() throws -> PostgresBindings {
-        binds(Array(0..<items.count), items.map(\.caller), items.map(\.requestID), items.map(\.canonicalContent))
+        binds(Array(0..<items.count), items.map(\.caller), items.map(\.requestID), items.map(\.contentHash))
     }
 
     func decodeRow(_ row: PostgresRow) throws -> (Int, StoredHelpRequest, Bool) {
@@ -259,13 +259,13 @@ private struct Insert: PostgresPreparedStatement {
             priority, green_channel, repeat_of)
         SELECT id, 'KY' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYMMDD')
                    || lpad(nextval('intake.ticket_seq')::text, 8, '0'),
-               caller, request_id, md5(content), category, district, phone, contact_name, address,
+               caller, request_id, content_hash, category, district, phone, contact_name, address,
                description, CASE WHEN located THEN latitude END, CASE WHEN located THEN longitude END,
                coalesce(string_to_array(nullif(groups, ''), ','), '{}'), urgency, priority, green, nullif(repeat_of, '')::uuid
         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
                     $8::text[], $9::text[], $10::text[], $11::bool[], $12::float8[], $13::float8[],
                     $14::text[], $15::text[], $16::int[], $17::bool[], $18::text[])
-             AS n(id, caller, request_id, content, category, district, phone, contact_name, address,
+             AS n(id, caller, request_id, content_hash, category, district, phone, contact_name, address,
                   description, located, latitude, longitude, groups, urgency, priority, green, repeat_of)
         ON CONFLICT (caller, request_id, district) DO NOTHING
         RETURNING \(HelpRequestRow.columns)
@@ -275,7 +275,7 @@ private struct Insert: PostgresPreparedStatement {
 
     func makeBindings() throws -> PostgresBindings {
         binds(
-            items.map(\.id), items.map(\.caller), items.map(\.requestID), items.map(\.canonicalContent),
+            items.map(\.id), items.map(\.caller), items.map(\.requestID), items.map(\.contentHash),
             items.map(\.category), items.map(\.district), items.map(\.phone), items.map(\.contactName),
             items.map(\.address), items.map(\.description), items.map { $0.location != nil },
             items.map { $0.location?.latitude ?? 0 }, items.map { $0.location?.longitude ?? 0 },

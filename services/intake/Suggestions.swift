@@ -9,18 +9,20 @@ extension IntakeStore {
     func submitSuggestion(
         caller: String, requestID: String, category: String?, district: String?, text: String, phone: String?
     ) async throws -> (id: UUID, createdAt: Date, replayed: Bool) {
-        let content = [category ?? "", district ?? "", text, phone ?? ""].joined(separator: "\u{1F}")
+        var hash = ContentHash()
+        for field in [category ?? "", district ?? "", text, phone ?? ""] { hash.field(field) }
+        let contentHash = hash.hex()
         let inserted = try await client.query(
             """
             INSERT INTO intake.suggestions (id, caller, request_id, content_hash, category, district, text, phone)
-            VALUES (\(UUID()), \(caller), \(requestID), md5(\(content)), \(category), \(district), \(text), \(phone))
+            VALUES (\(UUID()), \(caller), \(requestID), \(contentHash), \(category), \(district), \(text), \(phone))
             ON CONFLICT (caller, request_id) DO NOTHING
             RETURNING id, created_at
             """, logger: logger)
         for try await (id, createdAt) in inserted.decode((UUID, Date).self) { return (id, createdAt, false) }
         let existing = try await client.query(
             """
-            SELECT id, created_at, content_hash = md5(\(content)) FROM intake.suggestions
+            SELECT id, created_at, content_hash = \(contentHash) FROM intake.suggestions
             WHERE caller = \(caller) AND request_id = \(requestID)
             """, logger: logger)
         for try await (id, createdAt, same) in existing.decode((UUID, Date, Bool).self) {

@@ -23,7 +23,7 @@ struct NewObservation: Sendable {
         hash.field(priceFen)
         hash.field(quantity)
         hash.field(purchaseCostFen)
-        hash.field(Int64((observedAt.timeIntervalSince1970 * 1_000_000).rounded()))
+        hash.field(observedAt)
         hash.field(source)
         return hash.hex()
     }

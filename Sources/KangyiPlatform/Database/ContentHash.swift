@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 
 /// What a ledger stores to tell a resend (the same hash) from another record under a used key: the md5,
 /// in lower-case hex, of a record's fields joined by a separator (U+001F unless a ledger's hashes were
@@ -24,6 +25,11 @@ public struct ContentHash {
     public mutating func field(_ value: Int64) {
         separate()
         decimal(value)
+    }
+
+    /// A moment as the ledgers have always hashed it: whole microseconds since 1970, rounded.
+    public mutating func field(_ moment: Date) {
+        field(Int64((moment.timeIntervalSince1970 * 1_000_000).rounded()))
     }
 
     /// The values joined by commas, as one field.
