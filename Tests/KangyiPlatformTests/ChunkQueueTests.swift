@@ -76,4 +76,23 @@ import Testing
         held.cancel()
         await #expect(throws: CancellationError.self) { try await held.value }
     }
+
+    /// Units of a shared capacity follow the elements: acquired by `put`, given back by `done`, by a
+    /// refused `put`, and — for what is still queued or taken — when the queue goes.
+    @Test func sharedUnitsFollowTheElementsAndGoBackWithTheQueue() async throws {
+        let shared = SharedCapacity(capacity: 100)
+        do {
+            let queue = ChunkQueue<Int>(capacity: 10, shared: shared)
+            try await queue.put(contentsOf: [1, 2, 3])
+            #expect(shared.held == 3)
+            #expect(await queue.take() == [1, 2, 3])
+            queue.done(2)
+            #expect(shared.held == 1)
+            try await queue.put(4)
+            queue.fail(Broken())
+            await #expect(throws: Broken.self) { try await queue.put(5) }
+            #expect(shared.held == 2)  // one taken and not done, one queued
+        }
+        #expect(shared.held == 0)
+    }
 }

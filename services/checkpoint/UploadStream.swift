@@ -62,10 +62,7 @@ struct UploadStream {
     private func read(
         _ requests: RPCAsyncSequence<Kangyi_Checkpoint_V1_UploadVehicleLogsRequest, any Error>, into acks: Acknowledgements
     ) async throws {
-        let queue = ChunkQueue<(sequence: Int64, log: NewVehicleLog)>(capacity: Self.window)
-        // What this stream holds of the shared window; whatever is left when it ends goes back.
-        let held = HeldUnits(of: shared)
-        defer { held.releaseAll() }
+        let queue = ChunkQueue<(sequence: Int64, log: NewVehicleLog)>(capacity: Self.window, shared: shared)
         try await withThrowingTaskGroup(of: Void.self) { committers in
             for _ in 0..<Self.committers {
                 committers.addTask {
@@ -74,7 +71,6 @@ struct UploadStream {
                             let outcomes = try await Self.ingest(chunk.map(\.log), into: store)
                             acks.settle(zip(chunk, outcomes).map { ($0.sequence, $1) })
                             queue.done(chunk.count)
-                            held.release(chunk.count)
                         }
                     } catch {
                         queue.fail(error)  // the reader stops at its next log
@@ -108,7 +104,6 @@ struct UploadStream {
                     case .success(let new): valid.append((log.sequence, new))
                     }
                 }
-                try await held.acquire(valid.count)
                 try await queue.put(contentsOf: valid)
                 valid.removeAll(keepingCapacity: true)
             }
@@ -162,32 +157,6 @@ struct StreamOrder {
         terminal = log.terminalID
         last = log.sequence
         return nil
-    }
-}
-
-/// One stream's units of the process's ``SharedCapacity``, so that a stream that ends — done, failed or
-/// cancelled with logs still queued — gives back everything it held.
-final class HeldUnits: Sendable {
-    private let shared: SharedCapacity
-    private let count = Mutex(0)
-
-    init(of shared: SharedCapacity) { self.shared = shared }
-
-    func acquire(_ units: Int) async throws {
-        try await shared.acquire(units)
-        count.withLock { $0 += units }
-    }
-
-    func release(_ units: Int) {
-        count.withLock { $0 -= units }
-        shared.release(units)
-    }
-
-    func releaseAll() {
-        shared.release(count.withLock { count in
-            defer { count = 0 }
-            return count
-        })
     }
 }
 

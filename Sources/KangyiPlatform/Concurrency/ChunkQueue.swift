@@ -6,6 +6,10 @@ import Synchronization
 /// buffered); `take` waits for at least one item and returns them all, or nil once closed and empty. A
 /// cancelled `put` throws; a cancelled `take` closes the queue (consumers are cancelled when the whole
 /// stream ends). After `fail`, `put` throws the consumer's error.
+///
+/// A queue may also hold its elements' units of a ``SharedCapacity`` that bounds many queues together
+/// (every upload stream of a process): `put` acquires them, `done` gives them back, and whatever the
+/// queue still holds when it goes — its stream failed or was cancelled mid-chunk — goes back with it.
 public final class ChunkQueue<Element: Sendable>: Sendable {
     private struct State {
         var items: [Element] = []
@@ -23,9 +27,15 @@ public final class ChunkQueue<Element: Sendable>: Sendable {
     }
 
     private let capacity: Int
+    private let shared: SharedCapacity?
     private let state = Mutex(State())
 
-    public init(capacity: Int) { self.capacity = capacity }
+    public init(capacity: Int, shared: SharedCapacity? = nil) {
+        self.capacity = capacity
+        self.shared = shared
+    }
+
+    deinit { shared?.release(state.withLock { $0.items.count + $0.taken }) }
 
     /// Queues `element` once there is room.
     public func put(_ element: Element) async throws {
@@ -37,6 +47,26 @@ public final class ChunkQueue<Element: Sendable>: Sendable {
     public func put(contentsOf elements: some Collection<Element>) async throws {
         guard !elements.isEmpty else { return }
         let count = elements.count
+        try await shared?.acquire(count)
+        do {
+            try await waitForRoom(count)
+        } catch {
+            shared?.release(count)
+            throw error
+        }
+        let handOver = state.withLock { state -> (CheckedContinuation<[Element]?, Never>, [Element])? in
+            state.items.append(contentsOf: elements)
+            guard !state.consumers.isEmpty else { return nil }
+            defer {
+                state.taken += state.items.count
+                state.items.removeAll(keepingCapacity: true)
+            }
+            return (state.consumers.removeFirst(), state.items)
+        }
+        if let (consumer, items) = handOver { consumer.resume(returning: items) }
+    }
+
+    private func waitForRoom(_ count: Int) async throws {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let ready: Result<Void, any Error>? = state.withLock { state in
@@ -55,16 +85,6 @@ public final class ChunkQueue<Element: Sendable>: Sendable {
             }
             producer?.continuation.resume(throwing: CancellationError())
         }
-        let handOver = state.withLock { state -> (CheckedContinuation<[Element]?, Never>, [Element])? in
-            state.items.append(contentsOf: elements)
-            guard !state.consumers.isEmpty else { return nil }
-            defer {
-                state.taken += state.items.count
-                state.items.removeAll(keepingCapacity: true)
-            }
-            return (state.consumers.removeFirst(), state.items)
-        }
-        if let (consumer, items) = handOver { consumer.resume(returning: items) }
     }
 
     /// Everything queued (at least one element), or nil once closed and drained, or cancelled.
@@ -92,6 +112,7 @@ public final class ChunkQueue<Element: Sendable>: Sendable {
 
     /// `count` taken elements are finished with: room for as many more.
     public func done(_ count: Int) {
+        shared?.release(count)
         let producer = state.withLock { state -> CheckedContinuation<Void, any Error>? in
             state.taken -= count
             guard let producer = state.producer, state.hasRoom(for: producer.count, capacity: capacity) else { return nil }
