@@ -1,3 +1,4 @@
+import Foundation
 import GRPCCore
 import KangyiAPI
 @testable import KangyiIntake
@@ -221,6 +222,66 @@ import Testing
                 "epidemic_policy", "transport", "medical", "education", "food_supply", "health_code", "other",
             ])
             #expect(response.categories.first { $0.code == "food_supply" }?.name == "生活物资")
+        }
+    }
+}
+
+/// `SubmissionBatches` on its own: what a batch answers item by item, and two replicas racing.
+@Suite struct SubmissionBatchTests {
+    func item(_ requestID: String, description: String = "需要送药", phone: String = "13812345678") -> NewHelpRequest {
+        NewHelpRequest(
+            id: UUID(), requestID: requestID, caller: "batch-caller", category: "medical", district: "410102",
+            phone: phone, contactName: "", address: "", description: description, location: nil,
+            specialGroups: [], urgency: .routine)
+    }
+
+    @Test func eachItemIsAnsweredAsIfSentAloneEvenWithItsIdTwiceInTheBatch() async throws {
+        try await IntakeHarness.run("batchitems") { intake in
+            let batches = SubmissionBatches(client: intake.client, logger: TestDatabase.logger)
+            let stored = item("k1", description: "原来的内容")
+            guard case .success(.created(let original))? = try await batches.commit([stored]).first else {
+                Issue.record("the first commit did not create its row")
+                return
+            }
+            // k1 again with other content (refused), k1 with the stored content (a retry), and k2 twice:
+            // new, then a retry of the item just before it.
+            let fresh = item("k2", phone: "13900000001")
+            var freshAgain = fresh
+            freshAgain.id = UUID()
+            let answers = try await batches.commit([
+                item("k1", description: "别的内容"), { var again = stored; again.id = UUID(); return again }(), fresh, freshAgain,
+            ])
+            #expect(throws: ServiceError.self) { try answers[0].get() }
+            #expect((try? answers[1].get()) == .replayed(original))
+            guard case .success(.created(let created)) = answers[2] else {
+                Issue.record("k2 was not created: \(answers[2])")
+                return
+            }
+            #expect(created.id == fresh.id)
+            #expect((try? answers[3].get()) == .replayed(created))
+            #expect(try await intake.count() == 2)
+        }
+    }
+
+    @Test func twoReplicasRacingTheSameRequestsStoreEachOnce() async throws {
+        try await IntakeHarness.run("batchrace") { intake in
+            // Two committers on their own connections, as two replicas of the service would be.
+            let replicas = [0, 1].map { _ in SubmissionBatches(client: intake.client, logger: TestDatabase.logger) }
+            let items = (0..<40).map { item("race-\($0)", description: "第\($0)号", phone: "1390000\(String(format: "%04d", $0))") }
+            let answers = try await withThrowingTaskGroup(of: [Result<SubmitOutcome, any Error>].self) { group in
+                for replica in replicas {
+                    for chunk in stride(from: 0, to: items.count, by: 8) {
+                        // Each replica's copy has its own id, as each would mint one.
+                        let copies = items[chunk..<chunk + 8].map { var copy = $0; copy.id = UUID(); return copy }
+                        group.addTask { try await replica.commit(copies) }
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            let outcomes = try answers.map { try $0.get() }
+            #expect(outcomes.count == 80)
+            #expect(outcomes.filter { if case .created = $0 { true } else { false } }.count == 40)
+            #expect(try await intake.count() == 40)
         }
     }
 }

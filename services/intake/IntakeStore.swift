@@ -7,6 +7,9 @@ import PostgresNIO
 /// transaction that settles idempotency, links repeats, inserts every new row with one INSERT and raises
 /// the priority of the requests they repeat.
 struct IntakeStore: Sendable {
+    // The three repeat settings are baked into `intake.submit_batch` (IntakeMigrations, version 7): a
+    // change to one needs a new migration that replaces the function.
+
     /// How far back a request counts as repeated by a new one with the same phone and category.
     static let repeatWindow = "24 hours"
     /// How alike two descriptions must be (pg_trgm's similarity: shared trigrams / all distinct trigrams) to
@@ -17,11 +20,11 @@ struct IntakeStore: Sendable {
 
     /// Batches committed at once, each on its own connection.
     static let lanes = 2
-    /// What the committer's connections start with: its three prepared statements use their generic plan
-    /// from the first execution. PostgreSQL otherwise re-planned the repeat look-up at every batch (0.4 ms
-    /// of a lone submission's bind); none of the three plans depends on the values bound (see
-    /// ``SubmissionBatches``). Its own pool, because the setting would apply to every statement of a
-    /// connection, and the service's reads want plans for their values.
+    /// What the committer's connections start with: the statements of `intake.submit_batch` use their
+    /// generic plan from the first execution. PostgreSQL otherwise re-planned the repeat look-up at every
+    /// batch (0.4 ms of a lone submission); none of the plans depends on the values bound (each look-up
+    /// reads an index's first entries for one key). Its own pool, because the setting applies to every
+    /// statement of a connection, and the service's reads want plans for their values.
     static let committerSessionSettings = [("plan_cache_mode", "force_generic_plan")]
 
     let client: PostgresClient
@@ -58,10 +61,17 @@ struct IntakeStore: Sendable {
 
 /// The columns of `intake.help_requests` a ``StoredHelpRequest`` is read from.
 enum HelpRequestRow {
-    static let columns = """
-        id, ticket, category, district, phone, contact_name, address, description, latitude, longitude, \
-        special_groups, urgency, status, priority, green_channel, repeat_of, repeat_count, created_at, updated_at
-        """
+    static let names = [
+        "id", "ticket", "category", "district", "phone", "contact_name", "address", "description", "latitude",
+        "longitude", "special_groups", "urgency", "status", "priority", "green_channel", "repeat_of",
+        "repeat_count", "created_at", "updated_at",
+    ]
+    static let columns = names.joined(separator: ", ")
+
+    /// The same columns read from a row value (`(b.request)`), under their own names.
+    static func columns(of record: String) -> String {
+        names.map { "\(record).\($0)" }.joined(separator: ", ")
+    }
 
     static func decode(_ row: PostgresRow) throws -> StoredHelpRequest {
         let row = row.makeRandomAccess()
