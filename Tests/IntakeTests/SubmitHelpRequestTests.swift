@@ -148,6 +148,17 @@ import Testing
         }
     }
 
+    @Test func aTextStoredBeforeSignaturesIsComparedInFull() async throws {
+        try await IntakeHarness.run("nosignature") { intake in
+            let original = try await intake.submit(submission(phone: "13800002000", description: "小区封控三天了，家里没有米面油，老人行动不便"))
+            // As a row stored before migration 7 is: no signature, no count.
+            _ = try await intake.count(
+                "WITH u AS (UPDATE intake.help_requests SET description_signature = NULL, description_trigram_count = NULL RETURNING 1) SELECT count(*)::int FROM u")
+            let variant = try await intake.submit(submission(phone: "13800002001", description: "小区封控三天了，家里没有米面油，老人行动不便！"))
+            #expect(variant.helpRequest.repeatOf == original.helpRequest.id)
+        }
+    }
+
     @Test func repeatsWithinOneBatchAreLinkedToo() async throws {
         try await IntakeHarness.run("batchrepeats") { intake in
             let answers = try await withThrowingTaskGroup(of: Kangyi_Intake_V1_HelpRequest.self) { group in
