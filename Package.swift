@@ -162,11 +162,16 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .executableTarget(
             name: "kangyi-terminal",
-            dependencies: ["CNGHTTP2", "CProtobufC", "COpenSSL"],
+            dependencies: ["CNGHTTP2", "CProtobufC", "COpenSSL", "KangyiNet"],
             exclude: ["README.md"],
             cSettings: [.headerSearchPath("generated")],
             linkerSettings: [.linkedLibrary("m")]
         ),
+        // `make bench`'s closed-loop unary load, in C on nghttp2, so the generator costs little of the
+        // CPU it measures. See Sources/kangyi-load/main.c.
+        .executableTarget(name: "kangyi-load", dependencies: ["CNGHTTP2", "KangyiNet"]),
+        // What the two C clients share: their TCP connection and HTTP/2 session.
+        .target(name: "KangyiNet", dependencies: ["CNGHTTP2"], path: "Sources/kangyi-net"),
         // Shared by the test targets: a real PostgreSQL database per test, log capture, servers on ports.
         .target(
             name: "KangyiTestSupport",

@@ -11,7 +11,7 @@
 #   light      one caller, one call at a time (submissions: BENCH_LIGHT_SECONDS, 30, for >= 2,000 calls):
 #              pgbench's 1-client INSERT, the no-op (platform and bare),
 #              SubmitHelpRequest direct and through the gateway — what one citizen's call costs
-#   submit     intake SubmitHelpRequest at C, direct and through the gateway (kangyi bench load);
+#   submit     intake SubmitHelpRequest at C, direct and through the gateway;
 #              every acknowledged submission must be a row afterwards
 #   overload   open loop at twice the direct rate: goodput, how fast the excess is refused, peak memory
 #   checkpoint UploadVehicleLogs rows/s, B terminals at once (BENCH_TERMINALS, 4), direct and through the
@@ -23,7 +23,11 @@
 #              p50/p99 (a year in month buckets, one district and the whole city) over ten million observations'
 #              day aggregates, one call at a time
 #
-# CPU time per RPC of the servers and of PostgreSQL (from /proc) goes with each run. Everything lands in
+# The Kangyi load generators: closed-loop runs use kangyi-load (C on nghttp2, Sources/kangyi-load: about
+# 0.01 ms of CPU a call, where `kangyi bench load` spent 0.24 at C and 0.56 one call at a time, on the
+# cores it measures); open-loop runs (overload) use `kangyi bench load --rate`.
+#
+# CPU time per RPC of the servers, of PostgreSQL (from /proc) and of the generator goes with each run. Everything lands in
 # .data/bench/results.json and a table. Nothing in `make test` depends on any of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +38,11 @@ OUT=.data/bench
 scripts/ensure-apt.sh postgresql-contrib:/usr/share/postgresql/15/extension/pg_trgm.control nghttp2-client:h2load curl:curl
 scripts/build-deps.sh
 echo "building release binaries..."
-swift build -c release --product kangyi >/dev/null 2>&1 || swift build -c release --product kangyi
+for product in kangyi kangyi-load; do
+  swift build -c release --product $product >/dev/null 2>&1 || swift build -c release --product $product
+done
 BIN=$(swift build -c release --show-bin-path)/kangyi
+LOAD=$(swift build -c release --show-bin-path)/kangyi-load
 PGBIN=/usr/lib/postgresql/15/bin
 
 rm -rf "$OUT" && mkdir -p "$OUT"
@@ -70,15 +77,18 @@ serve() {
 # children, and the live backends).
 cpu_of() { python3 scripts/bench/proc.py cpu "$@"; }
 cpu_pg() { python3 scripts/bench/proc.py cpu-tree "$POSTMASTER"; }
-# run LABEL SERVER_PIDS... -- kangyi bench load arguments: one load run with CPU figures beside it.
+# run LABEL SERVER_PIDS... -- load generator arguments: one load run with CPU figures beside it (the
+# generator's own from bash's `time`). Closed loop on kangyi-load; open loop (--rate) on `kangyi bench load`.
 run() {
   local label=$1; shift
   local pids=(); while [[ $1 != -- ]]; do pids+=("$1"); shift; done; shift
-  local before_pg before_servers after_pg after_servers
+  local generator=("$LOAD"); [[ " $* " == *" --rate "* ]] && generator=("$BIN" bench load)
+  local before_pg before_servers after_pg after_servers TIMEFORMAT='%U %S'
   before_pg=$(cpu_pg); before_servers=$(cpu_of "${pids[@]}")
-  "$BIN" bench load "$@" --json "$OUT/$label.json" >/dev/null
+  { time "${generator[@]}" "$@" --json "$OUT/$label.json" >/dev/null 2>"$OUT/$label.generator.log"; } 2>"$OUT/$label.time"
   after_pg=$(cpu_pg); after_servers=$(cpu_of "${pids[@]}")
-  python3 scripts/bench/proc.py annotate "$OUT/$label.json" "$before_servers" "$after_servers" "$before_pg" "$after_pg"
+  python3 scripts/bench/proc.py annotate "$OUT/$label.json" "$before_servers" "$after_servers" "$before_pg" "$after_pg" \
+    "$(awk '{print $1 + $2}' "$OUT/$label.time")"
 }
 
 echo "disk: pg_test_fsync..."
@@ -136,7 +146,7 @@ noop_h2load noop-h2load "$NOOP" "$PID_noop" "$NOOP_METRICS"
 echo "no-op on a bare grpc-swift server (no interceptors, same transport settings): h2load, $C streams, ${T}s..."
 noop_h2load noop-bare-h2load "$BARE" "$PID_bare"   # it counts nothing: its sampled status is the check
 
-echo "no-op: kangyi bench load, $C in flight, ${T}s..."
+echo "no-op: kangyi-load, $C in flight, ${T}s..."
 run noop "$PID_noop" -- --rpc noop --target "127.0.0.1:$NOOP" --concurrency "$C" --seconds "$T"
 # Light-load submissions run long enough for at least 2,000 calls one at a time (the report checks).
 LIGHT_T=${BENCH_LIGHT_SECONDS:-30}

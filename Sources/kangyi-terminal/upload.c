@@ -3,9 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -19,6 +16,7 @@
 #include <unistd.h>
 
 #include "kangyi/checkpoint/v1/checkpoint.pb-c.h"
+#include "kangyi_net.h"
 
 #define METHOD_PATH "/kangyi.checkpoint.v1.CheckpointService/UploadVehicleLogs"
 
@@ -224,26 +222,6 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 
 /* --- connection --- */
 
-static int connect_to(const char *host, const char *port) {
-    struct addrinfo hints = {0}, *found = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, port, &hints, &found) != 0) return -1;
-    int fd = -1;
-    for (struct addrinfo *ai = found; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-        if (fd < 0) continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) break;
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(found);
-    if (fd < 0) return -1;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
 static SSL *start_tls(int fd, const char *host, const char *ca_file) {
     static SSL_CTX *context;
     if (!context) {
@@ -284,7 +262,7 @@ upload_result upload_once(const upload_options *options, spool *s) {
     a.last_progress = time(NULL);
     upload_result result = UPLOAD_RETRY;
 
-    a.fd = connect_to(options->host, options->port);
+    a.fd = kangyi_connect(options->host, options->port);
     if (a.fd < 0) {
         fprintf(stderr, "kangyi-terminal: cannot connect to %s:%s: %s\n", options->host, options->port, strerror(errno));
         return UPLOAD_RETRY;
@@ -300,14 +278,8 @@ upload_result upload_once(const upload_options *options, spool *s) {
     }
     fcntl(a.fd, F_SETFL, fcntl(a.fd, F_GETFL) | O_NONBLOCK);
 
-    nghttp2_session_callbacks *callbacks;
-    nghttp2_session_callbacks_new(&callbacks);
-    nghttp2_session_callbacks_set_send_callback(callbacks, send_callback);
-    nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data);
-    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
-    nghttp2_session_client_new(&a.session, callbacks, &a);
-    nghttp2_session_callbacks_del(callbacks);
+    a.session = kangyi_client_session(send_callback, on_header, on_data, on_stream_close, &a);
+    if (!a.session) goto done;
 
     nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 10}, {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20}};
     nghttp2_submit_settings(a.session, NGHTTP2_FLAG_NONE, settings, 2);

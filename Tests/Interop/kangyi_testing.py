@@ -67,7 +67,8 @@ class Kangyi:
     def __init__(self, tmp, label="interop", **settings):
         self.data = tmp
         self.log_path = tmp / "kangyi.log"
-        env = dict(os.environ, KANGYI_DATA_DIR=str(tmp), KANGYI_DATABASE_URL=fresh_database(label), **settings)
+        self.database_url = fresh_database(label)
+        env = dict(os.environ, KANGYI_DATA_DIR=str(tmp), KANGYI_DATABASE_URL=self.database_url, **settings)
         self.process = subprocess.Popen(
             [KANGYI, "dev", "--ephemeral-ports"], env=env, stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
         deadline = time.time() + 60

@@ -1,4 +1,7 @@
 """Intake from Python grpcio: submit, look up, list, watch — over HTTP/2 against `kangyi dev`."""
+import json
+import os
+import subprocess
 import threading
 import uuid
 
@@ -6,7 +9,7 @@ import grpc
 import pytest
 
 from kangyi.intake.v1 import intake_pb2 as pb, intake_pb2_grpc
-from kangyi_testing import help_request
+from kangyi_testing import ROOT, help_request, psql
 
 PII = [("x-kangyi-caller", "interop"), ("x-kangyi-scopes", "pii.read")]
 
@@ -83,3 +86,17 @@ def test_list_pages_and_watch_streams_new_requests(intake):
             break
     ids = [r.id for p in pages for r in p.help_requests]
     assert len(ids) == len(set(ids)) and len(ids) >= 3
+
+
+def test_the_benchs_c_load_generator_counts_only_what_was_stored(kangyi, tmp_path):
+    """kangyi-load, `make bench`'s closed-loop generator: its submissions are new rows (no replays, no
+    repeats), and every call it counts as acknowledged is one."""
+    generator = os.environ.get("KANGYI_LOAD_BIN", str(ROOT / ".build/debug/kangyi-load"))
+    report_path = tmp_path / "load.json"
+    subprocess.run([generator, "--target", kangyi.addresses["intake"], "--concurrency", "4", "--seconds", "1",
+                    "--phone-block", "699", "--json", str(report_path)], check=True, timeout=30)
+    report = json.loads(report_path.read_text())
+    assert report["ok"] > 0 and set(report["codes"]) == {"ok"} and report["p50_ms"] > 0
+    rows, repeats = psql(kangyi.database_url, "SELECT count(*), count(repeat_of) FROM intake.help_requests "
+                         f"WHERE request_id LIKE 'bench-{report['run']}-%'").stdout.strip().split("|")
+    assert report["ok"] <= int(rows) <= report["calls"] and int(repeats) == 0

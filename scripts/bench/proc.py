@@ -3,7 +3,8 @@
 
     proc.py cpu PID...                  CPU seconds (user + system) of the processes, summed
     proc.py cpu-tree PID                the same for a process, its reaped children and its live children
-    proc.py annotate RUN.json CPU0 CPU1 PG0 PG1   adds CPU ms per OK call (servers, PostgreSQL) to a run
+    proc.py annotate RUN.json CPU0 CPU1 PG0 PG1 [GENERATOR]   adds CPU ms per call (servers, PostgreSQL,
+                                        and the load generator's CPU seconds when given) to a run
     proc.py ok-count METHOD < metrics   the server's own count of OK calls of METHOD (Prometheus text)
     proc.py h2load OUT SAMPLE OK0 OK1 CPU0 CPU1   h2load's figures, checked against the server's count
     proc.py peak-memory NAME=PID|NAME=tree:PID...  VmHWM of each process (a tree: its largest member)
@@ -64,6 +65,9 @@ def main(argv):
         calls = max(1, run["calls"])
         run["cpu_ms_per_call"] = {"servers": 1000 * (servers1 - servers0) / calls, "postgres": 1000 * (pg1 - pg0) / calls}
         run["cpu_seconds"] = {"servers": servers1 - servers0, "postgres": pg1 - pg0}
+        if len(argv) > 7:
+            run["cpu_ms_per_call"]["generator"] = 1000 * float(argv[7]) / calls
+            run["cpu_seconds"]["generator"] = float(argv[7])
         json.dump(run, open(path, "w"), indent=2, sort_keys=True)
     elif command == "ok-count":
         method = argv[2]

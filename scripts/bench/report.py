@@ -98,16 +98,17 @@ def row(name, rate, p50, p99, cpu=""):
 
 f0 = lambda v: f"{v:.0f}"
 f2 = lambda v: f"{v:.2f}"
-cpu = lambda run: f"{run['cpu_ms_per_call']['servers']:.2f} + {run['cpu_ms_per_call']['postgres']:.2f}"
+cpu = lambda run: (f"{run['cpu_ms_per_call']['servers']:.2f} + {run['cpu_ms_per_call']['postgres']:.2f}"
+                   + (f" (generator {run['cpu_ms_per_call']['generator']:.3f})" if "generator" in run["cpu_ms_per_call"] else ""))
 print()
 print(f"disk: {disk['fdatasync_per_s'] or '?'} fdatasync/s (pg_test_fsync, one 8 kB write)")
-row("scenario", "rate/s", "p50 ms", "p99 ms", "CPU ms/call (servers + PostgreSQL)")
+row("scenario", "rate/s", "p50 ms", "p99 ms", "CPU ms/call (servers + PostgreSQL) (load generator)")
 row("pgbench: intake INSERT, 1 row per commit", f0(tps), f2(pgbench["p50_ms"]), f2(pgbench["p99_ms"]))
 row("no-op RPC, h2load (mean latency)", f0(noop_h2load["rate_per_s"]), f2(noop_h2load["mean_ms"]), "-",
     f"{noop_h2load['cpu_ms_per_call']:.3f} + 0")
 row("no-op RPC, bare grpc-swift, h2load (mean latency)", f0(bare_h2load["rate_per_s"]), f2(bare_h2load["mean_ms"]), "-",
     f"{bare_h2load['cpu_ms_per_call']:.3f} + 0")
-row("no-op RPC, kangyi bench", f0(noop["rate_per_s"]), f2(noop["p50_ms"]), f2(noop["p99_ms"]), cpu(noop))
+row("no-op RPC, kangyi-load", f0(noop["rate_per_s"]), f2(noop["p50_ms"]), f2(noop["p99_ms"]), cpu(noop))
 row("intake SubmitHelpRequest, direct", f0(direct["rate_per_s"]), f2(direct["p50_ms"]), f2(direct["p99_ms"]), cpu(direct))
 row("intake SubmitHelpRequest, through the gateway", f0(gateway["rate_per_s"]), f2(gateway["p50_ms"]), f2(gateway["p99_ms"]), cpu(gateway))
 row(f"overload: open loop at {overload['offered_rate_per_s']:.0f}/s (goodput)", f0(overload["rate_per_s"]),
