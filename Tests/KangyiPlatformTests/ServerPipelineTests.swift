@@ -4,7 +4,7 @@ import GRPCNIOTransportHTTP2
 import GRPCProtobuf
 import SwiftProtobuf
 import KangyiAPI
-import KangyiPlatform
+@testable import KangyiPlatform
 import KangyiTestSupport
 import Logging
 import Testing
@@ -200,5 +200,46 @@ import Testing
                 #expect(try await client.say("hello").0.contains("|"))
             }
         }
+    }
+}
+
+/// A writer that keeps nothing.
+private struct Discard: RPCWriterProtocol {
+    func write(_ element: String) async throws {}
+    func write(contentsOf elements: some Sequence<String>) async throws {}
+}
+
+/// The in-flight limit counts calls, not responses: a call whose response grpc-swift never produces
+/// (the caller closed the stream before its headers could be written) must give its slot back too.
+@Suite struct LoadSheddingTests {
+    func respond(_ shedding: LoadSheddingInterceptor) async throws -> StreamingServerResponse<String> {
+        try await shedding.intercept(
+            request: StreamingServerRequest<String>(metadata: [:], messages: RPCAsyncSequence(wrapping: AsyncThrowingStream { $0.finish() })),
+            context: .testing
+        ) { _, _ in
+            StreamingServerResponse(single: ServerResponse(message: "answer"))
+        }
+    }
+
+    @Test func aResponseDroppedUnproducedGivesItsSlotBack() async throws {
+        let shedding = LoadSheddingInterceptor(limit: 1)
+        for _ in 0..<3 {
+            // Taken, then dropped without its producer ever running.
+            _ = try await respond(shedding)
+            #expect(shedding.inFlight.current == 0)
+        }
+    }
+
+    @Test func aSlotIsHeldUntilTheResponseIsProducedAndGivenBackOnce() async throws {
+        let shedding = LoadSheddingInterceptor(limit: 1)
+        let held = try await respond(shedding)
+        #expect(shedding.inFlight.current == 1)
+        let refused = await #expect(throws: ServiceError.self) { _ = try await respond(shedding) }  // over the limit
+        #expect(refused?.code == .resourceExhausted)
+        let contents = try held.accepted.get()
+        _ = try await contents.producer(RPCWriter(wrapping: Discard()))
+        #expect(shedding.inFlight.current == 0)
+        _ = consume held  // dropping it after the producer ran gives nothing back twice
+        #expect(shedding.inFlight.current == 0)
     }
 }
