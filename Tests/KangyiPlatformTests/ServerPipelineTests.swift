@@ -209,11 +209,11 @@ private struct Discard: RPCWriterProtocol {
     func write(contentsOf elements: some Sequence<String>) async throws {}
 }
 
-/// The in-flight limit counts calls, not responses: a call whose response grpc-swift never produces
-/// (the caller closed the stream before its headers could be written) must give its slot back too.
-@Suite struct LoadSheddingTests {
-    func respond(_ shedding: LoadSheddingInterceptor) async throws -> StreamingServerResponse<String> {
-        try await shedding.intercept(
+/// A call whose response grpc-swift never produces (the caller closed the stream before its headers
+/// could be written) still gives its in-flight slot back, and is still logged and counted.
+@Suite struct UnproducedResponseTests {
+    func respond(_ interceptor: some ServerInterceptor) async throws -> StreamingServerResponse<String> {
+        try await interceptor.intercept(
             request: StreamingServerRequest<String>(metadata: [:], messages: RPCAsyncSequence(wrapping: AsyncThrowingStream { $0.finish() })),
             context: .testing
         ) { _, _ in
@@ -241,5 +241,18 @@ private struct Discard: RPCWriterProtocol {
         #expect(shedding.inFlight.current == 0)
         _ = consume held  // dropping it after the producer ran gives nothing back twice
         #expect(shedding.inFlight.current == 0)
+    }
+
+    @Test func aCallWhoseAnswerWasNeverProducedIsLoggedAndCountedAsCancelled() async throws {
+        let logs = LogCapture()
+        let metrics = RPCMetrics()
+        let observer = CallObserverInterceptor(logger: logs.logger(), metrics: metrics)
+        _ = try await respond(observer)
+        let produced = try await respond(observer)
+        _ = try await produced.accepted.get().producer(RPCWriter(wrapping: Discard()))
+        _ = consume produced
+        let codes = logs.all.filter { $0.message == "rpc" }.map { $0.metadata["code"] ?? "" }.sorted()
+        #expect(codes == ["cancelled", "ok"])
+        #expect(metrics.exposition().contains(#"code="cancelled""#))
     }
 }

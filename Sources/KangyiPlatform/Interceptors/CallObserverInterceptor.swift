@@ -26,7 +26,13 @@ public struct CallObserverInterceptor: ServerInterceptor {
             var response = try await next(request, context)
             switch response.accepted {
             case .success:
+                // A call whose caller left before its answer's headers went out is never produced: it
+                // is logged and counted as cancelled when its response is dropped.
+                let unanswered = WhenResponseIsDone { [self] in
+                    finish(method: method, code: "cancelled", identity: identity, since: start, message: "the caller left before the answer")
+                }
                 response.wrapProducer { [self] produce in
+                    defer { unanswered.dismiss() }
                     do {
                         let trailers = try await produce()
                         finish(method: method, code: "ok", identity: identity, since: start, message: nil)

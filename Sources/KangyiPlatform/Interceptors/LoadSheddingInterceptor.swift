@@ -28,25 +28,6 @@ public struct LoadSheddingInterceptor: ServerInterceptor {
         var current: Int { count.withLock { $0 } }
     }
 
-    /// One call's slot, given back exactly once: when its response has been produced, or when the
-    /// response is dropped unproduced. grpc-swift runs the producer only after it wrote the response's
-    /// headers, and skips it when that write fails (the caller closed the stream: a cancel, a passed
-    /// deadline). Released only in the producer, each such call kept its slot for good — under 2×
-    /// overload in `make bench` the 64 slots leaked within four seconds and the server refused
-    /// everything after.
-    final class Slot: Sendable {
-        private let inFlight: InFlight
-        private let released = Atomic(false)
-
-        init(_ inFlight: InFlight) { self.inFlight = inFlight }
-
-        func release() {
-            if !released.exchange(true, ordering: .acquiringAndReleasing) { inFlight.leave() }
-        }
-
-        deinit { release() }
-    }
-
     public init(limit: Int, index: DescriptorIndex = .embedded) {
         self.limit = limit
         var exempt: Set<String> = ["grpc.health.v1.Health/Watch"]
@@ -70,21 +51,24 @@ public struct LoadSheddingInterceptor: ServerInterceptor {
                 reason: "SERVER_AT_CAPACITY", "the server has \(limit) calls in flight; retry shortly",
                 retryAfter: .seconds(1))
         }
-        let slot = Slot(inFlight)
+        // Given back once: when the response has been produced, or dropped unproduced (a call whose
+        // caller left before its answer's headers went out). Released only in the producer, such calls
+        // kept their slots: under 2× overload in `make bench` all 64 leaked within four seconds, and the
+        // server refused everything after.
+        let slot = WhenResponseIsDone { [inFlight] in inFlight.leave() }
         do {
             var response = try await next(request, context)
             guard case .success = response.accepted else {
-                slot.release()
+                slot.run()
                 return response
             }
-            // The producer holds the slot: released when it ends, or when grpc-swift drops it unrun.
             response.wrapProducer { produce in
-                defer { slot.release() }
+                defer { slot.run() }
                 return try await produce()
             }
             return response
         } catch {
-            slot.release()
+            slot.run()
             throw error
         }
     }
