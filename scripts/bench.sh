@@ -23,9 +23,9 @@
 #              p50/p99 (a year in month buckets, one district and the whole city) over ten million observations'
 #              day aggregates, one call at a time
 #
-# The Kangyi load generators: closed-loop runs use kangyi-load (C on nghttp2, Sources/kangyi-load: about
-# 0.01 ms of CPU a call, where `kangyi bench load` spent 0.24 at C and 0.56 one call at a time, on the
-# cores it measures); open-loop runs (overload) use `kangyi bench load --rate`.
+# The unary runs are driven by kangyi-load (C on nghttp2, Sources/kangyi-load: about 0.015 ms of CPU a
+# call, where `kangyi bench load` spent 0.24 at C, 0.56 one call at a time and 0.26 in open loop, on the
+# cores it measures).
 #
 # CPU time per RPC of the servers, of PostgreSQL (from /proc) and of the generator goes with each run. Everything lands in
 # .data/bench/results.json and a table. Nothing in `make test` depends on any of it.
@@ -77,15 +77,14 @@ serve() {
 # children, and the live backends).
 cpu_of() { python3 scripts/bench/proc.py cpu "$@"; }
 cpu_pg() { python3 scripts/bench/proc.py cpu-tree "$POSTMASTER"; }
-# run LABEL SERVER_PIDS... -- load generator arguments: one load run with CPU figures beside it (the
-# generator's own from bash's `time`). Closed loop on kangyi-load; open loop (--rate) on `kangyi bench load`.
+# run LABEL SERVER_PIDS... -- kangyi-load arguments: one load run with CPU figures beside it (the
+# generator's own from bash's `time`).
 run() {
   local label=$1; shift
   local pids=(); while [[ $1 != -- ]]; do pids+=("$1"); shift; done; shift
-  local generator=("$LOAD"); [[ " $* " == *" --rate "* ]] && generator=("$BIN" bench load)
   local before_pg before_servers after_pg after_servers TIMEFORMAT='%U %S'
   before_pg=$(cpu_pg); before_servers=$(cpu_of "${pids[@]}")
-  { time "${generator[@]}" "$@" --json "$OUT/$label.json" >/dev/null 2>"$OUT/$label.generator.log"; } 2>"$OUT/$label.time"
+  { time "$LOAD" "$@" --json "$OUT/$label.json" >/dev/null 2>"$OUT/$label.generator.log"; } 2>"$OUT/$label.time"
   after_pg=$(cpu_pg); after_servers=$(cpu_of "${pids[@]}")
   python3 scripts/bench/proc.py annotate "$OUT/$label.json" "$before_servers" "$after_servers" "$before_pg" "$after_pg" \
     "$(awk '{print $1 + $2}' "$OUT/$label.time")"

@@ -1,14 +1,15 @@
-/* kangyi-load: the closed-loop unary load of `make bench`, in C on nghttp2.
+/* kangyi-load: the unary load of `make bench`, in C on nghttp2.
  *
- * The Swift generator (`kangyi bench load`) spent about 0.3 ms of CPU a call: as much as a third of what
- * it measured, on the same two cores. This one keeps `--concurrency` calls in flight on one HTTP/2
- * connection (each sent when the last is answered), over plaintext HTTP/2 as the bench runs, and writes
- * the same JSON as `kangyi bench load` (so scripts/bench/report.py reads either). Open-loop runs stay on
- * the Swift generator.
+ * The Swift generator (`kangyi bench load`) spent 0.24-0.56 ms of CPU a call: as much as a third of what
+ * it measured, on the same two cores. This one, over one plaintext HTTP/2 connection as the bench runs,
+ * either keeps `--concurrency` calls in flight (closed loop: each sent when the last is answered) or
+ * sends `--rate` calls a second on schedule whatever the answers (open loop: each call's latency runs
+ * from when it should have been sent, so a generator or connection that falls behind shows as latency).
+ * It writes the same JSON as `kangyi bench load` (so scripts/bench/report.py reads either).
  *
  * Each SubmitHelpRequest is new, as the Swift generator's are: its own request id ("bench-RUN-NUMBER")
- * and phone (1, the block's three digits, the worker's two, the call's five), so no call is a replay
- * and none a repeat. The request is encoded here by hand — five fields of one message; the server's
+ * and phone (1, the block's three digits, the worker's two, the call's five; open loop: worker 0, the
+ * call's number), so no call is a replay and none a repeat (open-loop runs up to 100,000 calls). The request is encoded here by hand — five fields of one message; the server's
  * answers prove the encoding (a run whose calls fail fails the bench).
  *
  * The latencies of calls sent in the measured window (after a 2 s warm-up) and answered before it ends
@@ -31,22 +32,24 @@
 
 #define WARM_UP_S 2
 #define MAX_CONCURRENCY 1024
+#define MAX_OPEN_IN_FLIGHT 32768
 
 typedef struct {
     const char *host, *port, *rpc, *token, *json;
     int concurrency, seconds, deadline_ms, phone_block;
+    double rate;    /* calls a second, open loop; 0: closed loop */
     char run[17];
 } options;
 
-/* One worker's call in flight. */
+/* One call in flight: a closed-loop worker's, or an open-loop slot's. */
 typedef struct {
     int32_t stream_id;
     int worker;
     long sequence;
-    double sent;        /* seconds, monotonic */
+    double sent;        /* seconds, monotonic: when it was sent, or (open loop) when it should have been */
     int grpc_status;    /* -1 until the trailers say */
     int http_status;
-    uint8_t body[1024]; /* the gRPC frame: 5-byte prefix, then the message */
+    uint8_t body[512];  /* the gRPC frame: 5-byte prefix, then the message */
     size_t body_length, body_sent;
 } call;
 
@@ -59,7 +62,9 @@ typedef struct {
     const options *options;
     int fd;
     nghttp2_session *session;
-    call calls[MAX_CONCURRENCY];
+    call calls[MAX_OPEN_IN_FLIGHT];
+    int free_slots[MAX_OPEN_IN_FLIGHT], free_count;  /* open loop: slots not in flight */
+    long late;           /* open loop: calls not sent because MAX_OPEN_IN_FLIGHT were in flight */
     double window_start, window_end;
     samples ok, not_ok;
     long codes[18];      /* counted calls by grpc-status 0-16, and 17: no status (transport) */
@@ -194,7 +199,7 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t stream_id, c
     return 0; /* the answer's content is not needed: its status is in the trailers */
 }
 
-static void start(load *l, int worker, long sequence);
+static void start(load *l, int slot, int worker, long sequence, double intended);
 
 static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user) {
     (void)session; (void)error_code;
@@ -206,18 +211,21 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     l->done++;
     l->in_flight--;
     if (status != 0) l->failed++;
-    if (c->sent >= l->window_start && c->sent < l->window_end && finished <= l->window_end) {
+    /* Counted: sent (open loop: scheduled) in the window, and (closed loop) answered within it too. */
+    if (c->sent >= l->window_start && c->sent < l->window_end && (l->options->rate > 0 || finished <= l->window_end)) {
         keep(status == 0 ? &l->ok : &l->not_ok, latency);
         l->codes[status]++;
     }
-    if (finished < l->window_end) start(l, c->worker, c->sequence + 1);
+    if (l->options->rate > 0) l->free_slots[l->free_count++] = (int)(c - l->calls);
+    else if (finished < l->window_end) start(l, c->worker, c->worker, c->sequence + 1, 0);
     return 0;
 }
 
 #define HEADER(name, value) {(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value), NGHTTP2_NV_FLAG_NONE}
 
-static void start(load *l, int worker, long sequence) {
-    call *c = &l->calls[worker];
+/* Starts a call in `slot`; `intended` is its scheduled send time (open loop), 0 for now. */
+static void start(load *l, int slot, int worker, long sequence, double intended) {
+    call *c = &l->calls[slot];
     c->worker = worker;
     c->sequence = sequence;
     c->grpc_status = -1;
@@ -235,7 +243,7 @@ static void start(load *l, int worker, long sequence) {
         HEADER("user-agent", "kangyi-load/1"), HEADER("authorization", bearer),
     };
     nghttp2_data_provider provider = {.source = {.ptr = c}, .read_callback = read_callback};
-    c->sent = now_s();
+    c->sent = intended > 0 ? intended : now_s();
     c->stream_id = nghttp2_submit_request(l->session, NULL, headers, o->token ? 9 : 8, &provider, c);
     if (c->stream_id < 0) {
         fprintf(stderr, "kangyi-load: cannot start a call: %s\n", nghttp2_strerror(c->stream_id));
@@ -262,8 +270,11 @@ static int write_report(load *l) {
         fprintf(stderr, "kangyi-load: cannot write %s: %s\n", o->json, strerror(errno));
         return 1;
     }
-    fprintf(out, "{\n  \"run\": \"%s\", \"rpc\": \"%s\", \"mode\": \"closed\", \"generator\": \"kangyi-load\",\n", o->run, o->rpc);
-    fprintf(out, "  \"concurrency\": %d, \"seconds\": %d, \"calls\": %ld,\n", o->concurrency, o->seconds, l->done);
+    fprintf(out, "{\n  \"run\": \"%s\", \"rpc\": \"%s\", \"mode\": \"%s\", \"generator\": \"kangyi-load\",\n", o->run, o->rpc,
+            o->rate > 0 ? "open" : "closed");
+    if (o->rate > 0) fprintf(out, "  \"offered_rate_per_s\": %.3f, \"late\": %ld,\n", o->rate, l->late);
+    else fprintf(out, "  \"concurrency\": %d,\n", o->concurrency);
+    fprintf(out, "  \"seconds\": %d, \"calls\": %ld,\n", o->seconds, l->done);
     fprintf(out, "  \"ok\": %zu, \"rate_per_s\": %.3f,\n", l->ok.count, (double)l->ok.count / o->seconds);
     fprintf(out, "  \"p50_ms\": %.3f, \"p90_ms\": %.3f, \"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f,\n",
             at(&l->ok, 50), at(&l->ok, 90), at(&l->ok, 99), at(&l->ok, 99.9), at(&l->ok, 100));
@@ -282,11 +293,12 @@ static int write_report(load *l) {
 
 static void usage(FILE *to) {
     fprintf(to,
-            "usage: kangyi-load --target HOST:PORT [--rpc submit|noop] [--concurrency N] [--seconds S]\n"
+            "usage: kangyi-load --target HOST:PORT [--rpc submit|noop] [--concurrency N | --rate R] [--seconds S]\n"
             "                   [--phone-block B] [--token T] [--deadline-ms MS] [--json FILE]\n"
-            "Closed-loop unary load over plaintext HTTP/2: N calls in flight, each sent when the last is\n"
-            "answered, measured for S seconds after a %d s warm-up. Writes the figures as JSON (stdout\n"
-            "without --json), as `kangyi bench load` does. --phone-block (0-699) keeps runs in one\n"
+            "Unary load over plaintext HTTP/2, measured for S seconds after a %d s warm-up: closed loop, N\n"
+            "calls in flight, each sent when the last is answered; or open loop, R calls a second on\n"
+            "schedule, each one's latency from when it should have been sent. Writes the figures as JSON\n"
+            "(stdout without --json), as `kangyi bench load` does. --phone-block (0-699) keeps runs in one\n"
             "database from repeating each other's submissions.\n", WARM_UP_S);
 }
 
@@ -298,7 +310,7 @@ int main(int argc, char **argv) {
         {"concurrency", required_argument, 0, 'c'}, {"seconds", required_argument, 0, 's'},
         {"phone-block", required_argument, 0, 'p'}, {"token", required_argument, 0, 'k'},
         {"deadline-ms", required_argument, 0, 'd'}, {"json", required_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"rate", required_argument, 0, 'R'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     for (int option; (option = getopt_long(argc, argv, "", long_options, NULL)) != -1;) {
         switch (option) {
@@ -310,13 +322,15 @@ int main(int argc, char **argv) {
         case 'k': o.token = optarg; break;
         case 'd': o.deadline_ms = atoi(optarg); break;
         case 'j': o.json = optarg; break;
+        case 'R': o.rate = atof(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
     char *colon = target ? strrchr(target, ':') : NULL;
     if (!colon || colon == target || (strcmp(o.rpc, "submit") != 0 && strcmp(o.rpc, "noop") != 0) || o.concurrency < 1 ||
-        o.concurrency > MAX_CONCURRENCY || o.seconds < 1 || o.deadline_ms < 1 || o.phone_block > 699) {
+        o.concurrency > MAX_CONCURRENCY || o.seconds < 1 || o.deadline_ms < 1 || o.phone_block > 699 || o.rate < 0 ||
+        (o.rate > 0 && o.rate * (WARM_UP_S + o.seconds) > 100000)) {
         usage(stderr);
         return 2;
     }
@@ -348,15 +362,32 @@ int main(int argc, char **argv) {
     double begin = now_s();
     l.window_start = begin + WARM_UP_S;
     l.window_end = l.window_start + o.seconds;
-    for (int worker = 0; worker < o.concurrency; worker++) start(&l, worker, 1);
+    long scheduled = 0;  /* open loop: calls sent or skipped so far */
+    if (o.rate > 0) {
+        for (int slot = MAX_OPEN_IN_FLIGHT - 1; slot >= 0; slot--) l.free_slots[l.free_count++] = slot;
+    } else {
+        for (int worker = 0; worker < o.concurrency; worker++) start(&l, worker, worker, 1, 0);
+    }
 
     /* Until the window ends and every call in flight is answered (or its deadline and a second more pass). */
     double give_up = l.window_end + o.deadline_ms / 1000.0 + 1;
     uint8_t buffer[65536];
     while (!l.broken && (l.in_flight > 0 || now_s() < l.window_end) && now_s() < give_up) {
+        int wait_ms = 100;
+        if (o.rate > 0) {
+            for (double intended; (intended = begin + (double)scheduled / o.rate) < l.window_end; scheduled++) {
+                double ahead = intended - now_s();
+                if (ahead > 0) {
+                    wait_ms = (int)(ahead * 1000);
+                    break;
+                }
+                if (l.free_count == 0) l.late++;
+                else start(&l, l.free_slots[--l.free_count], 0, scheduled, intended);
+            }
+        }
         if (nghttp2_session_send(l.session) != 0) { l.broken = 1; break; }
         struct pollfd p = {l.fd, POLLIN | (nghttp2_session_want_write(l.session) ? POLLOUT : 0), 0};
-        if (poll(&p, 1, 100) < 0 && errno != EINTR) { l.broken = 1; break; }
+        if (poll(&p, 1, wait_ms) < 0 && errno != EINTR) { l.broken = 1; break; }
         if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
         for (;;) {
             ssize_t n = recv(l.fd, buffer, sizeof buffer, 0);

@@ -11,9 +11,10 @@ import Synchronization
 /// `kangyi bench load`: a load generator for what h2load cannot do — a new request id and phone in every
 /// SubmitHelpRequest (a repeated body would be a replay, not a write), open-loop runs at a fixed arrival
 /// rate with latency measured from each request's intended send time (so queueing in the generator is
-/// never hidden), per-status counts, HDR-histogram percentiles, and a progress line. `make bench` runs
-/// its open-loop load with it; closed-loop runs use `kangyi-load` (Sources/kangyi-load), the same
-/// workload in C at about a twentieth of the CPU a call, since the generator shares the measured cores.
+/// never hidden), per-status counts, HDR-histogram percentiles, and a progress line. `make bench` now
+/// drives these runs with `kangyi-load` (Sources/kangyi-load): the same workload and JSON, in C, at
+/// about a twentieth of the CPU a call, since the generator shares the cores it measures. This one stays
+/// for ad-hoc runs that want its progress line or a TLS-free Swift client to compare with.
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load generators for `make bench`.", subcommands: [Load.self, BenchUpload.self, BenchPrices.self, BenchBareNoop.self])

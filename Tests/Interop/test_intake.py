@@ -89,14 +89,16 @@ def test_list_pages_and_watch_streams_new_requests(intake):
 
 
 def test_the_benchs_c_load_generator_counts_only_what_was_stored(kangyi, tmp_path):
-    """kangyi-load, `make bench`'s closed-loop generator: its submissions are new rows (no replays, no
+    """kangyi-load, `make bench`'s generator, closed and open loop: its submissions are new rows (no replays, no
     repeats), and every call it counts as acknowledged is one."""
     generator = os.environ.get("KANGYI_LOAD_BIN", str(ROOT / ".build/debug/kangyi-load"))
-    report_path = tmp_path / "load.json"
-    subprocess.run([generator, "--target", kangyi.addresses["intake"], "--concurrency", "4", "--seconds", "1",
-                    "--phone-block", "699", "--json", str(report_path)], check=True, timeout=30)
-    report = json.loads(report_path.read_text())
-    assert report["ok"] > 0 and set(report["codes"]) == {"ok"} and report["p50_ms"] > 0
-    rows, repeats = psql(kangyi.database_url, "SELECT count(*), count(repeat_of) FROM intake.help_requests "
-                         f"WHERE request_id LIKE 'bench-{report['run']}-%'").stdout.strip().split("|")
-    assert report["ok"] <= int(rows) <= report["calls"] and int(repeats) == 0
+    for block, load in ((698, ["--concurrency", "4"]), (699, ["--rate", "100"])):  # closed loop, open loop
+        report_path = tmp_path / f"load-{block}.json"
+        subprocess.run([generator, "--target", kangyi.addresses["intake"], *load, "--seconds", "1",
+                        "--phone-block", str(block), "--json", str(report_path)], check=True, timeout=30)
+        report = json.loads(report_path.read_text())
+        assert report["ok"] > 0 and set(report["codes"]) == {"ok"} and report["p50_ms"] > 0
+        rows, repeats = psql(kangyi.database_url, "SELECT count(*), count(repeat_of) FROM intake.help_requests "
+                             f"WHERE request_id LIKE 'bench-{report['run']}-%'").stdout.strip().split("|")
+        assert report["ok"] <= int(rows) <= report["calls"] and int(repeats) == 0
+    assert report["mode"] == "open" and 250 <= report["calls"] <= 310  # 3 s at 100 a second

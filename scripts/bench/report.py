@@ -42,6 +42,9 @@ for name, run in (("submit-direct", direct), ("submit-gateway", gateway), ("over
     # The workload is new requests: a run whose submissions repeat earlier ones measures the repeat path.
     if run["repeats_in_database"] > 0.01 * run["rows_in_database"]:
         sys.exit(f"FAILED: {name}: {run['repeats_in_database']} of {run['rows_in_database']} submissions were repeats")
+# An open-loop run whose generator skipped calls (too many in flight) did not offer its rate.
+if overload.get("late", 0) > 0:
+    sys.exit(f"FAILED: overload: the generator could not send {overload['late']} calls on schedule")
 # Light-load percentiles are taken over at least 2,000 calls (issue #14); fewer means a longer run is needed.
 for name in ("noop-light", "bare-light", "submit-light-direct", "submit-light-gateway"):
     if light[name]["ok"] < 2000:
