@@ -15,6 +15,7 @@
  * The latencies of calls sent in the measured window (after a 2 s warm-up) and answered before it ends
  * are kept and sorted for percentiles; every call answered counts in "calls" (what the servers' CPU
  * counters cover). */
+#define _GNU_SOURCE /* ppoll: open-loop sends are due every fraction of a millisecond */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -373,12 +374,12 @@ int main(int argc, char **argv) {
     double give_up = l.window_end + o.deadline_ms / 1000.0 + 1;
     uint8_t buffer[65536];
     while (!l.broken && (l.in_flight > 0 || now_s() < l.window_end) && now_s() < give_up) {
-        int wait_ms = 100;
+        double wait = 0.1;
         if (o.rate > 0) {
             for (double intended; (intended = begin + (double)scheduled / o.rate) < l.window_end; scheduled++) {
                 double ahead = intended - now_s();
                 if (ahead > 0) {
-                    wait_ms = (int)(ahead * 1000);
+                    if (ahead < wait) wait = ahead;
                     break;
                 }
                 if (l.free_count == 0) l.late++;
@@ -387,7 +388,8 @@ int main(int argc, char **argv) {
         }
         if (nghttp2_session_send(l.session) != 0) { l.broken = 1; break; }
         struct pollfd p = {l.fd, POLLIN | (nghttp2_session_want_write(l.session) ? POLLOUT : 0), 0};
-        if (poll(&p, 1, wait_ms) < 0 && errno != EINTR) { l.broken = 1; break; }
+        struct timespec timeout = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        if (ppoll(&p, 1, &timeout, NULL) < 0 && errno != EINTR) { l.broken = 1; break; }
         if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
         for (;;) {
             ssize_t n = recv(l.fd, buffer, sizeof buffer, 0);
