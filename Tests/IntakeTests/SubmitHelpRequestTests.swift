@@ -159,6 +159,26 @@ import Testing
         }
     }
 
+    @Test func aRowWrittenWithoutTrigramsGetsThemAndIsFoundAsRepeated() async throws {
+        try await IntakeHarness.run("oldwriter") { intake in
+            // As the previous version's INSERT writes a row (a replica mid-way through a rolling update).
+            let text = "社区团购的菜一直没送到，家里两位老人需要蔬菜和鸡蛋"
+            let stored = try await intake.count("""
+                WITH n AS (
+                    INSERT INTO intake.help_requests (id, ticket, caller, request_id, content_hash, category, district,
+                        phone, description, urgency, priority, green_channel)
+                    VALUES (gen_random_uuid(), 'KY-OLD-1', 'old-writer', 'old-1', 'h', 'food_supply', '410102',
+                        '13800003000', '\(text)', 'urgent', 30, false)
+                    RETURNING description_trigrams = intake.trigrams(description) AND description_signature IS NOT NULL
+                        AND description_trigram_count = icount(description_trigrams) AS filled)
+                SELECT count(*)::int FROM n WHERE filled
+                """)
+            #expect(stored == 1)
+            let variant = try await intake.submit(submission(phone: "13800003001", description: text + "。"))
+            #expect(!variant.helpRequest.repeatOf.isEmpty)
+        }
+    }
+
     @Test func repeatsWithinOneBatchAreLinkedToo() async throws {
         try await IntakeHarness.run("batchrepeats") { intake in
             let answers = try await withThrowingTaskGroup(of: Kangyi_Intake_V1_HelpRequest.self) { group in

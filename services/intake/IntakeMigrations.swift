@@ -210,6 +210,26 @@ enum IntakeMigrations {
                     RETURN (SELECT coalesce(bit_or(set_bit(repeat('0', 256)::bit(256), t & 255, 1)), repeat('0', 256)::bit(256))
                             FROM unnest(trigrams) AS t)
                 """,
+                // Any other writer — a replica still on the previous version during a rolling update, an
+                // import — gets the three columns filled, and an edited description gets them again.
+                """
+                CREATE FUNCTION intake.fill_trigrams() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    NEW.description_trigrams := intake.trigrams(NEW.description);
+                    NEW.description_signature := intake.trigram_signature(NEW.description_trigrams);
+                    NEW.description_trigram_count := icount(NEW.description_trigrams);
+                    RETURN NEW;
+                END $$
+                """,
+                """
+                CREATE TRIGGER help_requests_fill_trigrams BEFORE INSERT ON intake.help_requests
+                    FOR EACH ROW WHEN (NEW.description_trigrams IS NULL) EXECUTE FUNCTION intake.fill_trigrams()
+                """,
+                """
+                CREATE TRIGGER help_requests_refill_trigrams BEFORE UPDATE OF description ON intake.help_requests
+                    FOR EACH ROW WHEN (OLD.description IS DISTINCT FROM NEW.description)
+                    EXECUTE FUNCTION intake.fill_trigrams()
+                """,
                 """
                 CREATE FUNCTION intake.submit_batch(
                     ids uuid[], callers text[], request_ids text[], content_hashes text[], categories text[],

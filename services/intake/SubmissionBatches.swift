@@ -28,7 +28,9 @@ struct SubmissionBatches: Sendable {
         let stored = try await client.transaction(logger: logger) { connection in
             var stored = [(row: StoredHelpRequest, contentHash: String)?](repeating: nil, count: items.count)
             for try await (item, row, contentHash) in try await connection.execute(SubmitBatch(items: items), logger: logger) {
-                stored[item - 1] = (row, contentHash)
+                // Keys carry the district (Citus), so the same (caller, request_id) can be stored twice
+                // by two replicas racing with different districts: an item's own row is its answer.
+                if stored[item - 1]?.row.id != items[item - 1].id { stored[item - 1] = (row, contentHash) }
             }
             return stored
         }
