@@ -7,6 +7,7 @@ import KangyiAPI
 @testable import KangyiPlatform
 import KangyiTestSupport
 import Logging
+import NIOHTTP2
 import Testing
 
 /// The platform's server as services get it: a real HTTP/2 port, the interceptors, error mapping, the
@@ -126,6 +127,14 @@ import Testing
         #expect(errors.first?.metadata["request_id"] == "req-boom")
         // The error's own description quoted a phone number: not even the log repeats it.
         #expect(!logs.all.contains { $0.text.contains("13800138000") })
+    }
+
+    @Test func aWriteToAStreamTheCallerResetIsACancelNotAFault() {
+        let error = ErrorMappingInterceptor.rpcError(
+            for: NIOHTTP2Errors.streamClosed(streamID: HTTP2StreamID(1), errorCode: .cancel), domain: "test",
+            logger: logs.logger())
+        #expect(error.code == .cancelled)
+        #expect(logs.all.filter { $0.level >= .warning }.isEmpty)
     }
 
     @Test func oneLogLineAndOneCountPerRPCWithoutMessageContents() async throws {

@@ -1,11 +1,13 @@
 import GRPCCore
 import GRPCProtobuf
 import Logging
+import NIOHTTP2
 
 /// Innermost interceptor: turns whatever a handler throws into the status the caller should see.
 /// - ``ServiceError`` → its code, with `ErrorInfo` (+ `BadRequest`) details; the domain is the gRPC service.
 /// - `RPCError` → unchanged (the library's own, e.g. a message that does not decode).
 /// - PostgreSQL unreachable → UNAVAILABLE; serialization conflict → ABORTED.
+/// - a write to a stream the caller already reset → CANCELLED, not logged as a fault.
 /// - anything else → INTERNAL with a generic message; the detail goes only to the log, without values.
 public struct ErrorMappingInterceptor: ServerInterceptor {
     let logger: Logger
@@ -61,6 +63,11 @@ public struct ErrorMappingInterceptor: ServerInterceptor {
             return RPCError(error)
         case is CancellationError:
             return RPCError(code: .cancelled, message: "the RPC was cancelled")
+        case is NIOHTTP2Errors.StreamClosed:
+            // The caller reset the stream before its answer was written (a cancel, a passed deadline),
+            // and the RPC's cancellation may not be flagged yet. Under 2× overload these were hundreds
+            // of error-level "unexpected error" lines, and INTERNAL in the metrics.
+            return RPCError(code: .cancelled, message: "the caller closed the stream")
         default:
             break
         }
