@@ -183,6 +183,9 @@ enum IntakeMigrations {
                 // look-up after the locks sees what the previous holder committed, as before. The settings
                 // baked in are IntakeStore's (this migration's checksum refuses a silent change to them: a
                 // change needs a new migration that replaces the function).
+                // Its locks are those `PostgresConnection.lockKeys` takes (hashtext of "phone|category"
+                // under SubmissionBatches.lockSpace), so a replica still on the previous version queues
+                // on the same ones.
                 // Items are answered by position with the row now stored under their (caller,
                 // request_id): the item's own row if it was inserted (same id), else the row of an earlier
                 // request or of another replica's race, which the caller compares by content hash.
