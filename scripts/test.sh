@@ -19,6 +19,10 @@ swift build --build-tests
 KANGYI_TEST_DATABASE_URL=$(.build/debug/kangyi db start --data .data/test-pg --throwaway)
 export KANGYI_TEST_DATABASE_URL
 echo "test database: ${KANGYI_TEST_DATABASE_URL%%@*}@${KANGYI_TEST_DATABASE_URL#*@}"
+# Every test makes a database of its own and leaves it for a failure to be looked at; a reused cluster
+# would grow without end (it once filled the disk at 56 GB), so the previous run's go first.
+psql "$KANGYI_TEST_DATABASE_URL" -Atq -c "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'" |
+  while read -r name; do psql "$KANGYI_TEST_DATABASE_URL" -q -c "DROP DATABASE \"$name\" WITH (FORCE)"; done
 
 # At most 8 tests at once: every test makes its own database, and on 2 cores more at once only makes each
 # slower (peer calls and leases then time out).
