@@ -1,5 +1,6 @@
 import KangyiPlatform
 import KangyiTestSupport
+import PostgresNIO
 import Synchronization
 import Testing
 
@@ -120,5 +121,42 @@ import Testing
             try await Task.sleep(for: .milliseconds(50))
         }
         await #expect { try await committer.submit(4) } throws: { ($0 as? ServiceError)?.code == .unavailable }
+    }
+
+    /// On an ``EventLoopTaskExecutor`` the lanes, their commits, and whatever those await on the same loop
+    /// stay on that loop's thread: with the pool's connections there too, a batch's round trips to
+    /// PostgreSQL never hand the lane to another thread. Isolation of a bad item works the same.
+    @Test func onAnEventLoopExecutorCommitsAndTheirRoundTripsStayOnTheLoop() async throws {
+        let url = try await TestDatabase.fresh("loop")
+        let executor = EventLoopTaskExecutor()
+        let client = Database.makeClient(
+            url: url, poolSize: 1, eventLoopGroup: executor.eventLoop, logger: TestDatabase.logger)
+        let offLoop = Mutex(0)
+        let ledger = Ledger()
+        let committer = GroupCommitter<Int, Int>(maxBatch: 16, lanes: 2, executor: executor) { items in
+            if !executor.eventLoop.inEventLoop { offLoop.withLock { $0 += 1 } }
+            let answered = try await client.query("SELECT \(items.count)::int", logger: TestDatabase.logger)
+                .decode(Int.self).reduce(0, +)
+            if !executor.eventLoop.inEventLoop || answered != items.count { offLoop.withLock { $0 += 1 } }
+            return try ledger.commit(items, poison: [13])
+        }
+        let results = try await withServiceGroup([client, committer]) { _ in
+            await withTaskGroup(of: (Int, Result<Int, any Error>).self) { group in
+                for item in 0..<30 {
+                    group.addTask {
+                        do { return (item, .success(try await committer.submit(item))) } catch { return (item, .failure(error)) }
+                    }
+                }
+                return await group.reduce(into: [Int: Result<Int, any Error>]()) { $0[$1.0] = $1.1 }
+            }
+        }
+        #expect(offLoop.withLock { $0 } == 0, "every commit ran, and resumed after its query, on the loop")
+        for (item, result) in results {
+            if item == 13 {
+                #expect(throws: Refused.self) { try result.get() }
+            } else {
+                #expect(try result.get() == item * 10, "item \(item)")
+            }
+        }
     }
 }

@@ -36,11 +36,17 @@ struct IntakeStore: Sendable {
     let logger: Logger
 
     /// - Parameter committerClient: the group commit's pool (``committerSessionSettings``); `client` when nil.
-    init(client: PostgresClient, committerClient: PostgresClient? = nil, logger: Logger, maxBatch: Int = 500, lanes: Int = lanes) {
+    ///   and `committerExecutor` where its lanes run (see ``GroupCommitter``).
+    init(
+        client: PostgresClient, committerClient: PostgresClient? = nil, committerExecutor: (any TaskExecutor)? = nil,
+        logger: Logger, maxBatch: Int = 500, lanes: Int = lanes
+    ) {
         self.client = client
         self.logger = logger
         let batches = SubmissionBatches(client: committerClient ?? client, logger: logger)
-        self.committer = GroupCommitter(maxBatch: maxBatch, lanes: lanes) { try await batches.commit($0) }
+        self.committer = GroupCommitter(maxBatch: maxBatch, lanes: lanes, executor: committerExecutor) {
+            try await batches.commit($0)
+        }
     }
 
     func submit(_ request: NewHelpRequest) async throws -> SubmitOutcome {

@@ -39,14 +39,17 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     private let maxBatch: Int
     private let lanes: Int
     private let commit: Commit
+    private let executor: (any TaskExecutor)?
 
     /// - Parameters:
     ///   - maxBatch: the most items in one commit (a single ticket with more is committed alone).
     ///   - lanes: batches committed concurrently (each on its own connection).
+    ///   - executor: where the lanes and their commits run (``EventLoopTaskExecutor``); the global pool when nil.
     ///   - commit: writes a batch and returns one result per item, in order (see ``Commit``).
-    public init(maxBatch: Int = 500, lanes: Int = 2, commit: @escaping Commit) {
+    public init(maxBatch: Int = 500, lanes: Int = 2, executor: (any TaskExecutor)? = nil, commit: @escaping Commit) {
         self.maxBatch = maxBatch
         self.lanes = lanes
+        self.executor = executor
         self.commit = commit
     }
 
@@ -97,7 +100,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     public func run() async {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
-                for _ in 0..<lanes { group.addTask { await self.lane() } }
+                for _ in 0..<lanes { group.addTask(executorPreference: executor) { await self.lane() } }
             }
         } onGracefulShutdown: {
             let idle = self.state.withLock { state in
@@ -149,7 +152,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
             // cancelled (the drain is over): the commit is then cancelled and left behind, so a commit
             // stuck on a database that does not answer holds up neither this lane nor shutdown.
             let results = await withTaskCancellationHandler {
-                await batch.run(waiting: tickets.count) { await self.commitIsolating(items) }
+                await batch.run(waiting: tickets.count, on: executor) { await self.commitIsolating(items) }
             } onCancel: {
                 batch.abandon()
             }
@@ -258,8 +261,10 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         private let state = Mutex(State())
 
         /// Starts `commit` and waits for its results (nil if abandoned first); `waiting` callers joined.
-        func run(waiting: Int, _ commit: @escaping @Sendable () async -> Results) async -> Results? {
-            let work = Task { self.settle(await commit()) }
+        func run(
+            waiting: Int, on executor: (any TaskExecutor)?, _ commit: @escaping @Sendable () async -> Results
+        ) async -> Results? {
+            let work = Task(executorPreference: executor) { self.settle(await commit()) }
             // Callers may have gone between joining and now (the count then ran below zero).
             let abandoned = state.withLock { state in
                 state.waiting += waiting

@@ -5,9 +5,13 @@ import PostgresNIO
 /// Builds the PostgreSQL pool from a ``DatabaseURL``. The pool (`PostgresClient`) is itself a lifecycle
 /// service: run it in the process's service group before the first query.
 public enum Database {
-    /// - Parameter sessionSettings: settings (GUCs) every connection of the pool starts with.
+    /// - Parameters:
+    ///   - sessionSettings: settings (GUCs) every connection of the pool starts with.
+    ///   - eventLoopGroup: where its connections live; one loop for a pool whose users run on it
+    ///     (``EventLoopTaskExecutor``).
     public static func makeClient(
-        url: DatabaseURL, poolSize: Int, sessionSettings: [(String, String)] = [], logger: Logger
+        url: DatabaseURL, poolSize: Int, sessionSettings: [(String, String)] = [],
+        eventLoopGroup: any EventLoopGroup = PostgresClient.defaultEventLoopGroup, logger: Logger
     ) -> PostgresClient {
         var configuration = PostgresClient.Configuration(
             host: url.host, port: url.port, username: url.user, password: url.password, database: url.database,
@@ -17,7 +21,7 @@ public enum Database {
         configuration.options.connectTimeout = .seconds(3)
         configuration.options.keepAliveBehavior = .init(frequency: .seconds(30))
         configuration.options.additionalStartupParameters = sessionSettings
-        return PostgresClient(configuration: configuration, backgroundLogger: logger)
+        return PostgresClient(configuration: configuration, eventLoopGroup: eventLoopGroup, backgroundLogger: logger)
     }
 
     /// Runs `body` with a running pool on `url` (for commands and tests, outside a service group), then

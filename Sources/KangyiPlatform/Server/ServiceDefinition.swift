@@ -66,10 +66,14 @@ public struct ServiceRuntime: Sendable {
 
     /// A pool of the service's own whose connections start with `sessionSettings` — settings that must not
     /// reach the shared pool's other users. The service runs it: list it in `background` before what
-    /// uses it, so that it closes after them.
-    public func dedicatedDatabase(poolSize: Int, sessionSettings: [(String, String)]) throws -> PostgresClient {
+    /// uses it, so that it closes after them. With `eventLoop`, its connections all live on that loop.
+    public func dedicatedDatabase(
+        poolSize: Int, sessionSettings: [(String, String)], eventLoop: (any EventLoop)? = nil
+    ) throws -> PostgresClient {
         guard let databaseURL else { throw PlatformError(description: "no database URL for a dedicated pool") }
-        return Database.makeClient(url: databaseURL, poolSize: poolSize, sessionSettings: sessionSettings, logger: logger)
+        return Database.makeClient(
+            url: databaseURL, poolSize: poolSize, sessionSettings: sessionSettings,
+            eventLoopGroup: eventLoop ?? PostgresClient.defaultEventLoopGroup, logger: logger)
     }
 }
 
