@@ -294,6 +294,35 @@ import Testing
         }
     }
 
+    /// A created item's answer is built from what it sent and what the batch call answered (the row
+    /// itself is not read back): it must equal the stored row, also for an original that a later item of
+    /// the same batch repeats (its repeat count and priority rise within the batch).
+    @Test func everyCreatedAnswerIsTheRowAsStored() async throws {
+        try await IntakeHarness.run("batchanswers") { intake in
+            let batches = SubmissionBatches(client: intake.client, logger: TestDatabase.logger)
+            var located = item("a1", description: "老人需要降压药", phone: "13900000011")
+            located.location = .init(latitude: 34.7466, longitude: 113.6253)
+            located.specialGroups = [.elderly, .disabled]
+            located.urgency = .urgent
+            var again = item("a2", description: "再次求助：老人需要降压药", phone: "13900000011")
+            again.contactName = "王"
+            again.address = "金水路 1 号"
+            let other = item("a3", description: "需要蔬菜", phone: "13900000012")
+            let answers = try await batches.commit([located, again, other])
+            let store = IntakeStore(client: intake.client, logger: TestDatabase.logger)
+            for answer in answers {
+                guard case .success(.created(let answered)) = answer else {
+                    Issue.record("not created: \(answer)")
+                    continue
+                }
+                #expect(try await store.helpRequest(id: answered.id) == answered)
+            }
+            guard case .success(.created(let original)) = answers[0], case .success(.created(let linked)) = answers[1] else { return }
+            #expect(linked.repeatOf == original.id)
+            #expect(original.repeatCount == 1)
+        }
+    }
+
     @Test func twoReplicasRacingTheSameRequestsStoreEachOnce() async throws {
         try await IntakeHarness.run("batchrace") { intake in
             // Two committers on their own connections, as two replicas of the service would be.

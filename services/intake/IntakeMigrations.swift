@@ -343,5 +343,55 @@ enum IntakeMigrations {
                 END $$
                 """,
             ]),
+        Migration(
+            schema: "intake", version: 8, name: "a batch in one round trip",
+            statements: [
+                // A batch was BEGIN, the call of `intake.submit_batch`, COMMIT: three round trips, the
+                // COMMIT explicit because postgres-nio completes a query at CommandComplete, before an
+                // implicit transaction commits at Sync. This procedure makes the call and commits inside,
+                // and CALL completes only after the procedure returned — after its COMMIT — so one round
+                // trip carries the batch and its answer still follows the durable commit. (Measured, one
+                // caller: 0.27 ms less a submission; 32 callers: about a tenth more a second.)
+                // A procedure answers one row, so the answers come as arrays by position, holding what a
+                // created item's answer needs beyond what the service sent: what the table made (ticket,
+                // status, times) and what the batch changed (repeat link; an original repeated later in
+                // the same batch has its repeat count and priority raised). An item's own row wins over another replica's for the same
+                // (caller, request_id) (the keys carry the district under Citus, so a race can store two).
+                // Called outside a transaction block: transaction control is refused inside one.
+                """
+                CREATE PROCEDURE intake.submit_batch_committed(
+                    ids uuid[], callers text[], request_ids text[], content_hashes text[], categories text[],
+                    districts text[], phones text[], contact_names text[], addresses text[], descriptions text[],
+                    located boolean[], latitudes float8[], longitudes float8[], group_lists text[], urgencies text[],
+                    priorities integer[], green_channels boolean[],
+                    INOUT items integer[] DEFAULT NULL, INOUT stored_ids uuid[] DEFAULT NULL,
+                    INOUT tickets text[] DEFAULT NULL, INOUT statuses text[] DEFAULT NULL,
+                    INOUT stored_priorities integer[] DEFAULT NULL, INOUT repeat_ofs text[] DEFAULT NULL,
+                    INOUT repeat_counts integer[] DEFAULT NULL, INOUT created_ats timestamptz[] DEFAULT NULL,
+                    INOUT updated_ats timestamptz[] DEFAULT NULL, INOUT stored_hashes text[] DEFAULT NULL)
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    SELECT coalesce(array_agg(a.item ORDER BY a.item), '{}'), coalesce(array_agg(a.id ORDER BY a.item), '{}'),
+                           coalesce(array_agg(a.ticket ORDER BY a.item), '{}'), coalesce(array_agg(a.status ORDER BY a.item), '{}'),
+                           coalesce(array_agg(a.priority ORDER BY a.item), '{}'),
+                           coalesce(array_agg(a.repeat_of ORDER BY a.item), '{}'),
+                           coalesce(array_agg(a.repeat_count ORDER BY a.item), '{}'),
+                           coalesce(array_agg(a.created_at ORDER BY a.item), '{}'),
+                           coalesce(array_agg(a.updated_at ORDER BY a.item), '{}'),
+                           coalesce(array_agg(a.content_hash ORDER BY a.item), '{}')
+                    INTO items, stored_ids, tickets, statuses, stored_priorities, repeat_ofs, repeat_counts, created_ats,
+                         updated_ats, stored_hashes
+                    FROM (SELECT DISTINCT ON (b.item) b.item, (b.request).id, (b.request).ticket, (b.request).status,
+                                 (b.request).priority, coalesce((b.request).repeat_of::text, '') AS repeat_of,
+                                 (b.request).repeat_count, (b.request).created_at, (b.request).updated_at,
+                                 (b.request).content_hash
+                          FROM intake.submit_batch(ids, callers, request_ids, content_hashes, categories, districts,
+                              phones, contact_names, addresses, descriptions, located, latitudes, longitudes,
+                              group_lists, urgencies, priorities, green_channels) AS b
+                          ORDER BY b.item, (b.request).id = ids[b.item] DESC) a;
+                    COMMIT;
+                END $$
+                """,
+            ]),
     ]
 }

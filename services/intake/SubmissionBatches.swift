@@ -4,8 +4,9 @@ import Logging
 import PostgresNIO
 
 /// One group commit of submissions, in a single transaction: a batch is stored whole or not at all,
-/// and nobody is answered before the commit. The work is one call of `intake.submit_batch`
-/// (IntakeMigrations, version 7), so a batch costs three round trips — BEGIN, the call, COMMIT:
+/// and nobody is answered before the commit. The work is one round trip: a CALL of
+/// `intake.submit_batch_committed` (IntakeMigrations, version 8), which runs `intake.submit_batch`
+/// (version 7) and commits before it answers:
 ///
 /// 1. Retries: an item whose (caller, request_id) is already stored, or comes twice in the batch, is
 ///    answered with the stored row (same content) or refused (REQUEST_ID_REUSED).
@@ -25,20 +26,33 @@ struct SubmissionBatches: Sendable {
     /// Throws when the transaction failed as a whole: the ``GroupCommitter`` then commits each half on
     /// its own, so one item the database refuses fails alone.
     func commit(_ items: [NewHelpRequest]) async throws -> [Result<SubmitOutcome, any Error>] {
-        let stored = try await client.transaction(logger: logger) { connection in
-            var stored = [(row: StoredHelpRequest, contentHash: String)?](repeating: nil, count: items.count)
-            for try await (item, row, contentHash) in try await connection.execute(SubmitBatch(items: items), logger: logger) {
-                // Keys carry the district (Citus), so the same (caller, request_id) can be stored twice
-                // by two replicas racing with different districts: an item's own row is its answer.
-                if stored[item - 1]?.row.id != items[item - 1].id { stored[item - 1] = (row, contentHash) }
+        try await client.withConnection { connection in
+            var stored = [SubmitBatch.Stored?](repeating: nil, count: items.count)
+            for try await answers in try await connection.execute(SubmitBatch(items: items), logger: logger) {
+                for answer in answers where stored.indices.contains(answer.item - 1) { stored[answer.item - 1] = answer }
             }
-            return stored
-        }
-        return zip(items, stored).map { item, stored in
-            guard let (row, contentHash) = stored else {
-                return .failure(PlatformError(description: "help request neither inserted nor found"))
+            // A retry's answer is the whole row stored earlier: read after the commit (retries are rare).
+            let replayed = stored.compactMap { $0 }.filter { $0.id != items[$0.item - 1].id }.map(\.id)
+            var earlier: [UUID: StoredHelpRequest] = [:]
+            if !replayed.isEmpty {
+                let rows = try await connection.query(
+                    "SELECT \(unescaped: HelpRequestRow.columns) FROM intake.help_requests WHERE id = ANY(\(replayed))",
+                    logger: logger)
+                for try await row in rows {
+                    let request = try HelpRequestRow.decode(row)
+                    earlier[request.id] = request
+                }
             }
-            return row.id == item.id ? .success(.created(row)) : Self.replay(row, sameContent: contentHash == item.contentHash)
+            return zip(items, stored).map { item, stored in
+                guard let stored else {
+                    return .failure(PlatformError(description: "help request neither inserted nor found"))
+                }
+                if stored.id == item.id { return .success(.created(stored.created(from: item))) }
+                guard let row = earlier[stored.id] else {
+                    return .failure(PlatformError(description: "help request \(stored.id) answered but not found"))
+                }
+                return Self.replay(row, sameContent: stored.contentHash == item.contentHash)
+            }
         }
     }
 
@@ -53,17 +67,40 @@ struct SubmissionBatches: Sendable {
     }
 }
 
-/// The batch in one call, prepared once per connection (postgres-nio names it by type). Each item is
-/// answered by its position (from 1) with the row stored under its (caller, request_id) and that row's
-/// content hash; the item was inserted when the row's id is its own.
+/// The batch in one CALL, prepared once per connection (postgres-nio names it by type). Its one row holds
+/// an answer per item by position (from 1): the row stored under the item's (caller, request_id) — its
+/// id, and what the table made of it (ticket, repeat link, time) — and that row's content hash. The item
+/// was inserted when the id is its own.
 private struct SubmitBatch: PostgresPreparedStatement {
     static let sql = """
-        SELECT b.item, \(HelpRequestRow.columns(of: "(b.request)")), (b.request).content_hash
-        FROM intake.submit_batch($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+        CALL intake.submit_batch_committed($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::float8[], $13::float8[],
-            $14::text[], $15::text[], $16::int[], $17::bool[]) AS b
+            $14::text[], $15::text[], $16::int[], $17::bool[], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
         """
     let items: [NewHelpRequest]
+
+    struct Stored {
+        var item: Int
+        var id: UUID
+        var ticket: String
+        var status: HelpRequestStatus
+        var priority: Int
+        var repeatOf: UUID?
+        var repeatCount: Int
+        var createdAt: Date
+        var updatedAt: Date
+        var contentHash: String
+
+        /// The row inserted from `item`: its fields as sent, with what the table and the batch made.
+        func created(from item: NewHelpRequest) -> StoredHelpRequest {
+            StoredHelpRequest(
+                id: id, ticket: ticket, category: item.category, district: item.district, phone: item.phone,
+                contactName: item.contactName, address: item.address, description: item.description,
+                location: item.location, specialGroups: item.specialGroups, urgency: item.urgency, status: status,
+                priority: priority, greenChannel: Priority.isGreenChannel(item.specialGroups), repeatOf: repeatOf,
+                repeatCount: repeatCount, createdAt: createdAt, updatedAt: updatedAt)
+        }
+    }
 
     func makeBindings() throws -> PostgresBindings {
         binds(
@@ -72,12 +109,22 @@ private struct SubmitBatch: PostgresPreparedStatement {
             items.map(\.address), items.map(\.description), items.map { $0.location != nil },
             items.map { $0.location?.latitude ?? 0 }, items.map { $0.location?.longitude ?? 0 },
             items.map { $0.specialGroups.map(\.rawValue).joined(separator: ",") }, items.map(\.urgency.rawValue),
-            items.map { Priority.of(urgency: $0.urgency, groups: $0.specialGroups, repeats: 0) },
-            items.map { Priority.isGreenChannel($0.specialGroups) })
+            items.map { Priority.of(urgency: $0.urgency, groups: $0.specialGroups, repeats: 0) }, items.map { Priority.isGreenChannel($0.specialGroups) })
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> (Int, StoredHelpRequest, String) {
-        let access = row.makeRandomAccess()
-        return (try access["item"].decode(Int.self), try HelpRequestRow.decode(row), try access["content_hash"].decode(String.self))
+    func decodeRow(_ row: PostgresRow) throws -> [Stored] {
+        let (items, ids, tickets, statuses, priorities, repeatOfs, repeatCounts, createdAts, updatedAts, hashes) =
+            try row.decode(([Int], [UUID], [String], [String], [Int], [String], [Int], [Date], [Date], [String]).self)
+        let counts = [ids.count, tickets.count, statuses.count, priorities.count, repeatOfs.count, repeatCounts.count,
+                      createdAts.count, updatedAts.count, hashes.count]
+        guard counts.allSatisfy({ $0 == items.count }) else {
+            throw PlatformError(description: "intake.submit_batch_committed answered arrays of different lengths")
+        }
+        return items.indices.map { i in
+            Stored(
+                item: items[i], id: ids[i], ticket: tickets[i], status: HelpRequestStatus(rawValue: statuses[i]) ?? .submitted,
+                priority: priorities[i], repeatOf: UUID(uuidString: repeatOfs[i]), repeatCount: repeatCounts[i],
+                createdAt: createdAts[i], updatedAt: updatedAts[i], contentHash: hashes[i])
+        }
     }
 }
