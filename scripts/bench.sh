@@ -24,8 +24,8 @@
 #              day aggregates, one call at a time
 #
 # The unary runs are driven by kangyi-load (C on nghttp2, Sources/kangyi-load: about 0.015 ms of CPU a
-# call, where `kangyi bench load` spent 0.24 at C, 0.56 one call at a time and 0.26 in open loop, on the
-# cores it measures).
+# call, where the Swift generator it replaced spent 0.24 at C, 0.56 one call at a time and 0.26 in open
+# loop, on the cores it measures).
 #
 # CPU time per RPC of the servers, of PostgreSQL (from /proc) and of the generator goes with each run. Everything lands in
 # .data/bench/results.json and a table. Nothing in `make test` depends on any of it.

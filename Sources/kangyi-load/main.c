@@ -1,13 +1,13 @@
 /* kangyi-load: the unary load of `make bench`, in C on nghttp2.
  *
- * The Swift generator (`kangyi bench load`) spent 0.24-0.56 ms of CPU a call: as much as a third of what
- * it measured, on the same two cores. This one, over one plaintext HTTP/2 connection as the bench runs,
+ * The Swift generator it replaced (`kangyi bench load`, since removed) spent 0.24-0.56 ms of CPU a call:
+ * as much as a third of what it measured, on the same two cores. This one, over one plaintext HTTP/2 connection as the bench runs,
  * either keeps `--concurrency` calls in flight (closed loop: each sent when the last is answered) or
  * sends `--rate` calls a second on schedule whatever the answers (open loop: each call's latency runs
  * from when it should have been sent, so a generator or connection that falls behind shows as latency).
- * It writes the same JSON as `kangyi bench load` (so scripts/bench/report.py reads either).
+ * It writes the JSON scripts/bench/report.py reads.
  *
- * Each SubmitHelpRequest is new, as the Swift generator's are: its own request id ("bench-RUN-NUMBER")
+ * Each SubmitHelpRequest is new, as the Swift generator's were: its own request id ("bench-RUN-NUMBER")
  * and phone (1, the block's three digits, the worker's two, the call's five; open loop: worker 0, the
  * call's number), so no call is a replay and none a repeat (open-loop runs up to 100,000 calls). The request is encoded here by hand — five fields of one message; the server's
  * answers prove the encoding (a run whose calls fail fails the bench).
@@ -308,7 +308,7 @@ static void usage(FILE *to) {
             "Unary load over plaintext HTTP/2, measured for S seconds after a %d s warm-up: closed loop, N\n"
             "calls in flight, each sent when the last is answered; or open loop, R calls a second on\n"
             "schedule, each one's latency from when it should have been sent. Writes the figures as JSON\n"
-            "(stdout without --json), as `kangyi bench load` does. --phone-block (0-699) keeps runs in one\n"
+            "(stdout without --json). --phone-block (0-699) keeps runs in one\n"
             "database from repeating each other's submissions.\n", WARM_UP_S);
 }
 
