@@ -1,10 +1,11 @@
 /* kangyi-load: the unary load of `make bench`, in C on nghttp2.
  *
  * The Swift generator it replaced (`kangyi bench load`, since removed) spent 0.24-0.56 ms of CPU a call:
- * as much as a third of what it measured, on the same two cores. This one, over one plaintext HTTP/2 connection as the bench runs,
- * either keeps `--concurrency` calls in flight (closed loop: each sent when the last is answered) or
- * sends `--rate` calls a second on schedule whatever the answers (open loop: each call's latency runs
- * from when it should have been sent, so a generator or connection that falls behind shows as latency).
+ * as much as a third of what it measured, on the same two cores. This one, over one plaintext HTTP/2
+ * connection as the bench runs, either keeps `--concurrency` calls in flight (closed loop: each sent
+ * when the last is answered) or sends `--rate` calls a second on schedule whatever the answers (open
+ * loop: each call's latency runs from when it should have been sent, so a generator or connection that
+ * falls behind shows as latency).
  * It writes the JSON scripts/bench/report.py reads.
  *
  * Each SubmitHelpRequest is new, as the Swift generator's were: its own request id ("bench-RUN-NUMBER")
