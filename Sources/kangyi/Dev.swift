@@ -96,7 +96,7 @@ struct EmbeddedPostgresWatchdog: Service {
 func identityKey(in file: URL) throws -> IdentityKey {
     if let text = try? String(contentsOf: file, encoding: .utf8), let key = IdentityKey(base64: text) { return key }
     let key = IdentityKey.random()
-    FileManager.default.createFile(atPath: file.path, contents: Data((key.base64 + "\n").utf8), attributes: [.posixPermissions: 0o600])
+    try writePrivately(key.base64, to: file)
     return key
 }
 
@@ -113,9 +113,17 @@ func personalDataKeys(in directory: URL) throws -> PersonalDataKeys {
     }
     let keys = PersonalDataKeys.random()
     for (file, text) in [(sealingFile, keys.current.base64), (indexFile, keys.indexKeyBase64)] {
-        FileManager.default.createFile(atPath: file.path, contents: Data((text + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        try writePrivately(text, to: file)
     }
     return keys
+}
+
+/// A key file readable by its owner only. A key that could not be kept must not be used: what it signs or
+/// seals would be unreadable at the next start, under a new key.
+private func writePrivately(_ text: String, to file: URL) throws {
+    guard FileManager.default.createFile(
+        atPath: file.path, contents: Data((text + "\n").utf8), attributes: [.posixPermissions: 0o600])
+    else { throw PlatformError(description: "cannot write \(file.path)") }
 }
 
 /// The contents of `.data/dev.json`.

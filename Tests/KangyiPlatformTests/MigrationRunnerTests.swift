@@ -107,7 +107,7 @@ import Testing
         }
         // Connected as that role with a step pending, start-up refuses and names the command that migrates.
         let pending = steps + [Migration(schema: "demo", version: 2, name: "more", statements: ["CREATE TABLE demo.more (id int)"])]
-        try await withPostgresClient(url) { client in
+        _ = try await withPostgresClient(url) { client in
             try await client.query("ALTER ROLE kangyi_demo LOGIN", logger: logger)
         }
         var asRole = url

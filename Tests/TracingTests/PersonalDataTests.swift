@@ -255,13 +255,3 @@ extension Result where Failure == ResidentID.Problem {
         return nil
     }
 }
-
-extension Result: @retroactive Equatable where Success: Equatable, Failure == ResidentID.Problem {
-    public static func == (lhs: Self, rhs: Self) -> Bool {
-        switch (lhs, rhs) {
-        case (.success(let a), .success(let b)): a == b
-        case (.failure(let a), .failure(let b)): a.reason == b.reason
-        default: false
-        }
-    }
-}

@@ -65,8 +65,8 @@ extension CaseStore {
             WHERE \(column) IS NOT NULL AND ($1::timestamptz IS NULL OR \(column) >= $1) AND ($2::timestamptz IS NULL OR \(column) < $2)
             """
         var bindings = PostgresBindings()
-        try bindings.append(from, context: .default)
-        try bindings.append(to, context: .default)
+        bindings.append(from, context: .default)
+        bindings.append(to, context: .default)
         for try await (count, median, p90) in try await client.query(
             PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger
         ).decode((Int64, Double?, Double?).self) {

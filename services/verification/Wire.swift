@@ -174,8 +174,8 @@ extension CaseStatistics.Durations {
     var wire: Kangyi_Verification_V1_DurationSummary {
         .with {
             $0.count = count
-            if let median { $0.median = Google_Protobuf_Duration(timeInterval: median) }
-            if let p90 { $0.p90 = Google_Protobuf_Duration(timeInterval: p90) }
+            if let median { $0.median = Google_Protobuf_Duration(rounding: median) }
+            if let p90 { $0.p90 = Google_Protobuf_Duration(rounding: p90) }
         }
     }
 }
