@@ -27,12 +27,12 @@ struct SubmissionBatches: Sendable {
     /// its own, so one item the database refuses fails alone.
     func commit(_ items: [NewHelpRequest]) async throws -> [Result<SubmitOutcome, any Error>] {
         try await client.withConnection { connection in
-            var stored = [SubmitBatch.Stored?](repeating: nil, count: items.count)
-            for try await answers in try await connection.execute(SubmitBatch(items: items), logger: logger) {
-                for answer in answers where stored.indices.contains(answer.item - 1) { stored[answer.item - 1] = answer }
+            var answers = [SubmitBatch.Answer?](repeating: nil, count: items.count)
+            for try await batch in try await connection.execute(SubmitBatch(items: items), logger: logger) {
+                for answer in batch { answers[answer.item - 1] = answer }
             }
             // A retry's answer is the whole row stored earlier: read after the commit (retries are rare).
-            let replayed = stored.compactMap { $0 }.filter { $0.id != items[$0.item - 1].id }.map(\.id)
+            let replayed = answers.compactMap { $0 }.filter { $0.created == nil }.map(\.id)
             var earlier: [UUID: StoredHelpRequest] = [:]
             if !replayed.isEmpty {
                 let rows = try await connection.query(
@@ -43,15 +43,15 @@ struct SubmissionBatches: Sendable {
                     earlier[request.id] = request
                 }
             }
-            return zip(items, stored).map { item, stored in
-                guard let stored else {
+            return zip(items, answers).map { item, answer in
+                guard let answer else {
                     return .failure(PlatformError(description: "help request neither inserted nor found"))
                 }
-                if stored.id == item.id { return .success(.created(stored.created(from: item))) }
-                guard let row = earlier[stored.id] else {
-                    return .failure(PlatformError(description: "help request \(stored.id) answered but not found"))
+                if let created = answer.created { return .success(.created(created)) }
+                guard let row = earlier[answer.id] else {
+                    return .failure(PlatformError(description: "help request \(answer.id) answered but not found"))
                 }
-                return Self.replay(row, sameContent: stored.contentHash == item.contentHash)
+                return Self.replay(row, sameContent: answer.contentHash == item.contentHash)
             }
         }
     }
@@ -68,9 +68,10 @@ struct SubmissionBatches: Sendable {
 }
 
 /// The batch in one CALL, prepared once per connection (postgres-nio names it by type). Its one row holds
-/// an answer per item by position (from 1): the row stored under the item's (caller, request_id) — its
-/// id, and what the table made of it (ticket, repeat link, time) — and that row's content hash. The item
-/// was inserted when the id is its own.
+/// an answer per item by position (from 1): the row stored under the item's (caller, request_id) and its
+/// content hash. The item was inserted when the row's id is its own; the row then comes back as what the
+/// item sent plus what the table and the batch made (ticket, status, priority, repeat link and count,
+/// times), so it is answered whole without a read.
 private struct SubmitBatch: PostgresPreparedStatement {
     static let sql = """
         CALL intake.submit_batch_committed($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -79,27 +80,13 @@ private struct SubmitBatch: PostgresPreparedStatement {
         """
     let items: [NewHelpRequest]
 
-    struct Stored {
+    /// One item's answer: the id and content hash of the row stored under its (caller, request_id), and
+    /// that row whole when the item created it (a retry's row is read after the commit).
+    struct Answer {
         var item: Int
         var id: UUID
-        var ticket: String
-        var status: HelpRequestStatus
-        var priority: Int
-        var repeatOf: UUID?
-        var repeatCount: Int
-        var createdAt: Date
-        var updatedAt: Date
         var contentHash: String
-
-        /// The row inserted from `item`: its fields as sent, with what the table and the batch made.
-        func created(from item: NewHelpRequest) -> StoredHelpRequest {
-            StoredHelpRequest(
-                id: id, ticket: ticket, category: item.category, district: item.district, phone: item.phone,
-                contactName: item.contactName, address: item.address, description: item.description,
-                location: item.location, specialGroups: item.specialGroups, urgency: item.urgency, status: status,
-                priority: priority, greenChannel: Priority.isGreenChannel(item.specialGroups), repeatOf: repeatOf,
-                repeatCount: repeatCount, createdAt: createdAt, updatedAt: updatedAt)
-        }
+        var created: StoredHelpRequest?
     }
 
     func makeBindings() throws -> PostgresBindings {
@@ -109,22 +96,30 @@ private struct SubmitBatch: PostgresPreparedStatement {
             items.map(\.address), items.map(\.description), items.map { $0.location != nil },
             items.map { $0.location?.latitude ?? 0 }, items.map { $0.location?.longitude ?? 0 },
             items.map { $0.specialGroups.map(\.rawValue).joined(separator: ",") }, items.map(\.urgency.rawValue),
-            items.map { Priority.of(urgency: $0.urgency, groups: $0.specialGroups, repeats: 0) }, items.map { Priority.isGreenChannel($0.specialGroups) })
+            items.map { Priority.of(urgency: $0.urgency, groups: $0.specialGroups, repeats: 0) },
+            items.map { Priority.isGreenChannel($0.specialGroups) })
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> [Stored] {
-        let (items, ids, tickets, statuses, priorities, repeatOfs, repeatCounts, createdAts, updatedAts, hashes) =
+    func decodeRow(_ row: PostgresRow) throws -> [Answer] {
+        let (positions, ids, tickets, statuses, priorities, repeatOfs, repeatCounts, createdAts, updatedAts, hashes) =
             try row.decode(([Int], [UUID], [String], [String], [Int], [String], [Int], [Date], [Date], [String]).self)
         let counts = [ids.count, tickets.count, statuses.count, priorities.count, repeatOfs.count, repeatCounts.count,
                       createdAts.count, updatedAts.count, hashes.count]
-        guard counts.allSatisfy({ $0 == items.count }) else {
+        guard counts.allSatisfy({ $0 == positions.count }) else {
             throw PlatformError(description: "intake.submit_batch_committed answered arrays of different lengths")
         }
-        return items.indices.map { i in
-            Stored(
-                item: items[i], id: ids[i], ticket: tickets[i], status: HelpRequestStatus(rawValue: statuses[i]) ?? .submitted,
-                priority: priorities[i], repeatOf: UUID(uuidString: repeatOfs[i]), repeatCount: repeatCounts[i],
-                createdAt: createdAts[i], updatedAt: updatedAts[i], contentHash: hashes[i])
+        // A position outside the batch answers nobody (its item is then "neither inserted nor found").
+        return positions.indices.compactMap { i in
+            guard items.indices.contains(positions[i] - 1) else { return nil }
+            let item = items[positions[i] - 1]
+            let created = ids[i] != item.id ? nil : StoredHelpRequest(
+                id: item.id, ticket: tickets[i], category: item.category, district: item.district, phone: item.phone,
+                contactName: item.contactName, address: item.address, description: item.description,
+                location: item.location, specialGroups: item.specialGroups, urgency: item.urgency,
+                status: HelpRequestStatus(rawValue: statuses[i]) ?? .submitted, priority: priorities[i],
+                greenChannel: Priority.isGreenChannel(item.specialGroups), repeatOf: UUID(uuidString: repeatOfs[i]),
+                repeatCount: repeatCounts[i], createdAt: createdAts[i], updatedAt: updatedAts[i])
+            return Answer(item: positions[i], id: ids[i], contentHash: hashes[i], created: created)
         }
     }
 }
