@@ -7,6 +7,7 @@ import KangyiAPI
 @testable import KangyiPlatform
 import KangyiTestSupport
 import Logging
+import NIOCore
 import NIOHTTP2
 import Testing
 
@@ -191,6 +192,25 @@ import Testing
         #expect(result == "done")
     }
 
+    /// A server on an event loop of its own runs its handlers there, before and after they await. Without
+    /// one, handlers run on Swift's global pool.
+    @Test func aServerOnItsOwnEventLoopRunsItsHandlersThere() async throws {
+        let loop = ServiceEventLoop()
+        let probe = LoopProbeService(loop: loop.executor.eventLoop)
+        let own = GRPCServerService(
+            name: "probe", services: [probe], host: "127.0.0.1", port: 0, limits: .defaults, metrics: metrics,
+            logger: logs.logger(), eventLoop: loop)
+        let shared = GRPCServerService(
+            name: "probe", services: [probe], host: "127.0.0.1", port: 0, limits: .defaults, metrics: metrics,
+            logger: logs.logger())
+        try await withServiceGroup([own, shared]) { _ in
+            for (server, expected) in [(own, "on the loop, on the loop"), (shared, "off the loop, off the loop")] {
+                let answer = try await withClient(try await server.listeningAddress()) { try await probe.ask($0) }
+                #expect(answer == expected)
+            }
+        }
+    }
+
     @Test func callsBeyondTheInFlightLimitAreRefusedAtOnce() async throws {
         var limits = Settings.ServerLimits.defaults
         limits.maxInFlight = 1
@@ -263,5 +283,33 @@ private struct Discard: RPCWriterProtocol {
         let codes = logs.all.filter { $0.message == "rpc" }.map { $0.metadata["code"] ?? "" }.sorted()
         #expect(codes == ["cancelled", "ok"])
         #expect(metrics.exposition().contains(#"code="cancelled""#))
+    }
+}
+
+/// Answers where its handler ran — on `loop` or off it — when it started and after it awaited.
+struct LoopProbeService: RegistrableRPCService {
+    let loop: any EventLoop
+    static let whereAmI = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Probe", method: "Where")
+
+    func registerMethods<Transport: ServerTransport>(with router: inout RPCRouter<Transport>) {
+        router.registerHandler(
+            forMethod: Self.whereAmI, deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(),
+            serializer: ProtobufSerializer<Google_Protobuf_StringValue>()
+        ) { [loop] request, _ in
+            let started = loop.inEventLoop
+            _ = try await ServerRequest(stream: request).message
+            try await Task.sleep(for: .milliseconds(1))
+            let resumed = loop.inEventLoop
+            let answer = [started, resumed].map { $0 ? "on the loop" : "off the loop" }.joined(separator: ", ")
+            return StreamingServerResponse(single: ServerResponse(message: .with { $0.value = answer }))
+        }
+    }
+
+    func ask(_ client: GRPCClient<HTTP2ClientTransport.Posix>) async throws -> String {
+        try await client.unary(
+            request: ClientRequest(message: Google_Protobuf_StringValue()), descriptor: Self.whereAmI,
+            serializer: ProtobufSerializer<Google_Protobuf_StringValue>(),
+            deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(), options: .defaults
+        ) { try $0.message.value }
     }
 }

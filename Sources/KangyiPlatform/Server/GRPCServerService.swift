@@ -2,6 +2,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import KangyiAPI
 import Logging
+import NIOPosix
 import ServiceLifecycle
 
 /// One gRPC server — a Kangyi service's RPCs plus health and reflection, behind the platform's
@@ -12,6 +13,8 @@ public struct GRPCServerService: Service {
     public let name: String
     public let board: HealthBoard
     let server: GRPCServer<HTTP2ServerTransport.Posix>
+    /// Where its handlers run, when it serves from one event loop.
+    let executor: EventLoopTaskExecutor?
 
     /// - Parameters:
     ///   - name: the Kangyi service's name (`intake`, ...), used in logs and `dev.json`.
@@ -21,11 +24,13 @@ public struct GRPCServerService: Service {
     ///     default believes none. The gateway resolves bearer tokens instead.
     ///   - admission: innermost interceptors, after logging and error mapping (the gateway's checks), so
     ///     the calls they refuse are logged and counted too.
+    ///   - eventLoop: the one loop its connections, streams and handlers all run on; none, NIO's shared
+    ///     group and Swift's global pool.
     public init(
         name: String, services: [any RegistrableRPCService], host: String, port: Int,
         limits: Settings.ServerLimits, metrics: RPCMetrics, logger: Logger,
         identity: any ServerInterceptor = RequestContextInterceptor(key: nil), admission: [any ServerInterceptor] = [],
-        tls: TLSFiles? = nil
+        tls: TLSFiles? = nil, eventLoop: ServiceEventLoop? = nil
     ) {
         var router = RPCRouter<HTTP2ServerTransport.Posix>()
         for service in services { service.registerMethods(with: &router) }
@@ -47,7 +52,11 @@ public struct GRPCServerService: Service {
 
         self.name = name
         self.board = board
-        self.server = GRPCServer(transport: Self.transport(host: host, port: port, limits: limits, tls: tls), router: router)
+        self.executor = eventLoop?.executor
+        self.server = GRPCServer(
+            transport: Self.transport(
+                host: host, port: port, limits: limits, tls: tls, group: eventLoop?.group ?? .singletonMultiThreadedEventLoopGroup),
+            router: router)
     }
 
     /// The same HTTP/2 transport and limits with nothing of the platform around the services: no
@@ -58,11 +67,15 @@ public struct GRPCServerService: Service {
     ) -> GRPCServer<HTTP2ServerTransport.Posix> {
         var router = RPCRouter<HTTP2ServerTransport.Posix>()
         for service in services { service.registerMethods(with: &router) }
-        return GRPCServer(transport: transport(host: host, port: port, limits: limits, tls: nil), router: router)
+        return GRPCServer(
+            transport: transport(host: host, port: port, limits: limits, tls: nil, group: .singletonMultiThreadedEventLoopGroup),
+            router: router)
     }
 
     /// The HTTP/2 transport every Kangyi server listens on: explicit limits, TLS when given.
-    static func transport(host: String, port: Int, limits: Settings.ServerLimits, tls: TLSFiles?) -> HTTP2ServerTransport.Posix {
+    static func transport(
+        host: String, port: Int, limits: Settings.ServerLimits, tls: TLSFiles?, group: MultiThreadedEventLoopGroup
+    ) -> HTTP2ServerTransport.Posix {
         HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port),
             transportSecurity: tls.map {
@@ -70,7 +83,7 @@ public struct GRPCServerService: Service {
                     certificateChain: [.file(path: $0.certificatePath, format: .pem)],
                     privateKey: .file(path: $0.privateKeyPath, format: .pem))
             } ?? .plaintext,
-            config: transportConfig(limits))
+            config: transportConfig(limits), eventLoopGroup: group)
     }
 
     /// What sits inside the identity interceptor: the access log and metrics, then error mapping.
@@ -100,7 +113,9 @@ public struct GRPCServerService: Service {
 
     public func run() async throws {
         try await withGracefulShutdownHandler {
-            try await server.serve()
+            // The server's tasks — a connection's, a stream's, a handler's — are its children, so they
+            // inherit the preference.
+            try await withTaskExecutorPreference(executor) { try await server.serve() }
         } onGracefulShutdown: { [board, server] in
             board.shutDown()
             server.beginGracefulShutdown()

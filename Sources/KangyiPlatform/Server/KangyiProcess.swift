@@ -72,6 +72,8 @@ public struct KangyiProcess: Sendable {
         for definition in services {
             var own = runtime
             own.peers = peers.filter { definition.calls.contains($0.key) }
+            let ownLoop = definition.servesFromOneEventLoop ? ServiceEventLoop() : nil
+            if let ownLoop { own.eventLoop = ownLoop.executor }
             let assembled = try await definition.assemble(own)
             background += assembled.background
             if let listener = assembled.http {
@@ -83,7 +85,7 @@ public struct KangyiProcess: Sendable {
                     name: definition.name, services: assembled.rpcServices, host: settings.host,
                     port: ports[definition.name] ?? definition.defaultPort, limits: settings.server,
                     metrics: metrics, logger: logger, identity: assembled.identity ?? RequestContextInterceptor(key: settings.identityKey),
-                    admission: assembled.admission, tls: definition.facesOutside ? settings.tls : nil))
+                    admission: assembled.admission, tls: definition.facesOutside ? settings.tls : nil, eventLoop: ownLoop))
         }
         let probe = DatabaseHealthProbe(
             url: databaseURL, boards: servers.map(\.board), interval: settings.healthProbeInterval, logger: logger)

@@ -24,10 +24,15 @@ public struct ServiceDefinition: Sendable {
     /// PostgreSQL connections it holds beyond the shared pool (``ServiceRuntime/dedicatedDatabase(poolSize:sessionSettings:)``),
     /// so a deployment's connection budget counts them.
     public var dedicatedConnections: Int
+    /// Whether its whole server — sockets, HTTP/2, RPC handlers and what they await — runs on one event
+    /// loop of its own (``ServiceEventLoop``, ``ServiceRuntime/eventLoop``): no thread hand-offs per call,
+    /// for a service whose handlers are short steps between round trips. It then uses about one core.
+    public var servesFromOneEventLoop: Bool
 
     public init(
         name: String, defaultPort: Int, migrations: [Migration], calls: [String] = [], facesOutside: Bool = false,
-        dedicatedConnections: Int = 0, assemble: @escaping @Sendable (ServiceRuntime) async throws -> AssembledService
+        dedicatedConnections: Int = 0, servesFromOneEventLoop: Bool = false,
+        assemble: @escaping @Sendable (ServiceRuntime) async throws -> AssembledService
     ) {
         self.name = name
         self.defaultPort = defaultPort
@@ -35,6 +40,7 @@ public struct ServiceDefinition: Sendable {
         self.calls = calls
         self.facesOutside = facesOutside
         self.dedicatedConnections = dedicatedConnections
+        self.servesFromOneEventLoop = servesFromOneEventLoop
         self.assemble = assemble
     }
 }
@@ -51,10 +57,14 @@ public struct ServiceRuntime: Sendable {
 
     /// Where the database is, for a pool of the service's own (``dedicatedDatabase(poolSize:sessionSettings:)``).
     public var databaseURL: DatabaseURL?
+    /// Where the service's own work that waits on round trips runs best (a group committer's lanes, with
+    /// their connections, ``dedicatedDatabase(poolSize:sessionSettings:eventLoop:)``): its server's loop
+    /// when it serves from one event loop, else a loop of NIO's shared group.
+    public var eventLoop: EventLoopTaskExecutor
 
     public init(
         database: PostgresClient, settings: Settings, logger: Logger, peers: [String: String],
-        metrics: RPCMetrics = RPCMetrics(), databaseURL: DatabaseURL? = nil
+        metrics: RPCMetrics = RPCMetrics(), databaseURL: DatabaseURL? = nil, eventLoop: EventLoopTaskExecutor = EventLoopTaskExecutor()
     ) {
         self.database = database
         self.settings = settings
@@ -62,6 +72,7 @@ public struct ServiceRuntime: Sendable {
         self.peers = peers
         self.metrics = metrics
         self.databaseURL = databaseURL
+        self.eventLoop = eventLoop
     }
 
     /// A pool of the service's own whose connections start with `sessionSettings` — settings that must not
