@@ -10,8 +10,7 @@ public enum Intake {
         // answer out — so the server, the committer's lanes and their connections share one event loop, and
         // a submission is never handed to another thread (services/intake/README.md, item 11).
         let committerDatabase = try runtime.dedicatedDatabase(
-            poolSize: IntakeStore.lanes, sessionSettings: IntakeStore.committerSessionSettings,
-            eventLoop: runtime.eventLoop.eventLoop)
+            poolSize: IntakeStore.lanes, sessionSettings: IntakeStore.committerSessionSettings)
         let store = IntakeStore(
             client: runtime.database, committerClient: committerDatabase, committerExecutor: runtime.eventLoop,
             logger: runtime.logger)

@@ -13,8 +13,8 @@ public struct GRPCServerService: Service {
     public let name: String
     public let board: HealthBoard
     let server: GRPCServer<HTTP2ServerTransport.Posix>
-    /// Where its handlers run, when it serves from one event loop.
-    let executor: EventLoopTaskExecutor?
+    /// The loop it serves from, if it has one of its own.
+    let eventLoop: ServiceEventLoop?
 
     /// - Parameters:
     ///   - name: the Kangyi service's name (`intake`, ...), used in logs and `dev.json`.
@@ -52,7 +52,7 @@ public struct GRPCServerService: Service {
 
         self.name = name
         self.board = board
-        self.executor = eventLoop?.executor
+        self.eventLoop = eventLoop
         self.server = GRPCServer(
             transport: Self.transport(
                 host: host, port: port, limits: limits, tls: tls, group: eventLoop?.group ?? .singletonMultiThreadedEventLoopGroup),
@@ -68,13 +68,13 @@ public struct GRPCServerService: Service {
         var router = RPCRouter<HTTP2ServerTransport.Posix>()
         for service in services { service.registerMethods(with: &router) }
         return GRPCServer(
-            transport: transport(host: host, port: port, limits: limits, tls: nil, group: .singletonMultiThreadedEventLoopGroup),
-            router: router)
+            transport: transport(host: host, port: port, limits: limits, tls: nil), router: router)
     }
 
     /// The HTTP/2 transport every Kangyi server listens on: explicit limits, TLS when given.
     static func transport(
-        host: String, port: Int, limits: Settings.ServerLimits, tls: TLSFiles?, group: MultiThreadedEventLoopGroup
+        host: String, port: Int, limits: Settings.ServerLimits, tls: TLSFiles?,
+        group: MultiThreadedEventLoopGroup = .singletonMultiThreadedEventLoopGroup
     ) -> HTTP2ServerTransport.Posix {
         HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port),
@@ -115,7 +115,7 @@ public struct GRPCServerService: Service {
         try await withGracefulShutdownHandler {
             // The server's tasks — a connection's, a stream's, a handler's — are its children, so they
             // inherit the preference.
-            try await withTaskExecutorPreference(executor) { try await server.serve() }
+            try await withTaskExecutorPreference(eventLoop?.executor) { try await server.serve() }
         } onGracefulShutdown: { [board, server] in
             board.shutDown()
             server.beginGracefulShutdown()

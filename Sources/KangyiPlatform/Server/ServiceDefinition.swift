@@ -58,7 +58,7 @@ public struct ServiceRuntime: Sendable {
     /// Where the database is, for a pool of the service's own (``dedicatedDatabase(poolSize:sessionSettings:)``).
     public var databaseURL: DatabaseURL?
     /// Where the service's own work that waits on round trips runs best (a group committer's lanes, with
-    /// their connections, ``dedicatedDatabase(poolSize:sessionSettings:eventLoop:)``): its server's loop
+    /// their connections, ``dedicatedDatabase(poolSize:sessionSettings:)``): its server's loop
     /// when it serves from one event loop, else a loop of NIO's shared group.
     public var eventLoop: EventLoopTaskExecutor
 
@@ -77,14 +77,13 @@ public struct ServiceRuntime: Sendable {
 
     /// A pool of the service's own whose connections start with `sessionSettings` — settings that must not
     /// reach the shared pool's other users. The service runs it: list it in `background` before what
-    /// uses it, so that it closes after them. With `eventLoop`, its connections all live on that loop.
-    public func dedicatedDatabase(
-        poolSize: Int, sessionSettings: [(String, String)], eventLoop: (any EventLoop)? = nil
-    ) throws -> PostgresClient {
+    /// uses it, so that it closes after them. Its connections all live on ``eventLoop``, where the work
+    /// that uses them runs.
+    public func dedicatedDatabase(poolSize: Int, sessionSettings: [(String, String)]) throws -> PostgresClient {
         guard let databaseURL else { throw PlatformError(description: "no database URL for a dedicated pool") }
         return Database.makeClient(
             url: databaseURL, poolSize: poolSize, sessionSettings: sessionSettings,
-            eventLoopGroup: eventLoop ?? PostgresClient.defaultEventLoopGroup, logger: logger)
+            eventLoopGroup: eventLoop.eventLoop, logger: logger)
     }
 }
 
