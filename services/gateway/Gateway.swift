@@ -8,8 +8,11 @@ import KangyiPlatform
 public enum Gateway {
     public static let definition = ServiceDefinition(
         name: "gateway", defaultPort: 50050, migrations: GatewayMigrations.all,
-        calls: Set(Routes.backends.values).sorted(), facesOutside: true
+        calls: Set(Routes.backends.values).sorted(), facesOutside: true, servesFromOneEventLoop: true
     ) { runtime in
+        // A forwarded call is short steps between two connections — the caller's and the backend's — so
+        // both, and the handlers between them, share one event loop: a call is never handed to another
+        // thread on its way through (services/gateway/README.md, Performance).
         var peers: [String: PeerClient] = [:]
         for backend in Set(Routes.backends.values) { peers[backend] = try runtime.peerClient(backend) }
         var assembled = assemble(

@@ -1,5 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import NIOCore
+import NIOPosix
 import ServiceLifecycle
 
 /// A gRPC client to another Kangyi service (`host:port`, a DNS name in Kubernetes), as a lifecycle
@@ -12,7 +14,12 @@ public struct PeerClient: Service {
     public let name: String
     public let grpc: GRPCClient<HTTP2ClientTransport.Posix>
 
-    public init(name: String, address: String, key: IdentityKey) throws {
+    /// - Parameter eventLoopGroup: where its connections live (``ServiceRuntime/peerClient(_:)`` puts them on
+    ///   the service's event loop).
+    public init(
+        name: String, address: String, key: IdentityKey,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) throws {
         let parts = address.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, let port = Int(parts[1]), !parts[0].isEmpty else {
             throw PlatformError(description: "peer address for \(name) must be host:port, not \(address)")
@@ -26,7 +33,7 @@ public struct PeerClient: Service {
             },
             // Every address the name resolves to, in turn: behind a headless Kubernetes Service that is
             // every replica, re-resolved when servers recycle connections (KANGYI_CONNECTION_MAX_AGE_S).
-            serviceConfig: ServiceConfig(loadBalancingConfig: [.roundRobin]))
+            serviceConfig: ServiceConfig(loadBalancingConfig: [.roundRobin]), eventLoopGroup: eventLoopGroup)
         self.name = name
         self.grpc = GRPCClient(transport: transport, interceptors: [IdentityPropagationInterceptor(key: key)])
     }
@@ -57,7 +64,9 @@ struct IdentityPropagationInterceptor: ClientInterceptor {
 
 extension ServiceRuntime {
     /// A client to the named peer service, at the address this deployment gives it. Add it to the
-    /// service's `background` so its connections start and stop with the process.
+    /// service's `background` so its connections start and stop with the process. Its connections live on
+    /// ``eventLoop``: for a service that serves from one event loop, a call to the peer is then made,
+    /// answered and resumed on the thread its handler runs on.
     public func peerClient(_ name: String) throws -> PeerClient {
         guard let address = peers[name] else {
             throw PlatformError(
@@ -66,6 +75,6 @@ extension ServiceRuntime {
         guard let key = settings.identityKey else {
             throw PlatformError(description: "calls to peer service \(name) need KANGYI_IDENTITY_KEY")
         }
-        return try PeerClient(name: name, address: address, key: key)
+        return try PeerClient(name: name, address: address, key: key, eventLoopGroup: eventLoop.eventLoop)
     }
 }

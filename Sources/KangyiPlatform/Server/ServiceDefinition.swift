@@ -58,8 +58,9 @@ public struct ServiceRuntime: Sendable {
     /// Where the database is, for a pool of the service's own (``dedicatedDatabase(poolSize:sessionSettings:)``).
     public var databaseURL: DatabaseURL?
     /// Where the service's own work that waits on round trips runs best (a group committer's lanes, with
-    /// their connections, ``dedicatedDatabase(poolSize:sessionSettings:)``): its server's loop
-    /// when it serves from one event loop, else a loop of NIO's shared group.
+    /// their connections, ``dedicatedDatabase(poolSize:sessionSettings:)``) and where its peer clients'
+    /// connections live (``peerClient(_:)``): its server's loop when it serves from one event loop, else a
+    /// loop of NIO's shared group.
     public var eventLoop: EventLoopTaskExecutor
 
     public init(
