@@ -393,5 +393,31 @@ enum IntakeMigrations {
                 END $$
                 """,
             ]),
+        Migration(
+            schema: "intake", version: 9, name: "trigram functions planned once a session",
+            statements: [
+                // A SQL function whose body has a sub-select is never inlined, and PostgreSQL parsed and
+                // planned the bodies of these two again at every execution of a statement calling them: once a batch,
+                // so once for every lone submission (perf of the committer's backend, one caller: 18 % of
+                // its CPU in fmgr_sql, most of that parsing and planning). In PL/pgSQL the same bodies are
+                // planned once a session and the plans kept. Same results; measured with pgbench calling
+                // `intake.submit_batch` without waiting for the disk: one item 0.53–0.56 → 0.46–0.51 ms,
+                // 25 items 4.5–4.8 → 4.4–4.6 ms.
+                """
+                CREATE OR REPLACE FUNCTION intake.trigrams(description text) RETURNS int4[]
+                    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+                BEGIN
+                    RETURN ARRAY(SELECT DISTINCT hashtext(t) FROM unnest(show_trgm(description)) AS t ORDER BY 1);
+                END $$
+                """,
+                """
+                CREATE OR REPLACE FUNCTION intake.trigram_signature(trigrams int4[]) RETURNS bit(256)
+                    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+                BEGIN
+                    RETURN (SELECT coalesce(bit_or(set_bit(repeat('0', 256)::bit(256), t & 255, 1)), repeat('0', 256)::bit(256))
+                            FROM unnest(trigrams) AS t);
+                END $$
+                """,
+            ]),
     ]
 }
