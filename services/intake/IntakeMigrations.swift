@@ -397,12 +397,12 @@ enum IntakeMigrations {
             schema: "intake", version: 9, name: "trigram functions planned once a session",
             statements: [
                 // A SQL function whose body has a sub-select is never inlined, and PostgreSQL parsed and
-                // planned the bodies of these two again at every execution of a statement calling them: once a batch,
-                // so once for every lone submission (perf of the committer's backend, one caller: 18 % of
-                // its CPU in fmgr_sql, most of that parsing and planning). In PL/pgSQL the same bodies are
-                // planned once a session and the plans kept. Same results; measured with pgbench calling
-                // `intake.submit_batch` without waiting for the disk: one item 0.53–0.56 → 0.46–0.51 ms,
-                // 25 items 4.5–4.8 → 4.4–4.6 ms.
+                // planned the bodies of these two again at every execution of a statement calling them:
+                // once a batch, so once for every lone submission (perf of the committer's backend, one
+                // caller: 18 % of its CPU in fmgr_sql, most of that parsing and planning). In PL/pgSQL the
+                // same bodies are planned once a session and the plans kept. Same results; measured with
+                // pgbench calling `intake.submit_batch` without waiting for the disk: one item 0.53–0.56 →
+                // 0.46–0.51 ms, 25 items 4.5–4.8 → 4.4–4.6 ms.
                 """
                 CREATE OR REPLACE FUNCTION intake.trigrams(description text) RETURNS int4[]
                     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$

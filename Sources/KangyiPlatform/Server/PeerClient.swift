@@ -18,7 +18,7 @@ public struct PeerClient: Service {
     ///   the service's event loop).
     public init(
         name: String, address: String, key: IdentityKey,
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = .singletonMultiThreadedEventLoopGroup
     ) throws {
         let parts = address.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2, let port = Int(parts[1]), !parts[0].isEmpty else {
