@@ -7,14 +7,16 @@ import PostgresNIO
 /// transaction that settles idempotency, links repeats, inserts every new row with one INSERT and raises
 /// the priority of the requests they repeat.
 struct IntakeStore: Sendable {
-    // The three repeat settings are baked into `intake.submit_batch` (IntakeMigrations, version 7): a
-    // change to one needs a new migration that replaces the function.
+    // The three repeat settings are baked into `intake.submit_batch` (IntakeMigrations, versions 7 and 10):
+    // a change to one needs a new migration that replaces the function.
 
     /// How far back a request counts as repeated by a new one with the same phone and category.
     static let repeatWindow = "24 hours"
     /// How alike two descriptions must be (pg_trgm's similarity: shared trigrams / all distinct trigrams) to
     /// count as the same request.
     static let textSimilarity = 0.8
+    /// The same in hundredths, for the batch function's integer pre-filter (exact where 0.8 in binary is not).
+    static var textSimilarityPercent: Int { Int((textSimilarity * 100).rounded()) }
     /// How many of the latest requests in the same category and district a text is compared with.
     static let textCandidates = 50
 
