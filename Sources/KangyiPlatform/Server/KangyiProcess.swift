@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// Runs one or more Kangyi services in this process: migrates their schemas, opens the pool, starts a
@@ -91,8 +92,9 @@ public struct KangyiProcess: Sendable {
             url: databaseURL, boards: servers.map(\.board), interval: settings.healthProbeInterval, logger: logger)
 
         // Started in this order, stopped in reverse: servers drain first, the pool closes last.
-        let members: [any Service] = [ShutdownDeadline(grace: settings.shutdownGrace, logger: logger)] + self.background
-            + [database, probe, metricsServer] + background + servers
+        let running = RunningMembers()
+        let members: [any Service] = [ShutdownDeadline(grace: settings.shutdownGrace, running: running, logger: logger)]
+            + (self.background + [database, probe, metricsServer] + background + servers).map { running.track($0) }
         var configuration = ServiceGroupConfiguration(
             services: members.map {
                 .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
@@ -133,19 +135,22 @@ public struct KangyiProcess: Sendable {
 ///
 /// Armed by the signal itself, not by its own turn in the group's shutdown: the group stops its members
 /// one at a time, newest first, and this one — stopped last — would never hear of a shutdown that a
-/// hanging member holds up.
+/// hanging member holds up. Its log line names the members still running, so the one that hung is known.
 struct ShutdownDeadline: Service {
     let grace: Duration
+    let running: RunningMembers
     let logger: Logger
 
     func run() async {
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
-        let (grace, logger) = (self.grace, self.logger)
+        let (grace, running, logger) = (self.grace, self.running, self.logger)
         await cancelWhenGracefulShutdown {
             for await _ in signals {
                 Thread.detachNewThread {
                     Thread.sleep(forTimeInterval: grace.inSeconds + 5)
-                    logger.critical("shutdown overran its drain budget; exiting", metadata: ["grace_s": "\(grace.inSeconds)"])
+                    logger.critical(
+                        "shutdown overran its drain budget; exiting",
+                        metadata: ["grace_s": "\(grace.inSeconds)", "still_running": "\(running.names.joined(separator: ", "))"])
                     exit(1)
                 }
                 break
@@ -153,5 +158,42 @@ struct ShutdownDeadline: Service {
         }
         // A member that returns early makes the group cancel everything: this one waits for its turn.
         try? await gracefulShutdown()
+    }
+}
+
+/// The members of a process's service group that are running now, by name (a server or peer by its
+/// service's name, anything else by its type).
+final class RunningMembers: Sendable {
+    private let running = Mutex<[Int: String]>([:])
+    private let next = Atomic<Int>(0)
+
+    /// `service`, reporting here while it runs.
+    func track(_ service: any Service) -> any Service {
+        Member(service: service, name: Self.name(of: service), id: next.add(1, ordering: .relaxed).newValue, running: self)
+    }
+
+    /// In the order they were tracked.
+    var names: [String] { running.withLock { $0.sorted { $0.key < $1.key }.map(\.value) } }
+
+    static func name(of service: any Service) -> String {
+        switch service {
+        case let server as GRPCServerService: "server \(server.name)"
+        case let peer as PeerClient: "peer \(peer.name)"
+        default: String(describing: type(of: service))
+        }
+    }
+
+    private struct Member: Service {
+        let service: any Service
+        let name: String
+        let id: Int
+        let running: RunningMembers
+
+        // The group's graceful shutdown reaches `service` through task-locals, which this task carries.
+        func run() async throws {
+            running.running.withLock { $0[id] = name }
+            defer { _ = running.running.withLock { $0.removeValue(forKey: id) } }
+            try await service.run()
+        }
     }
 }
