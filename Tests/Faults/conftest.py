@@ -35,15 +35,20 @@ def figure(scenario, **values):
     FIGURES.write_text(json.dumps(figures, indent=2, sort_keys=True))
 
 
-def crash(data):
-    """kill -9 of a cluster's postmaster and every one of its processes at once: a crash, not a shutdown."""
+def signal_cluster(data, number):
+    """Sends `number` to a cluster's postmaster and every one of its processes at once."""
     root = int((data / "postmaster.pid").read_text().split("\n")[0])
     children = subprocess.run(["pgrep", "-P", str(root)], capture_output=True, text=True).stdout.split()
     for pid in [root] + [int(c) for c in children]:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, number)
         except ProcessLookupError:
             pass
+
+
+def crash(data):
+    """kill -9 of a cluster's postmaster and every one of its processes at once: a crash, not a shutdown."""
+    signal_cluster(data, signal.SIGKILL)
 
 
 class Cluster:
@@ -59,6 +64,13 @@ class Cluster:
 
     def kill(self):
         crash(self.data)
+
+    def freeze(self):
+        """SIGSTOP: its kernel still completes TCP handshakes, and nothing answers — a hung host."""
+        signal_cluster(self.data, signal.SIGSTOP)
+
+    def thaw(self):
+        signal_cluster(self.data, signal.SIGCONT)
 
     def stop(self):
         subprocess.run([KANGYI, "db", "stop", "--data", str(self.data)], capture_output=True)

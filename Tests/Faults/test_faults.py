@@ -150,6 +150,33 @@ def test_sigterm_during_an_outage(cluster, deployment):
     assert_every_ack_stored_once(url, load)
 
 
+def test_sigterm_while_the_database_is_frozen(cluster, deployment):
+    """A database that accepts connections and never answers (its processes stopped): health goes NOT_SERVING,
+    and SIGTERM still ends the process within its grace — no probe or query left waiting holds it up. A grace
+    of one second, so that the drain's end cancels what waits on the database (a health probe's query, which
+    postgres-nio does not end on cancellation, once held the process until the deadline's exit(1))."""
+    env, url, serve = deployment
+    grace = 1
+    intake = serve("intake", KANGYI_SHUTDOWN_GRACE_S=str(grace))
+    try:
+        with Load(intake.address, intake.key) as load:
+            wait_for(lambda: load.ok_count() > 20, what="load running")
+            cluster.freeze()
+            wait_for(lambda: intake.health() == "NOT_SERVING", seconds=10, what="NOT_SERVING")
+            cluster.thaw()
+            wait_for(lambda: intake.health() == "SERVING", seconds=10, what="SERVING again")
+            cluster.freeze()
+            time.sleep(0.5)  # callers' submissions and a health probe's query now wait on the frozen database
+            seconds, code = intake.terminate()
+        figure("SIGTERM while the database is frozen", sigterm_exit_s=round(seconds, 2), exit_code=code,
+               codes=dict(load.codes))
+        assert code == 0, f"exit code {code} (a shutdown that overran its budget exits 1)"
+        assert seconds <= grace + 3, f"took {seconds:.1f} s to stop"
+    finally:
+        cluster.thaw()
+    assert_every_ack_stored_once(url, load)
+
+
 def test_peer_down_and_back(deployment):
     env, url, serve = deployment
     intake = serve("intake")

@@ -24,22 +24,31 @@ public struct DatabaseHealthProbe: Service {
         var connection: PostgresConnection?
         var wasHealthy: Bool?
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let healthy: Bool
-            do {
-                let current: PostgresConnection
+            // The whole probe, connecting included, is bounded by `timeout` and abandoned past it, never
+            // awaited: postgres-nio does not end a query on cancellation, so a probe waiting on a frozen
+            // server (connections accepted, nothing answered) once held the process's shutdown until its
+            // deadline's exit(1) — the drain's cancellation had stopped the timer that would have closed
+            // the connection (Tests/Faults: the database frozen).
+            let probed = try? await abandoning(after: timeout) { [connection, url, timeout, logger] in
                 if let connection, !connection.isClosed {
-                    current = connection
-                } else {
-                    current = try await Database.connect(url: url, connectTimeout: timeout, logger: logger)
-                    connection = current
+                    try await connection.query("SELECT 1", logger: logger)
+                    return connection
                 }
-                healthy = try await Self.ping(current, timeout: timeout, logger: logger)
-            } catch {
-                healthy = false
+                let fresh = try await Database.connect(url: url, connectTimeout: timeout, logger: logger)
+                if Task.isCancelled {  // abandoned while connecting: nobody else will close it
+                    try? await fresh.close()
+                    throw CancellationError()
+                }
+                try await fresh.query("SELECT 1", logger: logger)
+                return fresh
             }
-            if !healthy, let stale = connection {
+            let healthy = probed != nil
+            if let probed {
+                connection = probed
+            } else if let stale = connection {
+                // Closing fails a query still waiting on it; not awaited, for the same reason.
                 connection = nil
-                try? await stale.close()
+                Task { try? await stale.close() }
             }
             for board in boards { board.setAll(healthy ? .serving : .notServing) }
             if healthy != wasHealthy {
@@ -49,23 +58,6 @@ public struct DatabaseHealthProbe: Service {
             // Sleep until the next probe, or until shutdown begins.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
-        try? await connection?.close()
-    }
-
-    /// `SELECT 1` raced against `timeout`; on timeout the connection is closed, which fails the query.
-    static func ping(_ connection: PostgresConnection, timeout: Duration, logger: Logger) async throws -> Bool {
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                try await connection.query("SELECT 1", logger: logger)
-                return true
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                try? await connection.close()
-                return false
-            }
-            defer { group.cancelAll() }
-            return try await group.next() ?? false
-        }
+        if let connection { Task { try? await connection.close() } }
     }
 }
