@@ -183,11 +183,14 @@ final class RunningMembers: Sendable {
         }
     }
 
-    private struct Member: Service {
+    /// Described by its name, as the service group's own log lines describe their members.
+    private struct Member: Service, CustomStringConvertible {
         let service: any Service
         let name: String
         let id: Int
         let running: RunningMembers
+
+        var description: String { name }
 
         // The group's graceful shutdown reaches `service` through task-locals, which this task carries.
         func run() async throws {
