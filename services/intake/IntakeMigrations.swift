@@ -233,115 +233,7 @@ enum IntakeMigrations {
                     FOR EACH ROW WHEN (OLD.description IS DISTINCT FROM NEW.description)
                     EXECUTE FUNCTION intake.fill_trigrams()
                 """,
-                """
-                CREATE FUNCTION intake.submit_batch(
-                    ids uuid[], callers text[], request_ids text[], content_hashes text[], categories text[],
-                    districts text[], phones text[], contact_names text[], addresses text[], descriptions text[],
-                    located boolean[], latitudes float8[], longitudes float8[], group_lists text[], urgencies text[],
-                    priorities integer[], green_channels boolean[])
-                RETURNS TABLE (item integer, request intake.help_requests)
-                LANGUAGE plpgsql AS $$
-                DECLARE
-                    fresh integer[];   -- new to the table, and the first of their (caller, request_id) in the batch
-                    originals uuid[];  -- the request each inserted repeat links to, once per repeat
-                BEGIN
-                    SELECT coalesce(array_agg(k.n ORDER BY k.n), '{}') INTO fresh
-                    FROM (SELECT DISTINCT ON (u.caller, u.request_id) u.caller, u.request_id, u.n
-                          FROM unnest(callers, request_ids) WITH ORDINALITY AS u(caller, request_id, n)
-                          ORDER BY u.caller, u.request_id, u.n) k
-                    WHERE NOT EXISTS (SELECT FROM intake.help_requests h
-                                      WHERE h.caller = k.caller AND h.request_id = k.request_id);
-
-                    -- Concurrent batches (other lanes, other replicas) with the same phone and category
-                    -- queue behind each other here, so each sees the other's committed original.
-                    PERFORM pg_advisory_xact_lock(\(SubmissionBatches.lockSpace), keys.key)
-                    FROM (SELECT DISTINCT hashtext(phones[i] || '|' || categories[i]) AS key
-                          FROM unnest(fresh) AS i ORDER BY 1) keys;
-
-                    -- Each new item links to the earliest recent original it repeats (same phone and
-                    -- category, or near-identical text among the latest of its category and district), or
-                    -- else to what the first new item of its phone and category in this batch links to (or is).
-                    WITH fresh_items AS (
-                        SELECT t.*, intake.trigram_signature(t.trigrams) AS signature, icount(t.trigrams) AS trigram_count
-                        FROM (SELECT i, phones[i] AS phone, categories[i] AS category, districts[i] AS district,
-                                     intake.trigrams(descriptions[i]) AS trigrams
-                              FROM unnest(fresh) AS i
-                              OFFSET 0) t  -- not flattened: each new text's trigrams are extracted once
-                        OFFSET 0),
-                    matched AS (
-                        SELECT b.i, b.phone, b.category, b.trigrams, b.signature, b.trigram_count, m.id AS earliest
-                        FROM fresh_items b
-                        LEFT JOIN LATERAL (
-                            SELECT c.id FROM (
-                                (SELECT h.id, h.created_at FROM intake.help_requests h
-                                 WHERE h.phone = b.phone AND h.category = b.category AND h.repeat_of IS NULL
-                                   AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
-                                 ORDER BY h.created_at, h.id LIMIT 1)
-                                UNION ALL
-                                -- Text is compared with a bounded number of recent requests, so the cost
-                                -- of a submission does not grow with the day's volume.
-                                (SELECT r.id, r.created_at FROM (
-                                    SELECT h.id, h.created_at, h.description_trigrams, h.description_signature,
-                                           h.description_trigram_count
-                                    FROM intake.help_requests h
-                                    WHERE h.category = b.category AND h.district = b.district AND h.repeat_of IS NULL
-                                      AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
-                                    ORDER BY h.created_at DESC LIMIT \(IntakeStore.textCandidates)) r
-                                 CROSS JOIN LATERAL (SELECT icount(r.description_trigrams & b.trigrams) AS shared
-                                                     WHERE r.description_signature IS NULL
-                                                        OR bit_count(r.description_signature # b.signature)
-                                                           * (1 + \(IntakeStore.textSimilarity))
-                                                           <= (1 - \(IntakeStore.textSimilarity))
-                                                              * (r.description_trigram_count + b.trigram_count)) s
-                                 WHERE s.shared > 0 AND s.shared >= \(IntakeStore.textSimilarity)
-                                     * (icount(r.description_trigrams) + icount(b.trigrams) - s.shared)
-                                 ORDER BY r.created_at, r.id LIMIT 1)
-                            ) c
-                            ORDER BY c.created_at, c.id
-                            LIMIT 1) m ON true),
-                    linked AS (
-                        SELECT i, trigrams, signature, trigram_count, coalesce(earliest, CASE WHEN row_number() OVER w > 1
-                                                       THEN first_value(coalesce(earliest, ids[i])) OVER w END) AS repeat_of
-                        FROM matched
-                        WINDOW w AS (PARTITION BY phone, category ORDER BY i)),
-                    inserted AS (
-                        -- ON CONFLICT DO NOTHING leaves out an item another replica stored a moment ago.
-                        INSERT INTO intake.help_requests (id, ticket, caller, request_id, content_hash, category,
-                            district, phone, contact_name, address, description, latitude, longitude,
-                            special_groups, urgency, priority, green_channel, repeat_of, description_trigrams,
-                            description_signature, description_trigram_count)
-                        SELECT ids[i], 'KY' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYMMDD')
-                                   || lpad(nextval('intake.ticket_seq')::text, 8, '0'),
-                               callers[i], request_ids[i], content_hashes[i], categories[i], districts[i], phones[i],
-                               contact_names[i], addresses[i], descriptions[i],
-                               CASE WHEN located[i] THEN latitudes[i] END, CASE WHEN located[i] THEN longitudes[i] END,
-                               coalesce(string_to_array(nullif(group_lists[i], ''), ','), '{}'), urgencies[i],
-                               priorities[i], green_channels[i], linked.repeat_of, trigrams, signature, trigram_count
-                        FROM linked
-                        ON CONFLICT (caller, request_id, district) DO NOTHING
-                        RETURNING help_requests.repeat_of)
-                    SELECT coalesce(array_agg(inserted.repeat_of ORDER BY inserted.repeat_of), '{}') INTO originals
-                    FROM inserted WHERE inserted.repeat_of IS NOT NULL;
-
-                    -- Each repeated request gains its repeats and the priority they bring (capped, see
-                    -- Priority.swift), its rows locked in id order first: two batches raising the same
-                    -- originals in different orders would otherwise deadlock.
-                    IF cardinality(originals) > 0 THEN
-                        PERFORM FROM intake.help_requests h WHERE h.id = ANY(originals) ORDER BY h.id FOR UPDATE;
-                        UPDATE intake.help_requests h
-                        SET priority = h.priority - LEAST(h.repeat_count * \(Priority.perRepeat), \(Priority.repeatCap))
-                                       + LEAST((h.repeat_count + r.n) * \(Priority.perRepeat), \(Priority.repeatCap)),
-                            repeat_count = h.repeat_count + r.n
-                        FROM (SELECT o AS id, count(*)::integer AS n FROM unnest(originals) AS o GROUP BY o) r
-                        WHERE h.id = r.id;
-                    END IF;
-
-                    RETURN QUERY
-                    SELECT u.n::integer, h
-                    FROM unnest(callers, request_ids) WITH ORDINALITY AS u(caller, request_id, n)
-                    JOIN intake.help_requests h ON h.caller = u.caller AND h.request_id = u.request_id;
-                END $$
-                """,
+                submitBatch,
             ]),
         Migration(
             schema: "intake", version: 8, name: "a batch in one round trip",
@@ -430,120 +322,155 @@ enum IntakeMigrations {
                 // integers. The answers are the same: the bound skips only candidates that cannot reach the
                 // threshold. The committer's backend CPU, a loop of calls with fsync off: a 25-item batch
                 // 4.25–4.65 → 2.95–3.05 ms, one item 0.33 → 0.29–0.30 ms.
-                """
-                CREATE OR REPLACE FUNCTION intake.submit_batch(
-                    ids uuid[], callers text[], request_ids text[], content_hashes text[], categories text[],
-                    districts text[], phones text[], contact_names text[], addresses text[], descriptions text[],
-                    located boolean[], latitudes float8[], longitudes float8[], group_lists text[], urgencies text[],
-                    priorities integer[], green_channels boolean[])
-                RETURNS TABLE (item integer, request intake.help_requests)
-                LANGUAGE plpgsql AS $$
-                DECLARE
-                    fresh integer[];   -- new to the table, and the first of their (caller, request_id) in the batch
-                    originals uuid[];  -- the request each inserted repeat links to, once per repeat
-                BEGIN
-                    SELECT coalesce(array_agg(k.n ORDER BY k.n), '{}') INTO fresh
-                    FROM (SELECT DISTINCT ON (u.caller, u.request_id) u.caller, u.request_id, u.n
-                          FROM unnest(callers, request_ids) WITH ORDINALITY AS u(caller, request_id, n)
-                          ORDER BY u.caller, u.request_id, u.n) k
-                    WHERE NOT EXISTS (SELECT FROM intake.help_requests h
-                                      WHERE h.caller = k.caller AND h.request_id = k.request_id);
-
-                    -- Concurrent batches (other lanes, other replicas) with the same phone and category
-                    -- queue behind each other here, so each sees the other's committed original.
-                    PERFORM pg_advisory_xact_lock(\(SubmissionBatches.lockSpace), keys.key)
-                    FROM (SELECT DISTINCT hashtext(phones[i] || '|' || categories[i]) AS key
-                          FROM unnest(fresh) AS i ORDER BY 1) keys;
-
-                    -- Each new item links to the earliest recent original it repeats (same phone and
-                    -- category, or near-identical text among the latest of its category and district), or
-                    -- else to what the first new item of its phone and category in this batch links to (or is).
-                    WITH fresh_items AS (
-                        SELECT t.*, intake.trigram_signature(t.trigrams) AS signature, icount(t.trigrams) AS trigram_count
-                        FROM (SELECT i, phones[i] AS phone, categories[i] AS category, districts[i] AS district,
-                                     intake.trigrams(descriptions[i]) AS trigrams
-                              FROM unnest(fresh) AS i
-                              OFFSET 0) t  -- not flattened: each new text's trigrams are extracted once
-                        OFFSET 0),
-                    matched AS (
-                        SELECT b.i, b.phone, b.category, b.trigrams, b.signature, b.trigram_count, m.id AS earliest
-                        FROM fresh_items b
-                        LEFT JOIN LATERAL (
-                            SELECT c.id FROM (
-                                (SELECT h.id, h.created_at FROM intake.help_requests h
-                                 WHERE h.phone = b.phone AND h.category = b.category AND h.repeat_of IS NULL
-                                   AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
-                                 ORDER BY h.created_at, h.id LIMIT 1)
-                                UNION ALL
-                                -- Text is compared with a bounded number of recent requests, so the cost
-                                -- of a submission does not grow with the day's volume.
-                                (SELECT r.id, r.created_at FROM (
-                                    SELECT h.id, h.created_at, h.description_trigrams, h.description_signature,
-                                           h.description_trigram_count
-                                    FROM intake.help_requests h
-                                    WHERE h.category = b.category AND h.district = b.district AND h.repeat_of IS NULL
-                                      AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
-                                    ORDER BY h.created_at DESC LIMIT \(IntakeStore.textCandidates)) r
-                                 -- The signature's bound first, the intersection only for what passes it:
-                                 -- a CASE, because PostgreSQL orders a WHERE's conditions by their cost.
-                                 WHERE CASE
-                                     WHEN r.description_signature IS NOT NULL
-                                          AND bit_count(r.description_signature # b.signature)
-                                              * (100 + \(IntakeStore.textSimilarityPercent))
-                                              > (100 - \(IntakeStore.textSimilarityPercent))
-                                                * (r.description_trigram_count + b.trigram_count)
-                                     THEN false
-                                     ELSE (SELECT s.shared > 0 AND s.shared >= \(IntakeStore.textSimilarity)
-                                                  * (icount(r.description_trigrams) + b.trigram_count - s.shared)
-                                           FROM (SELECT icount(r.description_trigrams & b.trigrams) AS shared) s)
-                                 END
-                                 ORDER BY r.created_at, r.id LIMIT 1)
-                            ) c
-                            ORDER BY c.created_at, c.id
-                            LIMIT 1) m ON true),
-                    linked AS (
-                        SELECT i, trigrams, signature, trigram_count, coalesce(earliest, CASE WHEN row_number() OVER w > 1
-                                                       THEN first_value(coalesce(earliest, ids[i])) OVER w END) AS repeat_of
-                        FROM matched
-                        WINDOW w AS (PARTITION BY phone, category ORDER BY i)),
-                    inserted AS (
-                        -- ON CONFLICT DO NOTHING leaves out an item another replica stored a moment ago.
-                        INSERT INTO intake.help_requests (id, ticket, caller, request_id, content_hash, category,
-                            district, phone, contact_name, address, description, latitude, longitude,
-                            special_groups, urgency, priority, green_channel, repeat_of, description_trigrams,
-                            description_signature, description_trigram_count)
-                        SELECT ids[i], 'KY' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYMMDD')
-                                   || lpad(nextval('intake.ticket_seq')::text, 8, '0'),
-                               callers[i], request_ids[i], content_hashes[i], categories[i], districts[i], phones[i],
-                               contact_names[i], addresses[i], descriptions[i],
-                               CASE WHEN located[i] THEN latitudes[i] END, CASE WHEN located[i] THEN longitudes[i] END,
-                               coalesce(string_to_array(nullif(group_lists[i], ''), ','), '{}'), urgencies[i],
-                               priorities[i], green_channels[i], linked.repeat_of, trigrams, signature, trigram_count
-                        FROM linked
-                        ON CONFLICT (caller, request_id, district) DO NOTHING
-                        RETURNING help_requests.repeat_of)
-                    SELECT coalesce(array_agg(inserted.repeat_of ORDER BY inserted.repeat_of), '{}') INTO originals
-                    FROM inserted WHERE inserted.repeat_of IS NOT NULL;
-
-                    -- Each repeated request gains its repeats and the priority they bring (capped, see
-                    -- Priority.swift), its rows locked in id order first: two batches raising the same
-                    -- originals in different orders would otherwise deadlock.
-                    IF cardinality(originals) > 0 THEN
-                        PERFORM FROM intake.help_requests h WHERE h.id = ANY(originals) ORDER BY h.id FOR UPDATE;
-                        UPDATE intake.help_requests h
-                        SET priority = h.priority - LEAST(h.repeat_count * \(Priority.perRepeat), \(Priority.repeatCap))
-                                       + LEAST((h.repeat_count + r.n) * \(Priority.perRepeat), \(Priority.repeatCap)),
-                            repeat_count = h.repeat_count + r.n
-                        FROM (SELECT o AS id, count(*)::integer AS n FROM unnest(originals) AS o GROUP BY o) r
-                        WHERE h.id = r.id;
-                    END IF;
-
-                    RETURN QUERY
-                    SELECT u.n::integer, h
-                    FROM unnest(callers, request_ids) WITH ORDINALITY AS u(caller, request_id, n)
-                    JOIN intake.help_requests h ON h.caller = u.caller AND h.request_id = u.request_id;
-                END $$
-                """,
+                submitBatchWithBoundFirst,
             ]),
     ]
+
+    /// `intake.submit_batch` as migration 7 created it. Its text is migration 7's checksum, and migration 10's
+    /// statement is derived from it: it never changes; a change to the function is a new migration.
+    private static let submitBatch = """
+        CREATE FUNCTION intake.submit_batch(
+            ids uuid[], callers text[], request_ids text[], content_hashes text[], categories text[],
+            districts text[], phones text[], contact_names text[], addresses text[], descriptions text[],
+            located boolean[], latitudes float8[], longitudes float8[], group_lists text[], urgencies text[],
+            priorities integer[], green_channels boolean[])
+        RETURNS TABLE (item integer, request intake.help_requests)
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            fresh integer[];   -- new to the table, and the first of their (caller, request_id) in the batch
+            originals uuid[];  -- the request each inserted repeat links to, once per repeat
+        BEGIN
+            SELECT coalesce(array_agg(k.n ORDER BY k.n), '{}') INTO fresh
+            FROM (SELECT DISTINCT ON (u.caller, u.request_id) u.caller, u.request_id, u.n
+                  FROM unnest(callers, request_ids) WITH ORDINALITY AS u(caller, request_id, n)
+                  ORDER BY u.caller, u.request_id, u.n) k
+            WHERE NOT EXISTS (SELECT FROM intake.help_requests h
+                              WHERE h.caller = k.caller AND h.request_id = k.request_id);
+
+            -- Concurrent batches (other lanes, other replicas) with the same phone and category
+            -- queue behind each other here, so each sees the other's committed original.
+            PERFORM pg_advisory_xact_lock(\(SubmissionBatches.lockSpace), keys.key)
+            FROM (SELECT DISTINCT hashtext(phones[i] || '|' || categories[i]) AS key
+                  FROM unnest(fresh) AS i ORDER BY 1) keys;
+
+            -- Each new item links to the earliest recent original it repeats (same phone and
+            -- category, or near-identical text among the latest of its category and district), or
+            -- else to what the first new item of its phone and category in this batch links to (or is).
+            WITH fresh_items AS (
+                SELECT t.*, intake.trigram_signature(t.trigrams) AS signature, icount(t.trigrams) AS trigram_count
+                FROM (SELECT i, phones[i] AS phone, categories[i] AS category, districts[i] AS district,
+                             intake.trigrams(descriptions[i]) AS trigrams
+                      FROM unnest(fresh) AS i
+                      OFFSET 0) t  -- not flattened: each new text's trigrams are extracted once
+                OFFSET 0),
+            matched AS (
+                SELECT b.i, b.phone, b.category, b.trigrams, b.signature, b.trigram_count, m.id AS earliest
+                FROM fresh_items b
+                LEFT JOIN LATERAL (
+                    SELECT c.id FROM (
+                        (SELECT h.id, h.created_at FROM intake.help_requests h
+                         WHERE h.phone = b.phone AND h.category = b.category AND h.repeat_of IS NULL
+                           AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
+                         ORDER BY h.created_at, h.id LIMIT 1)
+                        UNION ALL
+                        -- Text is compared with a bounded number of recent requests, so the cost
+                        -- of a submission does not grow with the day's volume.
+                        (SELECT r.id, r.created_at FROM (
+                            SELECT h.id, h.created_at, h.description_trigrams, h.description_signature,
+                                   h.description_trigram_count
+                            FROM intake.help_requests h
+                            WHERE h.category = b.category AND h.district = b.district AND h.repeat_of IS NULL
+                              AND h.created_at > now() - interval '\(IntakeStore.repeatWindow)'
+                            ORDER BY h.created_at DESC LIMIT \(IntakeStore.textCandidates)) r
+                         CROSS JOIN LATERAL (SELECT icount(r.description_trigrams & b.trigrams) AS shared
+                                             WHERE r.description_signature IS NULL
+                                                OR bit_count(r.description_signature # b.signature)
+                                                   * (1 + \(IntakeStore.textSimilarity))
+                                                   <= (1 - \(IntakeStore.textSimilarity))
+                                                      * (r.description_trigram_count + b.trigram_count)) s
+                         WHERE s.shared > 0 AND s.shared >= \(IntakeStore.textSimilarity)
+                             * (icount(r.description_trigrams) + icount(b.trigrams) - s.shared)
+                         ORDER BY r.created_at, r.id LIMIT 1)
+                    ) c
+                    ORDER BY c.created_at, c.id
+                    LIMIT 1) m ON true),
+            linked AS (
+                SELECT i, trigrams, signature, trigram_count, coalesce(earliest, CASE WHEN row_number() OVER w > 1
+                                               THEN first_value(coalesce(earliest, ids[i])) OVER w END) AS repeat_of
+                FROM matched
+                WINDOW w AS (PARTITION BY phone, category ORDER BY i)),
+            inserted AS (
+                -- ON CONFLICT DO NOTHING leaves out an item another replica stored a moment ago.
+                INSERT INTO intake.help_requests (id, ticket, caller, request_id, content_hash, category,
+                    district, phone, contact_name, address, description, latitude, longitude,
+                    special_groups, urgency, priority, green_channel, repeat_of, description_trigrams,
+                    description_signature, description_trigram_count)
+                SELECT ids[i], 'KY' || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYMMDD')
+                           || lpad(nextval('intake.ticket_seq')::text, 8, '0'),
+                       callers[i], request_ids[i], content_hashes[i], categories[i], districts[i], phones[i],
+                       contact_names[i], addresses[i], descriptions[i],
+                       CASE WHEN located[i] THEN latitudes[i] END, CASE WHEN located[i] THEN longitudes[i] END,
+                       coalesce(string_to_array(nullif(group_lists[i], ''), ','), '{}'), urgencies[i],
+                       priorities[i], green_channels[i], linked.repeat_of, trigrams, signature, trigram_count
+                FROM linked
+                ON CONFLICT (caller, request_id, district) DO NOTHING
+                RETURNING help_requests.repeat_of)
+            SELECT coalesce(array_agg(inserted.repeat_of ORDER BY inserted.repeat_of), '{}') INTO originals
+            FROM inserted WHERE inserted.repeat_of IS NOT NULL;
+
+            -- Each repeated request gains its repeats and the priority they bring (capped, see
+            -- Priority.swift), its rows locked in id order first: two batches raising the same
+            -- originals in different orders would otherwise deadlock.
+            IF cardinality(originals) > 0 THEN
+                PERFORM FROM intake.help_requests h WHERE h.id = ANY(originals) ORDER BY h.id FOR UPDATE;
+                UPDATE intake.help_requests h
+                SET priority = h.priority - LEAST(h.repeat_count * \(Priority.perRepeat), \(Priority.repeatCap))
+                               + LEAST((h.repeat_count + r.n) * \(Priority.perRepeat), \(Priority.repeatCap)),
+                    repeat_count = h.repeat_count + r.n
+                FROM (SELECT o AS id, count(*)::integer AS n FROM unnest(originals) AS o GROUP BY o) r
+                WHERE h.id = r.id;
+            END IF;
+
+            RETURN QUERY
+            SELECT u.n::integer, h
+            FROM unnest(callers, request_ids) WITH ORDINALITY AS u(caller, request_id, n)
+            JOIN intake.help_requests h ON h.caller = u.caller AND h.request_id = u.request_id;
+        END $$
+        """
+
+    /// Migration 10's statement: migration 7's function with its text candidates' condition replaced — the
+    /// condition that let PostgreSQL intersect before it tested the signature's bound — and nothing else.
+    private static var submitBatchWithBoundFirst: String {
+        precondition(submitBatch.ranges(of: candidateConditionOfVersion7).count == 1, "migration 7's condition moved")
+        return submitBatch
+            .replacing("CREATE FUNCTION intake.submit_batch(", with: "CREATE OR REPLACE FUNCTION intake.submit_batch(")
+            .replacing(candidateConditionOfVersion7, with: candidateConditionOfVersion10)
+    }
+
+    private static let candidateConditionOfVersion7 = """
+                         CROSS JOIN LATERAL (SELECT icount(r.description_trigrams & b.trigrams) AS shared
+                                             WHERE r.description_signature IS NULL
+                                                OR bit_count(r.description_signature # b.signature)
+                                                   * (1 + \(IntakeStore.textSimilarity))
+                                                   <= (1 - \(IntakeStore.textSimilarity))
+                                                      * (r.description_trigram_count + b.trigram_count)) s
+                         WHERE s.shared > 0 AND s.shared >= \(IntakeStore.textSimilarity)
+                             * (icount(r.description_trigrams) + icount(b.trigrams) - s.shared)
+        """
+
+    private static let candidateConditionOfVersion10 = """
+                         -- The signature's bound first, the intersection only for what passes it:
+                         -- a CASE, because PostgreSQL orders a WHERE's conditions by their cost.
+                         WHERE CASE
+                             WHEN r.description_signature IS NOT NULL
+                                  AND bit_count(r.description_signature # b.signature)
+                                      * (100 + \(IntakeStore.textSimilarityPercent))
+                                      > (100 - \(IntakeStore.textSimilarityPercent))
+                                        * (r.description_trigram_count + b.trigram_count)
+                             THEN false
+                             ELSE (SELECT s.shared > 0 AND s.shared >= \(IntakeStore.textSimilarity)
+                                          * (icount(r.description_trigrams) + b.trigram_count - s.shared)
+                                   FROM (SELECT icount(r.description_trigrams & b.trigrams) AS shared) s)
+                         END
+        """
 }
