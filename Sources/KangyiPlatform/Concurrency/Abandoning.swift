@@ -8,10 +8,10 @@ public func abandoning<T: Sendable>(
     after timeout: Duration, _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T? {
     let work = Task { try await operation() }
-    let outcome = Outcome<T?>()
+    let outcome = Outcome<T>()
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { continuation in
-            guard outcome.wait(continuation, orElse: nil) else { return }
+            guard outcome.wait(continuation) else { return }
             let timer = Task {
                 try await Task.sleep(for: timeout)
                 work.cancel()
@@ -30,27 +30,27 @@ public func abandoning<T: Sendable>(
 }
 
 /// The first of several racers to finish answers the waiting caller; the others change nothing.
-private final class Outcome<Value: Sendable>: Sendable {
+private final class Outcome<T: Sendable>: Sendable {
     private enum State {
         case starting
-        case waiting(CheckedContinuation<Value, any Error>)
+        case waiting(CheckedContinuation<T?, any Error>)
         case finished
     }
     private let state = Mutex(State.starting)
 
-    /// Waits with `continuation`; false (and `continuation` answered `fallback`) if a racer already finished.
-    func wait(_ continuation: CheckedContinuation<Value, any Error>, orElse fallback: Value) -> Bool {
+    /// Waits with `continuation`; false (and `continuation` answered nil) if a racer already finished.
+    func wait(_ continuation: CheckedContinuation<T?, any Error>) -> Bool {
         let waiting = state.withLock { state in
             guard case .starting = state else { return false }
             state = .waiting(continuation)
             return true
         }
-        if !waiting { continuation.resume(returning: fallback) }
+        if !waiting { continuation.resume(returning: nil) }
         return waiting
     }
 
-    func finish(_ result: Result<Value, any Error>) {
-        let continuation: CheckedContinuation<Value, any Error>? = state.withLock { state in
+    func finish(_ result: Result<T?, any Error>) {
+        let continuation: CheckedContinuation<T?, any Error>? = state.withLock { state in
             defer { state = .finished }
             guard case .waiting(let continuation) = state else { return nil }
             return continuation

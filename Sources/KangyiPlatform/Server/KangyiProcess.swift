@@ -164,16 +164,24 @@ struct ShutdownDeadline: Service {
 /// The members of a process's service group that are running now, by name (a server or peer by its
 /// service's name, anything else by its type).
 final class RunningMembers: Sendable {
-    private let running = Mutex<[Int: String]>([:])
-    private let next = Atomic<Int>(0)
+    private struct State {
+        var names: [String] = []  // by the order members were tracked
+        var running = Set<Int>()  // positions in `names`
+    }
+    private let state = Mutex(State())
 
     /// `service`, reporting here while it runs.
     func track(_ service: any Service) -> any Service {
-        Member(service: service, name: Self.name(of: service), id: next.add(1, ordering: .relaxed).newValue, running: self)
+        let name = Self.name(of: service)
+        let position = state.withLock { state in
+            state.names.append(name)
+            return state.names.count - 1
+        }
+        return Member(service: service, name: name, position: position, running: self)
     }
 
     /// In the order they were tracked.
-    var names: [String] { running.withLock { $0.sorted { $0.key < $1.key }.map(\.value) } }
+    var names: [String] { state.withLock { state in state.running.sorted().map { state.names[$0] } } }
 
     static func name(of service: any Service) -> String {
         switch service {
@@ -187,15 +195,15 @@ final class RunningMembers: Sendable {
     private struct Member: Service, CustomStringConvertible {
         let service: any Service
         let name: String
-        let id: Int
+        let position: Int
         let running: RunningMembers
 
         var description: String { name }
 
         // The group's graceful shutdown reaches `service` through task-locals, which this task carries.
         func run() async throws {
-            running.running.withLock { $0[id] = name }
-            defer { _ = running.running.withLock { $0.removeValue(forKey: id) } }
+            running.state.withLock { _ = $0.running.insert(position) }
+            defer { running.state.withLock { _ = $0.running.remove(position) } }
             try await service.run()
         }
     }
