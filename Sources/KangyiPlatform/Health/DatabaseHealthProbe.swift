@@ -58,6 +58,7 @@ public struct DatabaseHealthProbe: Service {
             // Sleep until the next probe, or until shutdown begins.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
-        if let connection { Task { try? await connection.close() } }
+        // Closed before the process goes on to exit, but not waited on past `timeout`.
+        if let connection { _ = try? await abandoning(after: timeout) { try await connection.close() } }
     }
 }
