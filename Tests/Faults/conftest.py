@@ -91,24 +91,28 @@ def submission(run, n):
 
 
 class Load:
-    """`callers` threads submitting as fast as they are answered; remembers every acknowledged id."""
+    """`callers` threads submitting as fast as they are answered; remembers every acknowledged id and every
+    call's (start, end, code). Calls are signed under `key` (straight to a service), or carry `metadata`
+    (a bearer token, through the gateway)."""
 
-    def __init__(self, address, key, callers=8, timeout=3.0):
+    def __init__(self, address, key, callers=8, timeout=3.0, metadata=None):
         self.run = f"load-{secrets.token_hex(3)}"
-        self.acked, self.codes, self.started_calls = {}, {}, 0
+        self.metadata = metadata
+        self.acked, self.codes, self.started_calls, self.calls = {}, {}, 0, []
         self.lock = threading.Lock()
         self.stop_flag = threading.Event()
         self.threads = [threading.Thread(target=self._caller, args=(i, address, key, timeout), daemon=True)
                         for i in range(callers)]
 
     def _caller(self, index, address, key, timeout):
-        stub = intake_pb2_grpc.IntakeServiceStub(signing_channel(address, key))
+        stub = intake_pb2_grpc.IntakeServiceStub(signing_channel(address, key) if key else grpc.insecure_channel(address))
         n = 0
         while not self.stop_flag.is_set():
             n += 1
             request = submission(self.run, f"{index}-{n}")
+            started = time.time()
             try:
-                answer = stub.SubmitHelpRequest(request, timeout=timeout)
+                answer = stub.SubmitHelpRequest(request, timeout=timeout, metadata=self.metadata)
                 code = "OK"
                 with self.lock:
                     self.acked[request.request_id] = answer.help_request.id
@@ -117,6 +121,7 @@ class Load:
                 time.sleep(0.05)
             with self.lock:
                 self.codes[code] = self.codes.get(code, 0) + 1
+                self.calls.append((started, time.time(), code))
 
     def __enter__(self):
         for thread in self.threads:

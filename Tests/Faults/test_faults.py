@@ -233,6 +233,37 @@ def test_peer_down_and_back(deployment):
     del later
 
 
+def test_through_the_gateway_intake_killed_then_the_gateway_stopped(deployment):
+    """Submissions through the gateway — relayed straight to intake once the token is known — while intake
+    is killed (-9) and started again, then while the gateway itself is stopped (SIGTERM)."""
+    env, url, serve = deployment
+    intake = serve("intake")
+    verification = serve("verification", KANGYI_INTAKE_ADDRESS=intake.address)
+    token = subprocess.run([KANGYI, "token", "create", "--caller", "faults", "--kind", "development", "--rate", "100000",
+                            "--burst", "100000"], env=env, check=True, capture_output=True, text=True).stdout.strip()
+    gateway = serve("gateway", KANGYI_INTAKE_ADDRESS=intake.address, KANGYI_VERIFICATION_ADDRESS=verification.address)
+    with Load(gateway.address, None, metadata=[("authorization", f"Bearer {token}")]) as load:
+        wait_for(lambda: load.ok_count() > 100, what="load through the gateway")
+        intake.process.kill()
+        intake.process.wait()
+        killed = time.time()
+        time.sleep(0.5)
+        intake.start()
+        restarted = load.ok_count()
+        wait_for(lambda: load.ok_count() > restarted + 100, seconds=15, what="load through the gateway again")
+        back_s = time.time() - killed
+        signalled = time.time()
+        seconds, code = gateway.terminate()
+    failed_before = [c for c in load.calls if signalled - 1 < c[0] < signalled - 0.1 and c[2] != "OK"]
+    stored_count = assert_every_ack_stored_once(url, load)
+    figure("through the gateway: intake killed, then the gateway stopped", acknowledged=len(load.acked),
+           stored=stored_count, codes=load.codes, back_after_kill_s=round(back_s, 2), sigterm_exit_s=round(seconds, 2),
+           exit_code=code, failed_in_the_second_before_sigterm=len(failed_before))
+    assert set(load.codes) <= {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED"}, load.codes
+    assert not failed_before, f"calls started before SIGTERM failed: {failed_before[:3]}"
+    assert seconds <= GRACE + 2 and code == 0
+
+
 def count_cases(url):
     return int(Cluster.sql(url, "SELECT count(*) FROM verification.cases"))
 

@@ -13,8 +13,12 @@ import SwiftProtobuf
 
 /// A gateway on real ports in front of the test-only Relay backend (every RPC kind) and, for the real
 /// services' routes, a backend address where nothing listens — so an admitted call is UNAVAILABLE and a
-/// refused one is refused by the gateway itself.
+/// refused one is refused by the gateway itself. Its gRPC port is the front door, as `kangyi serve`
+/// runs it (a call with a token the gateway knows is relayed straight to the backend, the rest forwarded
+/// by the gateway's server), or the gateway's server alone.
 struct GatewayHarness: Sendable {
+    enum Door: Sendable, CaseIterable { case front, server }
+
     let tokens: TokenStore
     let gatewayAddress: String
     let httpAddress: String
@@ -22,7 +26,7 @@ struct GatewayHarness: Sendable {
 
     static let relayScope = "test.relay"
 
-    static func run(_ label: String, _ body: @Sendable (GatewayHarness) async throws -> Void) async throws {
+    static func run(_ label: String, door: Door = .front, _ body: @Sendable (GatewayHarness) async throws -> Void) async throws {
         let url = try await TestDatabase.migrated(label, Gateway.definition.migrations)
         try await withPostgresClient(url) { client in
             let logger = TestDatabase.logger
@@ -36,7 +40,10 @@ struct GatewayHarness: Sendable {
                 let metrics = RPCMetrics()
                 var settings = Settings()
                 settings.httpPort = 0
-                let runtime = ServiceRuntime(database: client, settings: settings, logger: logger, peers: [:], metrics: metrics)
+                settings.identityKey = TestIdentity.key
+                let runtime = ServiceRuntime(
+                    database: client, settings: settings, logger: logger,
+                    peers: ["relay": try await relay.listeningAddress(), "down": down.address], metrics: metrics)
                 var routes = Routes.backends.mapValues { _ in "down" }
                 routes[RelayService.service] = "relay"
                 var scopes = Scopes.required
@@ -49,17 +56,26 @@ struct GatewayHarness: Sendable {
                 let gateway = GRPCServerService(
                     name: "gateway", services: assembled.rpcServices, host: "127.0.0.1", port: 0, limits: .defaults,
                     metrics: metrics, logger: logger, identity: assembled.identity!, admission: assembled.admission)
-                let door = assembled.http!
-                try await withServiceGroup([relayPeer, downPeer, gateway, door]) { _ in
+                let http = assembled.http!
+                let front = assembled.front!(
+                    FrontPlacement(host: "127.0.0.1", port: 0, limits: .defaults) { try await gateway.listeningAddress() })
+                let services: [any Service] = [relayPeer, downPeer, gateway, http] + (door == .front ? [front] : [])
+                try await withServiceGroup(services) { _ in
                     let harness = GatewayHarness(
                         tokens: TokenStore(client: client, logger: logger),
-                        gatewayAddress: try await gateway.listeningAddress(), httpAddress: try await door.listeningAddress(),
-                        metrics: metrics)
+                        gatewayAddress: try await door == .front ? front.listeningAddress() : gateway.listeningAddress(),
+                        httpAddress: try await http.listeningAddress(), metrics: metrics)
                     try await body(harness)
                     withExtendedLifetime(down) {}
                 }
             }
         }
+    }
+
+    /// Calls the front door relayed straight to a backend so far.
+    var directCalls: Int {
+        metrics.exposition().split(separator: "\n").first { $0.hasPrefix(#"kangyi_gateway_calls_total{path="direct"}"#) }
+            .flatMap { $0.split(separator: " ").last }.flatMap { Int($0) } ?? 0
     }
 
     /// A new token with these scopes.

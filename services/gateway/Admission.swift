@@ -19,7 +19,11 @@ struct BearerIdentity: Sendable {
 
     /// The token of an `authorization: Bearer <token>` header.
     static func bearer(in metadata: Metadata) -> String? {
-        guard let header = metadata[stringValues: "authorization"].first(where: { _ in true }) else { return nil }
+        metadata[stringValues: "authorization"].first(where: { _ in true }).flatMap(bearer(inHeader:))
+    }
+
+    /// The token of an `authorization` header's value.
+    static func bearer(inHeader header: String) -> String? {
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
         return String(parts[1].trimmingSpaces)

@@ -29,9 +29,12 @@ public enum Gateway {
     ) -> AssembledService {
         let tokens = TokenStore(client: runtime.database, logger: runtime.logger)
         var forwarded: [(method: Routes.Method, backend: GRPCClient<Transport>)] = []
+        var relayed: [(method: Routes.Method, backend: String)] = []
         for (service, backend) in routes.sorted(by: { $0.key < $1.key }) {
             guard let client = backends[backend] else { continue }
-            forwarded += Routes.methods(of: service, in: index).map { ($0, client) }
+            let methods = Routes.methods(of: service, in: index)
+            forwarded += methods.map { ($0, client) }
+            relayed += methods.map { ($0, backend) }
         }
         let identity = BearerIdentity(tokens: tokens)
         let admission = Admission(tokens: tokens, required: scopes)
@@ -39,10 +42,21 @@ public enum Gateway {
             methods: Dictionary(uniqueKeysWithValues: forwarded.map { ($0.method.fullName, $0) }), identity: identity,
             admission: admission, metrics: runtime.metrics, host: runtime.settings.host, port: runtime.settings.httpPort,
             maxBodyBytes: runtime.settings.server.maxRequestBytes, logger: runtime.logger)
+        // The gRPC port: calls the gateway would forward anyway go straight to their backends; the rest
+        // to the server assembled here, behind the door.
+        let front: (@Sendable (FrontPlacement) -> any ListeningService)? = runtime.settings.identityKey.map { key in
+            let plan = RelayPlan(methods: relayed, scopes: scopes, admission: admission, identityKey: key)
+            let addresses = runtime.peers.filter { Set(routes.values).contains($0.key) }
+            return { placement in
+                FrontDoor(
+                    placement: placement, plan: plan, backendAddresses: addresses, loop: runtime.eventLoop.eventLoop,
+                    metrics: runtime.metrics, logger: runtime.logger)
+            }
+        }
         return AssembledService(
             rpcServices: [Forwarder(routes: forwarded)],
             identity: RequestContextInterceptor(resolve: { metadata, _ in await identity.resolve(metadata) }),
             admission: [AdmissionInterceptor(admission: admission)],
-            http: door)
+            http: door, front: front)
     }
 }

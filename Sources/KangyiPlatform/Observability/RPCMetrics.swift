@@ -29,6 +29,11 @@ public final class RPCMetrics: Sendable {
             .record(duration: duration)
     }
 
+    /// A counter of this registry, to keep and increment (a service's own figures beside the RPCs').
+    public func counter(_ label: String, dimensions: [(String, String)] = []) -> Metrics.Counter {
+        Counter(label: label, dimensions: dimensions, factory: factory)
+    }
+
     /// The registry in Prometheus text exposition format.
     public func exposition() -> String {
         var buffer: [UInt8] = []

@@ -70,6 +70,7 @@ public struct KangyiProcess: Sendable {
         var servers: [GRPCServerService] = []
         var background: [any Service] = []
         var http: [String: any ListeningService] = [:]
+        var fronts: [String: any ListeningService] = [:]
         for definition in services {
             var own = runtime
             own.peers = peers.filter { definition.calls.contains($0.key) }
@@ -81,20 +82,29 @@ public struct KangyiProcess: Sendable {
                 background.append(listener)
                 http[definition.name] = listener
             }
-            servers.append(
-                GRPCServerService(
-                    name: definition.name, services: assembled.rpcServices, host: settings.host,
-                    port: ports[definition.name] ?? definition.defaultPort, limits: settings.server,
-                    metrics: metrics, logger: logger, identity: assembled.identity ?? RequestContextInterceptor(key: settings.identityKey),
-                    admission: assembled.admission, tls: definition.facesOutside ? settings.tls : nil, eventLoop: ownLoop))
+            let port = ports[definition.name] ?? definition.defaultPort
+            let tls = definition.facesOutside ? settings.tls : nil
+            let front = tls == nil ? assembled.front : nil
+            let server = GRPCServerService(
+                name: definition.name, services: assembled.rpcServices, host: front == nil ? settings.host : "127.0.0.1",
+                port: front == nil ? port : 0, limits: settings.server,
+                metrics: metrics, logger: logger, identity: assembled.identity ?? RequestContextInterceptor(key: settings.identityKey),
+                admission: assembled.admission, tls: tls, eventLoop: ownLoop)
+            servers.append(server)
+            if let front {
+                fronts[definition.name] = front(
+                    FrontPlacement(host: settings.host, port: port, limits: settings.server) { try await server.listeningAddress() })
+            }
         }
         let probe = DatabaseHealthProbe(
             url: databaseURL, boards: servers.map(\.board), interval: settings.healthProbeInterval, logger: logger)
 
-        // Started in this order, stopped in reverse: servers drain first, the pool closes last.
+        // Started in this order, stopped in reverse: front doors drain first (they hand calls to their
+        // servers), then the servers, and the pool closes last.
         let running = RunningMembers()
         let members: [any Service] = [ShutdownDeadline(grace: settings.shutdownGrace, running: running, logger: logger)]
-            + (self.background + [database, probe, metricsServer] + background + servers).map { running.track($0) }
+            + (self.background + [database, probe, metricsServer] + background + servers + fronts.sorted { $0.key < $1.key }.map(\.value))
+                .map { running.track($0) }
         var configuration = ServiceGroupConfiguration(
             services: members.map {
                 .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
@@ -110,14 +120,17 @@ public struct KangyiProcess: Sendable {
 
         let started = servers
         let listeners = http
+        let frontDoors = fronts
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             tasks.addTask {
                 var listening: [Addresses.Server] = []
                 for server in started {
+                    var grpc = try await frontDoors[server.name]?.listeningAddress()
+                    if grpc == nil { grpc = try await server.listeningAddress() }
                     listening.append(
                         .init(
-                            name: server.name, grpc: try await server.listeningAddress(),
+                            name: server.name, grpc: grpc ?? "",
                             http: try await listeners[server.name]?.listeningAddress()))
                 }
                 try await onReady(Addresses(services: listening, metrics: await metricsServer.listeningAddress()))

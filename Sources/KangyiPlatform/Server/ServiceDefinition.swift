@@ -99,16 +99,38 @@ public struct AssembledService: Sendable {
     public var admission: [any ServerInterceptor]
     /// A second, HTTP listener the service runs (the gateway's JSON door), reported in the addresses.
     public var http: (any ListeningService)?
+    /// A door that takes the service's gRPC port in front of its server (the gateway's frame relay): the
+    /// server then listens on loopback only and the door hands it what it does not serve itself. Not
+    /// used when the port serves TLS (the server itself does that).
+    public var front: (@Sendable (FrontPlacement) -> any ListeningService)?
 
     public init(
         rpcServices: [any RegistrableRPCService], background: [any Service] = [],
-        identity: (any ServerInterceptor)? = nil, admission: [any ServerInterceptor] = [], http: (any ListeningService)? = nil
+        identity: (any ServerInterceptor)? = nil, admission: [any ServerInterceptor] = [], http: (any ListeningService)? = nil,
+        front: (@Sendable (FrontPlacement) -> any ListeningService)? = nil
     ) {
         self.rpcServices = rpcServices
         self.background = background
         self.identity = identity
         self.admission = admission
         self.http = http
+        self.front = front
+    }
+}
+
+/// Where a service's front door (``AssembledService/front``) listens, and where the server behind it does.
+public struct FrontPlacement: Sendable {
+    public var host: String
+    public var port: Int
+    public var limits: Settings.ServerLimits
+    /// The service's own gRPC server: `host:port` on loopback, once it listens.
+    public var server: @Sendable () async throws -> String
+
+    public init(host: String, port: Int, limits: Settings.ServerLimits, server: @escaping @Sendable () async throws -> String) {
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self.server = server
     }
 }
 

@@ -1,0 +1,186 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import KangyiPlatform
+import Logging
+import NIOCore
+import NIOHTTP2
+import NIOPosix
+
+/// Plaintext HTTP/2 connections from the ``FrontDoor`` to one backend (`host:port`): one to each address
+/// the name resolves to — behind a headless Kubernetes Service, each replica — taken in turn. A
+/// connection that closes or says GOAWAY (a backend recycling its connections, or stopping) is replaced
+/// at once, the name resolved again; a backend that cannot be reached is tried again after 0.2 s growing
+/// to 1 s; every 30 s the name is resolved again for replicas added. ``pick()`` answers nil while no
+/// connection is up, and the call then goes the gateway's slower, retrying way. All on `loop`.
+final class BackendConnections: @unchecked Sendable {
+    let host: String
+    let port: Int
+    let loop: any EventLoop
+    let logger: Logger
+
+    // Touched only on `loop`.
+    private var ready: [Ready] = []
+    private var all: [ObjectIdentifier: any Channel] = [:]
+    private var connecting: Set<SocketAddress> = []
+    private var cursor = 0
+    private var failures = 0
+    private var stopped = false
+
+    private struct Ready {
+        let address: SocketAddress
+        let channel: any Channel
+        let streams: NIOHTTP2Handler.StreamMultiplexer
+    }
+
+    init(address: String, loop: any EventLoop, logger: Logger) {
+        let parts = address.split(separator: ":")
+        self.host = parts.dropLast().joined(separator: ":")
+        self.port = parts.last.flatMap { Int($0) } ?? 0
+        self.loop = loop
+        self.logger = logger
+    }
+
+    func start() {
+        loop.execute { [self] in
+            reconcile()
+            loop.scheduleRepeatedTask(initialDelay: .seconds(30), delay: .seconds(30)) { [self] task in
+                if stopped { task.cancel() } else { reconcile() }
+            }
+        }
+    }
+
+    /// A connection to open the next call's stream on, in turn; nil while none is up.
+    func pick() -> NIOHTTP2Handler.StreamMultiplexer? {
+        loop.preconditionInEventLoop()
+        guard !ready.isEmpty else { return nil }
+        cursor &+= 1
+        return ready[cursor % ready.count].streams
+    }
+
+    func close() {
+        loop.execute { [self] in
+            stopped = true
+            for channel in all.values { channel.close(promise: nil) }
+        }
+    }
+
+    /// Resolves the name and connects to each address not yet connected.
+    private func reconcile() {
+        guard !stopped else { return }
+        let (host, port) = (host, port)
+        NIOThreadPool.singleton.runIfActive(eventLoop: loop) { try Self.resolve(host: host, port: port) }
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let addresses):
+                    let held = Set(ready.map(\.address)).union(connecting)
+                    for address in addresses where !held.contains(address) { connect(address) }
+                case .failure(let error):
+                    logger.debug("backend name not resolved", metadata: ["backend": "\(host):\(port)", "error": "\(error)"])
+                    retryLater()
+                }
+            }
+    }
+
+    private func retryLater() {
+        failures += 1
+        let delay = min(1000, 200 * Int64(1 << min(failures - 1, 3)))
+        loop.scheduleTask(in: .milliseconds(delay)) { [self] in reconcile() }
+    }
+
+    private func connect(_ address: SocketAddress) {
+        guard !stopped else { return }
+        connecting.insert(address)
+        ClientBootstrap(group: loop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    // Backends never open streams of their own; a pushed stream is refused.
+                    _ = try sync.configureHTTP2Pipeline(
+                        mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+                    ) { pushed in pushed.close() }
+                    try sync.addHandler(GoAwayWatcher { [self] in retire(channel) })
+                }
+            }
+            .connect(to: address)
+            .whenComplete { [self] result in
+                connecting.remove(address)
+                switch result {
+                case .success(let channel):
+                    guard !stopped, let streams = try? channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self).syncMultiplexer()
+                    else { return channel.close(promise: nil) }
+                    failures = 0
+                    all[ObjectIdentifier(channel)] = channel
+                    ready.append(Ready(address: address, channel: channel, streams: streams))
+                    channel.closeFuture.whenComplete { [self] _ in
+                        all[ObjectIdentifier(channel)] = nil
+                        retire(channel)
+                    }
+                case .failure(let error):
+                    logger.debug("backend not reached", metadata: ["backend": "\(address)", "error": "\(error)"])
+                    retryLater()
+                }
+            }
+    }
+
+    /// Takes no new calls; its open ones finish. Another connection is made at once.
+    private func retire(_ channel: any Channel) {
+        let before = ready.count
+        ready.removeAll { $0.channel === channel }
+        if ready.count < before { reconcile() }
+    }
+
+    /// Every address `host` resolves to, for TCP.
+    static func resolve(host: String, port: Int) throws -> [SocketAddress] {
+        if let literal = try? SocketAddress(ipAddress: host, port: port) { return [literal] }
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        #if canImport(Glibc)
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        #else
+        hints.ai_socktype = SOCK_STREAM
+        #endif
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &list)
+        guard status == 0 else { throw PlatformError(description: "\(host) does not resolve (getaddrinfo \(status))") }
+        defer { freeaddrinfo(list) }
+        var addresses: [SocketAddress] = []
+        var next = list
+        while let info = next {
+            if let address = info.pointee.ai_addr {
+                switch info.pointee.ai_family {
+                case AF_INET:
+                    let ipv4 = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee }
+                    addresses.append(SocketAddress(ipv4, host: host))
+                case AF_INET6:
+                    let ipv6 = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee }
+                    addresses.append(SocketAddress(ipv6, host: host))
+                default:
+                    break
+                }
+            }
+            next = info.pointee.ai_next
+        }
+        var seen = Set<SocketAddress>()
+        return addresses.filter { seen.insert($0).inserted }
+    }
+}
+
+/// Tells its connection's owner when the backend says GOAWAY.
+private final class GoAwayWatcher: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+
+    let onGoAway: () -> Void
+
+    init(onGoAway: @escaping () -> Void) { self.onGoAway = onGoAway }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .goAway = unwrapInboundIn(data).payload { onGoAway() }
+        context.fireChannelRead(data)
+    }
+}

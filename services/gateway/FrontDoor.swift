@@ -1,0 +1,277 @@
+import GRPCCore
+import KangyiPlatform
+import Logging
+import Metrics
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// The gateway's gRPC port. A call the gateway would forward anyway — a routed method, a bearer token the
+/// token cache already knows and that holds the method's scope, within the caller's rate and the gateway's
+/// in-flight limit, a backend connection up — has its HTTP/2 frames relayed straight to the backend: the
+/// headers rewritten as the forwarder's would be (the identity signed from the token, the bearer token and
+/// forged identity headers dropped), the messages untouched. Every other call (no token or one not yet
+/// cached, a refusal, health, reflection, a backend still connecting) goes unchanged to the gateway's own
+/// gRPC server behind this door (``Forwarder`` and the platform's interceptors), which answers as it always
+/// has. The rules live there; this door only takes the common call past a second gRPC server and client
+/// (services/gateway/README.md, Performance).
+final class FrontDoor: ListeningService, Sendable {
+    let placement: FrontPlacement
+    let plan: RelayPlan
+    /// The gateway's event loop: this door's connections, its backend connections and every relayed call
+    /// run on it, so a call's frames are never handed between threads.
+    let loop: any EventLoop
+    let observer: CallObserverInterceptor
+    /// Calls relayed straight to a backend, and calls handed to the gateway's server
+    /// (`kangyi_gateway_calls_total{path="direct"|"server"}`).
+    let directCalls: Metrics.Counter
+    let serverCalls: Metrics.Counter
+    let logger: Logger
+    /// Connections to each backend, by name, for the calls relayed straight to it.
+    let backends: [String: BackendConnections]
+    /// Relayed calls in flight that count against the in-flight limit (not server streams).
+    let inFlight = Mutex(0)
+
+    private let state = Mutex(State())
+    private let bound: EventLoopPromise<String>
+    private let drained: EventLoopPromise<Void>
+
+    private struct State {
+        var connections: [ObjectIdentifier: any Channel] = [:]
+        var quiescing = false
+    }
+
+    init(
+        placement: FrontPlacement, plan: RelayPlan, backendAddresses: [String: String], loop: any EventLoop,
+        metrics: RPCMetrics, logger: Logger
+    ) {
+        self.placement = placement
+        self.plan = plan
+        self.loop = loop
+        self.observer = CallObserverInterceptor(logger: logger, metrics: metrics)
+        self.directCalls = metrics.counter("kangyi_gateway_calls_total", dimensions: [("path", "direct")])
+        self.serverCalls = metrics.counter("kangyi_gateway_calls_total", dimensions: [("path", "server")])
+        self.logger = logger
+        self.backends = backendAddresses.mapValues { BackendConnections(address: $0, loop: loop, logger: logger) }
+        self.bound = loop.makePromise()
+        self.drained = loop.makePromise()
+    }
+
+    deinit {
+        // A door never run (its server serves TLS itself, or a test leaves it out) keeps no promise open.
+        bound.fail(CancellationError())
+        drained.succeed()
+    }
+
+    func listeningAddress() async throws -> String { try await bound.futureResult.get() }
+
+    func run() async throws {
+        let own: BackendConnections
+        let listener: any Channel
+        do {
+            own = BackendConnections(address: try await placement.server(), loop: loop, logger: logger)
+            listener = try await ServerBootstrap(group: loop)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { [self] connection in
+                    connection.eventLoop.makeCompletedFuture { try self.configure(connection, own: own) }
+                }
+                .bind(host: placement.host, port: placement.port).get()
+        } catch {
+            bound.fail(error)
+            throw error
+        }
+        own.start()
+        for backend in backends.values { backend.start() }
+        if let address = listener.localAddress, let port = address.port {
+            bound.succeed("\(address.ipAddress ?? placement.host):\(port)")
+        } else {
+            bound.succeed("\(placement.host):\(placement.port)")
+        }
+        defer {
+            own.close()
+            for backend in backends.values { backend.close() }
+        }
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await listener.closeFuture.get()
+                try await drained.futureResult.get()
+            } onGracefulShutdown: { [self] in
+                loop.execute { self.quiesce(listener) }
+            }
+        } onCancel: { [self] in
+            loop.execute { self.closeAll(listener) }
+        }
+    }
+
+    /// One caller connection: HTTP/2 with the limits of every Kangyi server, its lifetime managed as
+    /// grpc-swift's are (keepalive pings, maximum age and grace, a graceful close on shutdown), and each
+    /// stream a relayed call.
+    private func configure(_ connection: any Channel, own: BackendConnections) throws {
+        let limits = placement.limits
+        let management = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: connection.eventLoop,
+            configuration: .init(
+                maxIdleTime: nil, maxAge: TimeAmount(limits.connectionMaxAge),
+                maxGraceTime: TimeAmount(limits.connectionMaxGrace),
+                keepalive: .init(
+                    pingInterval: TimeAmount(limits.keepaliveInterval), ackTimeout: TimeAmount(limits.keepaliveTimeout))))
+        var settings = NIOHTTP2Handler.ConnectionConfiguration()
+        settings.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxConcurrentStreams),
+            HTTP2Setting(parameter: .initialWindowSize, value: 65_535),
+            HTTP2Setting(parameter: .maxFrameSize, value: 1 << 14),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
+        ]
+        let sync = connection.pipeline.syncOperations
+        _ = try sync.configureHTTP2Pipeline(
+            mode: .server, connectionConfiguration: settings, streamConfiguration: .init(),
+            streamDelegate: management.http2StreamDelegate
+        ) { [self] stream in
+            stream.eventLoop.makeCompletedFuture {
+                let call = RelayedCall(door: self, own: own)
+                try stream.pipeline.syncOperations.addHandler(call.caller)
+            }
+        }
+        try sync.addHandler(management)
+
+        let id = ObjectIdentifier(connection)
+        let quiescing = state.withLock { state in
+            state.connections[id] = connection
+            return state.quiescing
+        }
+        if quiescing { connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+        connection.closeFuture.whenComplete { [self] _ in
+            let done = state.withLock { state in
+                state.connections[id] = nil
+                return state.quiescing && state.connections.isEmpty
+            }
+            if done { drained.succeed() }
+        }
+    }
+
+    /// Stops accepting and closes every connection gracefully: GOAWAY, the calls in flight finish (within
+    /// the connection's grace), then the connection closes.
+    private func quiesce(_ listener: any Channel) {
+        listener.close(promise: nil)
+        let open = state.withLock { state in
+            state.quiescing = true
+            return Array(state.connections.values)
+        }
+        logger.debug("front door closing", metadata: ["connections": "\(open.count)"])
+        if open.isEmpty { drained.succeed() }
+        for connection in open { connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+    }
+
+    private func closeAll(_ listener: any Channel) {
+        listener.close(promise: nil)
+        let open = state.withLock { state in
+            state.quiescing = true
+            return Array(state.connections.values)
+        }
+        for connection in open { connection.close(promise: nil) }
+        drained.succeed()
+    }
+
+    /// The backend stream a new call is relayed to directly, with its rewritten headers — or nil: the
+    /// gateway's own server takes it. Takes the call's place in the rate and in-flight limits.
+    func directRoute(for headers: HPACKHeaders) -> DirectCall? {
+        guard let path = headers.first(name: ":path"), let route = plan.routes[path],
+            headers.first(name: "content-type")?.hasPrefix("application/grpc") == true,
+            (headers.first(name: "grpc-encoding") ?? "identity") == "identity",
+            let authorization = headers.first(name: "authorization"),
+            let token = BearerIdentity.bearer(inHeader: authorization),
+            case .some(.some(let holder)) = plan.tokens.cache.get(token), holder.scopes.contains(route.scope),
+            let backend = backends[route.backend]?.pick()
+        else { return nil }
+        if route.counted {
+            let entered = inFlight.withLock { count in
+                guard count < placement.limits.maxInFlight else { return false }
+                count += 1
+                return true
+            }
+            guard entered else { return nil }
+        }
+        guard plan.limiter.take(holder) == nil else {
+            if route.counted { leave() }
+            return nil
+        }
+        let identity = CallerIdentity(
+            requestID: headers[CallerIdentity.requestIDKey].first(where: RequestID.isWellFormed) ?? RequestID.mint(),
+            caller: holder.caller, department: holder.department, scopes: Set(holder.scopes))
+        return DirectCall(
+            route: route, identity: identity, backend: backend,
+            headers: RelayPlan.forwarded(headers, identity: identity, method: route.method, key: plan.identityKey))
+    }
+
+    /// A direct call's slot, given back.
+    func leave() { inFlight.withLock { $0 -= 1 } }
+}
+
+/// A call the front door relays straight to its backend.
+struct DirectCall {
+    let route: RelayPlan.Route
+    let identity: CallerIdentity
+    let backend: NIOHTTP2Handler.StreamMultiplexer
+    /// The caller's headers as the backend receives them.
+    let headers: HPACKHeaders
+    let start = ContinuousClock.now
+}
+
+/// What the front door needs to know to relay a call directly: the routes, and the gateway's own token
+/// cache, rate limiter and identity key (shared with its server, so both paths apply one rule).
+struct RelayPlan: Sendable {
+    struct Route: Sendable {
+        /// `package.Service/Method`.
+        let method: String
+        let backend: String
+        let scope: String
+        /// Counted against the in-flight limit: not a server stream (``LoadSheddingInterceptor``'s rule).
+        let counted: Bool
+        /// Its whole request can be kept for a second try: not a client stream.
+        let replayable: Bool
+    }
+
+    /// By `:path`.
+    let routes: [String: Route]
+    let tokens: TokenStore
+    let limiter: RateLimiter
+    let identityKey: IdentityKey
+
+    init(methods: [(method: Routes.Method, backend: String)], scopes: [String: String], admission: Admission, identityKey: IdentityKey) {
+        var routes: [String: Route] = [:]
+        for (method, backend) in methods {
+            guard let scope = scopes[method.fullName] else { continue }
+            routes["/\(method.fullName)"] = Route(
+                method: method.fullName, backend: backend, scope: scope, counted: !method.serverStreaming,
+                replayable: !method.clientStreaming)
+        }
+        self.routes = routes
+        self.tokens = admission.tokens
+        self.limiter = admission.limiter
+        self.identityKey = identityKey
+    }
+
+    /// Headers the gateway owns, never passed on from a caller: the token and identity claims.
+    static let dropped: Set<String> = Set(["authorization", CallerIdentity.requestIDKey] + CallerIdentity.gatewayOwnedKeys)
+
+    /// The caller's headers as a backend receives them: what the gateway owns replaced by the identity of
+    /// the token, signed for the method (as ``IdentityPropagationInterceptor`` signs a forwarded call's).
+    static func forwarded(_ headers: HPACKHeaders, identity: CallerIdentity, method: String, key: IdentityKey) -> HPACKHeaders {
+        var out = HPACKHeaders()
+        out.reserveCapacity(headers.count + 5)
+        for (name, value, indexing) in headers where !dropped.contains(name) {
+            out.add(name: name, value: value, indexing: indexing)
+        }
+        var signed = Metadata()
+        SignedIdentity.attach(identity, method: method, key: key, to: &signed)
+        for (name, value) in signed {
+            if case .string(let string) = value { out.add(name: name, value: string) }
+        }
+        return out
+    }
+}

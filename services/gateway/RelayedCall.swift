@@ -1,0 +1,303 @@
+import Foundation
+import GRPCCore
+import KangyiPlatform
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// One call through the ``FrontDoor``: the caller's HTTP/2 stream glued to a stream to its target — the
+/// backend (a direct call) or the gateway's own server. Frames go across as they come, each side read
+/// only while the other can take more (HTTP/2 flow control then holds back a fast sender). Everything
+/// runs on the gateway's event loop.
+///
+/// A direct call is logged and counted here, as the gateway's server logs the calls it forwards. If its
+/// backend stream fails before any answer — the connection lost, the backend restarting — a call whose
+/// whole request was kept (not a client stream, up to 64 KiB) is handed to the gateway's own server,
+/// which retries UNAVAILABLE as it always has; otherwise the caller gets UNAVAILABLE.
+final class RelayedCall {
+    let door: FrontDoor
+    let own: BackendConnections
+    let caller: RelayEnd
+    private var target: RelayEnd?
+    private var phase = Phase.awaitingHeaders
+    /// The caller's frames that came while the target stream was being opened.
+    private var pending: [HTTP2Frame.FramePayload] = []
+    /// The request as the caller sent it, while a direct call may still be handed to the gateway's server.
+    private var kept: [HTTP2Frame.FramePayload]?
+    private var keptBytes = 0
+    private var direct: DirectCall?
+    private var finished = false
+    private var answered = false
+    private var requestEnded = false
+    private var responseEnded = false
+    private var callerClosed = false
+
+    private enum Phase { case awaitingHeaders, opening, relaying }
+
+    static let keptLimit = 64 * 1024
+
+    init(door: FrontDoor, own: BackendConnections) {
+        self.door = door
+        self.own = own
+        self.caller = RelayEnd()
+        caller.call = self
+    }
+
+    // MARK: Frames from either side
+
+    func received(_ frame: HTTP2Frame.FramePayload, from end: RelayEnd) {
+        if end === caller {
+            fromCaller(frame)
+        } else if end === target {
+            fromTarget(frame)
+        }
+    }
+
+    private func fromCaller(_ frame: HTTP2Frame.FramePayload) {
+        if frame.endsStream { requestEnded = true }
+        switch phase {
+        case .awaitingHeaders:
+            guard case .headers(let request) = frame else { return caller.close() }
+            if let call = door.directRoute(for: request.headers) {
+                door.directCalls.increment()
+                direct = call
+                kept = call.route.replayable ? [frame] : nil
+                open(on: call.backend, first: .headers(.init(headers: call.headers, endStream: request.endStream)))
+            } else if let connection = own.pick() {
+                door.serverCalls.increment()
+                open(on: connection, first: frame)
+            } else {
+                caller.send(Self.trailersOnly(code: .unavailable, message: "the gateway is not ready; retry shortly"))
+                caller.flush()
+            }
+        case .opening:
+            keep(frame)
+            pending.append(frame)
+        case .relaying:
+            keep(frame)
+            target?.send(frame)
+        }
+    }
+
+    private func fromTarget(_ frame: HTTP2Frame.FramePayload) {
+        switch frame {
+        case .headers(var response):
+            answered = true
+            kept = nil
+            if direct != nil {
+                for key in CallerIdentity.gatewayOwnedKeys { response.headers.remove(name: key) }
+                if response.endStream { observe(response.headers) }
+            }
+            if response.endStream { responseEnded = true }
+            caller.send(.headers(response))
+        case .data(let data):
+            answered = true
+            kept = nil
+            if data.endStream { responseEnded = true }
+            caller.send(frame)
+        default:
+            break
+        }
+    }
+
+    private func keep(_ frame: HTTP2Frame.FramePayload) {
+        guard kept != nil else { return }
+        if case .data(let data) = frame { keptBytes += data.data.readableBytes }
+        if keptBytes > Self.keptLimit { kept = nil } else { kept?.append(frame) }
+    }
+
+    // MARK: The target stream
+
+    private func open(on connection: NIOHTTP2Handler.StreamMultiplexer, first: HTTP2Frame.FramePayload) {
+        phase = .opening
+        let end = RelayEnd()
+        end.call = self
+        target = end
+        let opened = door.loop.makePromise(of: (any Channel).self)
+        let handler = NIOLoopBound(end, eventLoop: door.loop)
+        connection.createStreamChannel(promise: opened) { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler.value) }
+        }
+        opened.futureResult.assumeIsolated().whenComplete { [self] result in
+            guard end === target else { return }
+            switch result {
+            case .success where callerClosed:
+                end.close()
+            case .success:
+                phase = .relaying
+                end.send(first)
+                for frame in pending { end.send(frame) }
+                pending = []
+                end.flush()
+                caller.resumeReading()
+            case .failure:
+                targetFailed()
+            }
+        }
+    }
+
+    /// The target's stream ended before its answer did.
+    private func targetFailed() {
+        target?.call = nil
+        target = nil
+        if !answered, direct != nil, let request = kept, requestEnded, !callerClosed, let connection = own.pick() {
+            // Nothing came back: the gateway's server takes the call as the caller sent it.
+            finish(code: nil, message: nil)
+            direct = nil
+            kept = nil
+            pending = Array(request.dropFirst())
+            open(on: connection, first: request[0])
+            return
+        }
+        let message = "the backend's connection was lost"
+        caller.send(answered ? Self.trailers(code: .unavailable, message: message) : Self.trailersOnly(code: .unavailable, message: message))
+        caller.flush()
+        finish(code: .unavailable, message: message)
+        if !requestEnded { caller.close() }
+    }
+
+    // MARK: Flow control and closing, from ``RelayEnd``
+
+    /// Whether `end` may read more: the other side can take it.
+    func mayRead(_ end: RelayEnd) -> Bool {
+        if end === caller {
+            switch phase {
+            case .awaitingHeaders: return true
+            case .opening: return false
+            case .relaying: return target?.isWritable ?? true
+            }
+        }
+        return caller.isWritable
+    }
+
+    func readComplete(_ end: RelayEnd) {
+        if end === caller { target?.flush() } else { caller.flush() }
+    }
+
+    func becameWritable(_ end: RelayEnd) {
+        if end === caller { target?.resumeReading() } else { caller.resumeReading() }
+    }
+
+    /// Each end's handler lets go of the call when its stream closes, and the call of the target's.
+    func closed(_ end: RelayEnd) {
+        if end === caller {
+            callerClosed = true
+            caller.call = nil
+            finish(code: .cancelled, message: "the caller left before the answer")
+            if !responseEnded { target?.close() }
+        } else if end === target {
+            if responseEnded || callerClosed {
+                caller.flush()
+                finish(code: .internalError, message: "the backend ended the call without a status")
+                target?.call = nil
+                target = nil
+                if !requestEnded { caller.close() }
+            } else {
+                targetFailed()
+            }
+        }
+    }
+
+    // MARK: The direct call's log line and metrics
+
+    private func observe(_ trailers: HPACKHeaders) {
+        let status = trailers.first(name: "grpc-status").flatMap(Int.init).flatMap(Status.Code.init(rawValue:))
+        let code = status.flatMap { RPCError.Code($0) }
+        let message = trailers.first(name: "grpc-message")?.removingPercentEncoding
+        if status == .ok { finish(code: nil, message: nil, ok: true) } else { finish(code: code ?? .unknown, message: message) }
+    }
+
+    /// Logs and counts a direct call once, and gives back its in-flight slot. `code` nil and not `ok`: the
+    /// call left this door without a status of its own (handed to the gateway's server, which logs it).
+    private func finish(code: RPCError.Code?, message: String?, ok: Bool = false) {
+        guard let call = direct, !finished else { return }
+        finished = true
+        if call.route.counted { door.leave() }
+        guard ok || code != nil else { return }
+        door.observer.finish(
+            method: call.route.method, code: ok ? "ok" : CallObserverInterceptor.name(of: code ?? .unknown),
+            identity: call.identity, since: call.start, message: message)
+    }
+
+    // MARK: Answers of the door's own
+
+    static func trailersOnly(code: RPCError.Code, message: String) -> HTTP2Frame.FramePayload {
+        var headers: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
+        headers.add(contentsOf: statusHeaders(code: code, message: message))
+        return .headers(.init(headers: headers, endStream: true))
+    }
+
+    static func trailers(code: RPCError.Code, message: String) -> HTTP2Frame.FramePayload {
+        .headers(.init(headers: statusHeaders(code: code, message: message), endStream: true))
+    }
+
+    private static func statusHeaders(code: RPCError.Code, message: String) -> HPACKHeaders {
+        [
+            "grpc-status": "\(Status.Code(code).rawValue)",
+            "grpc-message": message.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: " .,;:'-_"))) ?? "",
+        ]
+    }
+}
+
+/// One side of a ``RelayedCall``, in its HTTP/2 stream channel's pipeline. Reads are passed on only while
+/// the other side can take what they bring.
+final class RelayEnd: ChannelDuplexHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    var call: RelayedCall?
+    private var context: ChannelHandlerContext?
+    private var readHeld = false
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        call?.received(unwrapInboundIn(data), from: self)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        call?.readComplete(self)
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { call?.becameWritable(self) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        call?.closed(self)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if call?.mayRead(self) ?? true { context.read() } else { readHeld = true }
+    }
+
+    func resumeReading() {
+        guard readHeld, let context else { return }
+        readHeld = false
+        context.read()
+    }
+
+    func send(_ frame: HTTP2Frame.FramePayload) { context?.write(wrapOutboundOut(frame), promise: nil) }
+    func flush() { context?.flush() }
+    func close() { context?.close(promise: nil) }
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+}
+
+extension HTTP2Frame.FramePayload {
+    var endsStream: Bool {
+        switch self {
+        case .headers(let headers): headers.endStream
+        case .data(let data): data.endStream
+        default: false
+        }
+    }
+}
