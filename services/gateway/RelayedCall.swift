@@ -128,7 +128,7 @@ final class RelayedCall {
                 end.send(first)
                 for frame in pending { end.send(frame) }
                 pending = []
-                end.flush()
+                end.flushSoon()
                 caller.resumeReading()
             case .failure:
                 targetFailed()
@@ -171,7 +171,7 @@ final class RelayedCall {
     }
 
     func readComplete(_ end: RelayEnd) {
-        if end === caller { target?.flush() } else { caller.flush() }
+        if end === caller { target?.flushSoon() } else { caller.flushSoon() }
     }
 
     func becameWritable(_ end: RelayEnd) {
@@ -288,6 +288,19 @@ final class RelayEnd: ChannelDuplexHandler {
 
     func send(_ frame: HTTP2Frame.FramePayload) { context?.write(wrapOutboundOut(frame), promise: nil) }
     func flush() { context?.flush() }
+
+    /// Flushes once what the current turn of the event loop wrote. A stream channel reports the end of a
+    /// read after each frame: flushed there, a call's headers and message went to the backend as two
+    /// packets (two wake-ups of the backend) instead of one.
+    func flushSoon() {
+        guard !flushScheduled, let context else { return }
+        flushScheduled = true
+        context.eventLoop.assumeIsolated().execute { [self] in
+            flushScheduled = false
+            flush()
+        }
+    }
+    private var flushScheduled = false
     func close() { context?.close(promise: nil) }
     var isWritable: Bool { context?.channel.isWritable ?? false }
 }
