@@ -252,13 +252,16 @@ def test_through_the_gateway_intake_killed_then_the_gateway_stopped(deployment):
         restarted = load.ok_count()
         wait_for(lambda: load.ok_count() > restarted + 100, seconds=15, what="load through the gateway again")
         back_s = time.time() - killed
+        steady = time.time()
+        time.sleep(1)
         signalled = time.time()
         seconds, code = gateway.terminate()
-    failed_before = [c for c in load.calls if signalled - 1 < c[0] < signalled - 0.1 and c[2] != "OK"]
+    # Calls started once the load was steady again, and before SIGTERM: none may fail.
+    failed_before = [c for c in load.calls if steady < c[0] < signalled - 0.1 and c[2] != "OK"]
     stored_count = assert_every_ack_stored_once(url, load)
     figure("through the gateway: intake killed, then the gateway stopped", acknowledged=len(load.acked),
            stored=stored_count, codes=load.codes, back_after_kill_s=round(back_s, 2), sigterm_exit_s=round(seconds, 2),
-           exit_code=code, failed_in_the_second_before_sigterm=len(failed_before))
+           exit_code=code, failed_in_the_steady_second_before_sigterm=len(failed_before))
     assert set(load.codes) <= {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED"}, load.codes
     assert not failed_before, f"calls started before SIGTERM failed: {failed_before[:3]}"
     assert seconds <= GRACE + 2 and code == 0

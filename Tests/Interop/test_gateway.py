@@ -152,9 +152,9 @@ def gateway_calls(kangyi, path):
     return 0.0
 
 
-def test_a_call_with_a_known_token_goes_straight_to_its_backend_under_the_same_rules(kangyi):
-    """Once the gateway knows a token, its calls skip the gateway's own gRPC server: their frames go to
-    the backend with the headers rewritten. Everything the forwarded path guarantees holds there too."""
+def test_an_admitted_call_goes_straight_to_its_backend_under_the_same_rules(kangyi):
+    """A call with a live token in scope skips the gateway's own gRPC server: its frames go to the backend
+    with the headers rewritten. Everything the forwarded path guarantees holds there too."""
     channel = grpc.insecure_channel(gateway(kangyi)["grpc"])
     intake = intake_pb2_grpc.IntakeServiceStub(channel)
     dev = [("authorization", f"Bearer {kangyi.info['token']}")]
@@ -162,7 +162,7 @@ def test_a_call_with_a_known_token_goes_straight_to_its_backend_under_the_same_r
     request = grpc_submission(phone)
     created = intake.SubmitHelpRequest(request, metadata=dev, timeout=10).help_request
     department = [("authorization", f"Bearer {new_token(kangyi, '--caller', 'dept-direct', '--kind', 'department-system')}")]
-    intake.ListCategories(ipb.ListCategoriesRequest(), metadata=department, timeout=5)  # the gateway learns the token
+    intake.ListCategories(ipb.ListCategoriesRequest(), metadata=department, timeout=5)
 
     before = gateway_calls(kangyi, "direct")
     # Forged identity headers are dropped and the token's identity signed in its place: no unmasked phone.

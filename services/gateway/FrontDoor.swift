@@ -177,35 +177,60 @@ final class FrontDoor: ListeningService, Sendable {
         drained.succeed()
     }
 
-    /// The backend stream a new call is relayed to directly, with its rewritten headers — or nil: the
-    /// gateway's own server takes it. Takes the call's place in the rate and in-flight limits.
-    func directRoute(for headers: HPACKHeaders) -> DirectCall? {
+    /// Where a new call goes.
+    enum Way {
+        /// Straight to its backend, with its rewritten headers.
+        case direct(DirectCall)
+        /// To the gateway's own server.
+        case server
+        /// The token is not in the cache: look it up (``lookUp(_:)``), then ask again.
+        case lookUp(token: String)
+    }
+
+    /// Where a new call goes, by its headers. A direct call takes its place in the rate and in-flight
+    /// limits. `lookedUp`: its token has just been looked up, and is not asked for again.
+    func way(for headers: HPACKHeaders, lookedUp: Bool = false) -> Way {
         guard let path = headers.first(name: ":path"), let route = plan.routes[path],
             headers.first(name: "content-type")?.hasPrefix("application/grpc") == true,
             (headers.first(name: "grpc-encoding") ?? "identity") == "identity",
             let authorization = headers.first(name: "authorization"),
-            let token = BearerIdentity.bearer(inHeader: authorization),
-            case .some(.some(let holder)) = plan.tokens.cache.get(token), holder.scopes.contains(route.scope),
-            let backend = backends[route.backend]?.pick()
-        else { return nil }
+            let token = BearerIdentity.bearer(inHeader: authorization)
+        else { return .server }
+        guard case .some(let known) = plan.tokens.cache.get(token) else { return lookedUp ? .server : .lookUp(token: token) }
+        guard let holder = known, holder.scopes.contains(route.scope), let backend = backends[route.backend]?.pick() else {
+            return .server
+        }
         if route.counted {
             let entered = inFlight.withLock { count in
                 guard count < placement.limits.maxInFlight else { return false }
                 count += 1
                 return true
             }
-            guard entered else { return nil }
+            guard entered else { return .server }
         }
         guard plan.limiter.take(holder) == nil else {
             if route.counted { leave() }
-            return nil
+            return .server
         }
         let identity = CallerIdentity(
             requestID: headers[CallerIdentity.requestIDKey].first(where: RequestID.isWellFormed) ?? RequestID.mint(),
             caller: holder.caller, department: holder.department, scopes: Set(holder.scopes))
-        return DirectCall(
-            route: route, identity: identity, backend: backend,
-            headers: RelayPlan.forwarded(headers, identity: identity, method: route.method, key: plan.identityKey))
+        return .direct(
+            DirectCall(
+                route: route, identity: identity, backend: backend,
+                headers: RelayPlan.forwarded(headers, identity: identity, method: route.method, key: plan.identityKey)))
+    }
+
+    /// Looks a token up (the database, once per token and cache lifetime), then calls `then` on the loop.
+    /// A call's first use of a token then goes straight to its backend too: a terminal's hour-long upload
+    /// stream is decided by its first call.
+    func lookUp(_ token: String, then: @escaping @Sendable () -> Void) {
+        let tokens = plan.tokens
+        let loop = loop
+        Task {
+            _ = try? await tokens.authenticate(token)
+            loop.execute(then)
+        }
     }
 
     /// A direct call's slot, given back.

@@ -32,7 +32,7 @@ final class RelayedCall {
     private var responseEnded = false
     private var callerClosed = false
 
-    private enum Phase { case awaitingHeaders, opening, relaying }
+    private enum Phase { case awaitingHeaders, lookingUp, opening, relaying }
 
     static let keptLimit = 64 * 1024
 
@@ -58,19 +58,8 @@ final class RelayedCall {
         switch phase {
         case .awaitingHeaders:
             guard case .headers(let request) = frame else { return caller.close() }
-            if let call = door.directRoute(for: request.headers) {
-                door.directCalls.increment()
-                direct = call
-                kept = call.route.replayable ? [frame] : nil
-                open(on: call.backend, first: .headers(.init(headers: call.headers, endStream: request.endStream)))
-            } else if let connection = own.pick() {
-                door.serverCalls.increment()
-                open(on: connection, first: frame)
-            } else {
-                caller.send(Self.trailersOnly(code: .unavailable, message: "the gateway is not ready; retry shortly"))
-                caller.flush()
-            }
-        case .opening:
+            route(frame, request, lookedUp: false)
+        case .lookingUp, .opening:
             keep(frame)
             pending.append(frame)
         case .relaying:
@@ -97,6 +86,35 @@ final class RelayedCall {
             caller.send(frame)
         default:
             break
+        }
+    }
+
+    /// Opens the call's target stream: its backend's, or the gateway server's.
+    private func route(_ frame: HTTP2Frame.FramePayload, _ request: HTTP2Frame.FramePayload.Headers, lookedUp: Bool) {
+        switch door.way(for: request.headers, lookedUp: lookedUp) {
+        case .direct(let call):
+            door.directCalls.increment()
+            direct = call
+            kept = call.route.replayable ? [frame] : nil
+            for early in pending { keep(early) }
+            open(on: call.backend, first: .headers(.init(headers: call.headers, endStream: request.endStream)))
+        case .lookUp(let token):
+            phase = .lookingUp
+            let call = NIOLoopBound(self, eventLoop: door.loop)
+            door.lookUp(token) {
+                let call = call.value
+                guard !call.callerClosed else { return }
+                call.route(frame, request, lookedUp: true)
+            }
+        case .server:
+            if let connection = own.pick() {
+                door.serverCalls.increment()
+                open(on: connection, first: frame)
+            } else {
+                caller.send(Self.trailersOnly(code: .unavailable, message: "the gateway is not ready; retry shortly"))
+                caller.flush()
+                if !requestEnded { caller.close() }
+            }
         }
     }
 
@@ -163,7 +181,7 @@ final class RelayedCall {
         if end === caller {
             switch phase {
             case .awaitingHeaders: return true
-            case .opening: return false
+            case .lookingUp, .opening: return false
             case .relaying: return target?.isWritable ?? true
             }
         }
