@@ -51,6 +51,19 @@ def test_an_oversize_message_is_resource_exhausted_naming_the_limit(kangyi, door
     assert "4194304 bytes" in error.value.details()
 
 
+@pytest.mark.parametrize("door", ["intake", "gateway"])
+def test_a_message_beyond_twice_the_limit_is_reset_not_unavailable(kangyi, door):
+    """grpc-swift's transport resets a stream whose message passes its ceiling; through the gateway the
+    caller sees the same reset, never UNAVAILABLE (which would invite a retry of the same message)."""
+    options = [("grpc.max_send_message_length", 64 << 20)]
+    stub = intake_pb2_grpc.IntakeServiceStub(grpc.insecure_channel(
+        kangyi.addresses[door] if door == "intake" else gateway(kangyi)["grpc"], options=options))
+    huge = help_request(f"huge-{uuid.uuid4()}", text="很" * ((9 << 20) // 3 + 1))
+    with pytest.raises(grpc.RpcError) as error:
+        stub.SubmitHelpRequest(huge, metadata=[("authorization", f"Bearer {kangyi.info['token']}")], timeout=10)
+    assert error.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL)
+
+
 def test_the_json_door_refuses_an_oversize_body_naming_the_limit(kangyi):
     body = json.dumps({"description": "x" * (5 << 20)}).encode()
     request = urllib.request.Request(

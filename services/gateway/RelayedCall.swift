@@ -31,6 +31,8 @@ final class RelayedCall {
     private var requestEnded = false
     private var responseEnded = false
     private var callerClosed = false
+    /// How the backend reset the target stream, if it did.
+    private var targetReset: HTTP2ErrorCode?
 
     private enum Phase { case awaitingHeaders, lookingUp, opening, relaying }
 
@@ -158,6 +160,16 @@ final class RelayedCall {
     private func targetFailed() {
         target?.call = nil
         target = nil
+        if let code = targetReset, code != .refusedStream {
+            // The backend refused the stream itself (a message beyond its transport's limit): the caller
+            // sees that reset, as it would calling the backend, and does not retry as after a lost
+            // connection.
+            finish(code: code == .cancel ? .cancelled : .internalError, message: "the backend reset the stream")
+            caller.send(.rstStream(code))
+            caller.flush()
+            caller.close()
+            return
+        }
         if !answered, direct != nil, let request = kept, requestEnded, !callerClosed, let connection = own.pick() {
             // Nothing came back: the gateway's server takes the call as the caller sent it.
             finish(code: nil, message: nil)
@@ -197,6 +209,10 @@ final class RelayedCall {
     }
 
     /// Each end's handler lets go of the call when its stream closes, and the call of the target's.
+    func reset(_ end: RelayEnd, code: HTTP2ErrorCode) {
+        if end === target { targetReset = code }
+    }
+
     func closed(_ end: RelayEnd) {
         if end === caller {
             callerClosed = true
@@ -291,6 +307,7 @@ final class RelayEnd: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let closed = error as? NIOHTTP2Errors.StreamClosed { call?.reset(self, code: closed.errorCode) }
         context.close(promise: nil)
     }
 
