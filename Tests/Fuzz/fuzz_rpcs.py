@@ -3,8 +3,9 @@ validated by the real service code in a real `kangyi dev` process.
 
 Each round picks a method and sends it either a message built field by field from its descriptor (hostile
 strings — NUL, lone control characters, huge text, every script — extreme numbers, unknown enum values,
-deep and wide nesting) or raw bytes (a committed corpus input, mutated), as an anonymous caller or as a
-staff member with every scope (signed, as the gateway would). The promise: no INTERNAL or UNKNOWN
+deep and wide nesting) or raw bytes (a committed corpus input, mutated), as an anonymous caller, as a
+staff member with every scope (signed, as the gateway would), or through the gateway itself with the
+development token (every scope: its front door relays the call straight to the service). The promise: no INTERNAL or UNKNOWN
 status, no hang past the deadline, and the process stays up. Failures are written to
 .data/fuzz/failures/ with what reproduces them.
 
@@ -120,11 +121,16 @@ def mutate(data, rng):
     return bytes(data)
 
 
-def call(kangyi, service, method, payload, metadata, timeout=3.0):
-    """Sends `payload` as it is (bytes, not a message) to `method`, signing any identity claim."""
+def call(kangyi, service, method, payload, metadata, timeout=3.0, gateway=False):
+    """Sends `payload` as it is (bytes, not a message) to `method`, signing any identity claim — or, through
+    the gateway, with the development token."""
     path = f"/{SERVICES[service].full_name}/{method.name}"
-    channel = kangyi.raw_channel(service)
-    metadata = sign(metadata, path, kangyi.identity_key)
+    if gateway:
+        channel = kangyi.raw_channel("gateway")
+        metadata = [("authorization", f"Bearer {kangyi.info['token']}")]
+    else:
+        channel = kangyi.raw_channel(service)
+        metadata = sign(metadata, path, kangyi.identity_key)
     identity = (lambda b: b)
     if method.server_streaming and method.client_streaming:
         for _ in channel.stream_stream(path, request_serializer=identity, response_deserializer=identity)(
@@ -176,10 +182,11 @@ def main():
                 base = seeds[rng.randrange(len(seeds))].read_bytes() if seeds else b""
                 payload, how = mutate(base, rng), "mutated"
             metadata = STAFF if rng.random() < 0.6 else []
+            via_gateway = rng.random() < 0.25
             started = time.time()
             code = grpc.StatusCode.OK
             try:
-                call(target, service, method, payload, metadata)
+                call(target, service, method, payload, metadata, gateway=via_gateway)
             except grpc.RpcError as error:
                 code = error.code()
             took = time.time() - started
@@ -190,7 +197,9 @@ def main():
             if code in FORBIDDEN or hung or dead:
                 record = out / "failures" / f"{service}__{method.name}__{seed}_{rounds}.bin"
                 record.write_bytes(payload)
-                failures.append(f"{service}.{method.name}: {code.name} after {took:.1f}s ({how}, staff={bool(metadata)}) -> {record}")
+                failures.append(
+                    f"{service}.{method.name}: {code.name} after {took:.1f}s ({how}, staff={bool(metadata)}, "
+                    f"gateway={via_gateway}) -> {record}")
                 if dead:
                     break
     finally:
