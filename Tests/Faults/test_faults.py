@@ -234,7 +234,7 @@ def test_peer_down_and_back(deployment):
 
 
 def test_through_the_gateway_intake_killed_then_the_gateway_stopped(deployment):
-    """Submissions through the gateway — relayed straight to intake once the token is known — while intake
+    """Submissions through the gateway — relayed straight to intake by the gateway's front door — while intake
     is killed (-9) and started again, then while the gateway itself is stopped (SIGTERM)."""
     env, url, serve = deployment
     intake = serve("intake")

@@ -50,7 +50,7 @@ struct GatewayHarness: Sendable {
                 for method in ["Echo", "Split", "Join", "Chat", "Slow", "Fail"] { scopes["\(RelayService.service)/\(method)"] = relayScope }
                 var files = Google_Protobuf_FileDescriptorSet()
                 files.file = Array(DescriptorIndex.embedded.files.values) + [RelayService.descriptorFile]
-                let assembled = Gateway.assemble(
+                let assembled = try Gateway.assemble(
                     backends: ["relay": relayPeer.grpc, "down": downPeer.grpc], routes: routes, scopes: scopes,
                     runtime: runtime, index: DescriptorIndex(files))
                 let gateway = GRPCServerService(
@@ -58,7 +58,9 @@ struct GatewayHarness: Sendable {
                     metrics: metrics, logger: logger, identity: assembled.identity!, admission: assembled.admission)
                 let http = assembled.http!
                 let front = assembled.front!(
-                    FrontPlacement(host: "127.0.0.1", port: 0, limits: .defaults) { try await gateway.listeningAddress() })
+                    FrontPlacement(host: "127.0.0.1", port: 0, limits: .defaults, inFlight: gateway.inFlight) {
+                        try await gateway.listeningAddress()
+                    })
                 let services: [any Service] = [relayPeer, downPeer, gateway, http] + (door == .front ? [front] : [])
                 try await withServiceGroup(services) { _ in
                     let harness = GatewayHarness(

@@ -39,14 +39,21 @@ def test_a_backend_refuses_identity_headers_it_cannot_verify(kangyi):
     assert phone not in kangyi.log()
 
 
-@pytest.mark.parametrize("door", ["intake", "gateway"])
-def test_an_oversize_message_is_resource_exhausted_naming_the_limit(kangyi, door):
+def submit_of_size(kangyi, door, megabytes):
+    """SubmitHelpRequest with a description of about `megabytes` MiB, to intake or through the gateway;
+    returns the RpcError it must raise."""
     options = [("grpc.max_send_message_length", 64 << 20)]
     stub = intake_pb2_grpc.IntakeServiceStub(grpc.insecure_channel(
         kangyi.addresses[door] if door == "intake" else gateway(kangyi)["grpc"], options=options))
-    big = help_request(f"big-{uuid.uuid4()}", text="很" * ((5 << 20) // 3 + 1))
+    request = help_request(f"big-{uuid.uuid4()}", text="很" * ((megabytes << 20) // 3 + 1))
     with pytest.raises(grpc.RpcError) as error:
-        stub.SubmitHelpRequest(big, metadata=[("authorization", f"Bearer {kangyi.info['token']}")], timeout=10)
+        stub.SubmitHelpRequest(request, metadata=[("authorization", f"Bearer {kangyi.info['token']}")], timeout=10)
+    return error
+
+
+@pytest.mark.parametrize("door", ["intake", "gateway"])
+def test_an_oversize_message_is_resource_exhausted_naming_the_limit(kangyi, door):
+    error = submit_of_size(kangyi, door, 5)
     assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "4194304 bytes" in error.value.details()
 
@@ -55,12 +62,7 @@ def test_an_oversize_message_is_resource_exhausted_naming_the_limit(kangyi, door
 def test_a_message_beyond_twice_the_limit_is_reset_not_unavailable(kangyi, door):
     """grpc-swift's transport resets a stream whose message passes its ceiling; through the gateway the
     caller sees the same reset, never UNAVAILABLE (which would invite a retry of the same message)."""
-    options = [("grpc.max_send_message_length", 64 << 20)]
-    stub = intake_pb2_grpc.IntakeServiceStub(grpc.insecure_channel(
-        kangyi.addresses[door] if door == "intake" else gateway(kangyi)["grpc"], options=options))
-    huge = help_request(f"huge-{uuid.uuid4()}", text="很" * ((9 << 20) // 3 + 1))
-    with pytest.raises(grpc.RpcError) as error:
-        stub.SubmitHelpRequest(huge, metadata=[("authorization", f"Bearer {kangyi.info['token']}")], timeout=10)
+    error = submit_of_size(kangyi, door, 9)
     assert error.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL)
 
 

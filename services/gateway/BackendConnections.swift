@@ -35,10 +35,9 @@ final class BackendConnections: @unchecked Sendable {
         let streams: NIOHTTP2Handler.StreamMultiplexer
     }
 
-    init(address: String, loop: any EventLoop, logger: Logger) {
-        let parts = address.split(separator: ":")
-        self.host = parts.dropLast().joined(separator: ":")
-        self.port = parts.last.flatMap { Int($0) } ?? 0
+    init(address: PeerAddress, loop: any EventLoop, logger: Logger) {
+        self.host = address.host
+        self.port = address.port
         self.loop = loop
         self.logger = logger
     }

@@ -94,9 +94,13 @@ enum ForwardedMetadata {
         return kept
     }
 
-    /// Built once: the filter runs for every header of every forwarded call.
-    static let dropped: Set<String> =
-        Set(["authorization", "te", "content-type", "user-agent", "x-request-id"] + CallerIdentity.gatewayOwnedKeys)
+    /// What the gateway owns and never passes on from a caller: the bearer token, the request id (the
+    /// gateway's own, signed) and the identity claims. The front door drops the same.
+    static let gatewayOwned: Set<String> =
+        Set(["authorization", CallerIdentity.requestIDKey] + CallerIdentity.gatewayOwnedKeys)
+
+    /// Built once: the filter runs for every header of every forwarded call. The rest are the transport's.
+    static let dropped: Set<String> = gatewayOwned.union(["te", "content-type", "user-agent"])
 }
 
 /// Messages as their bytes: the gateway never decodes them.

@@ -9,15 +9,15 @@ import NIOPosix
 import ServiceLifecycle
 import Synchronization
 
-/// The gateway's gRPC port. A call the gateway would forward anyway — a routed method, a bearer token the
-/// token cache already knows and that holds the method's scope, within the caller's rate and the gateway's
-/// in-flight limit, a backend connection up — has its HTTP/2 frames relayed straight to the backend: the
-/// headers rewritten as the forwarder's would be (the identity signed from the token, the bearer token and
-/// forged identity headers dropped), the messages untouched. Every other call (no token or one not yet
-/// cached, a refusal, health, reflection, a backend still connecting) goes unchanged to the gateway's own
-/// gRPC server behind this door (``Forwarder`` and the platform's interceptors), which answers as it always
-/// has. The rules live there; this door only takes the common call past a second gRPC server and client
-/// (services/gateway/README.md, Performance).
+/// The gateway's gRPC port. A call the gateway would forward anyway — a routed method, a live bearer token
+/// that holds the method's scope (looked up first when the token cache does not know it), within the
+/// caller's rate and the server's in-flight limit, a backend connection up — has its HTTP/2 frames relayed
+/// straight to the backend: the headers rewritten as the forwarder's would be (the identity signed from
+/// the token, the bearer token and forged identity headers dropped), the messages untouched. Every other
+/// call (no token or an unknown one, a refusal, health, reflection, a backend still connecting) goes
+/// unchanged to the gateway's own gRPC server behind this door (``Forwarder`` and the platform's
+/// interceptors), which answers as it always has. The rules live there; this door only takes the common
+/// call past a second gRPC server and client (services/gateway/README.md, Forwarding).
 final class FrontDoor: ListeningService, Sendable {
     let placement: FrontPlacement
     let plan: RelayPlan
@@ -32,8 +32,6 @@ final class FrontDoor: ListeningService, Sendable {
     let logger: Logger
     /// Connections to each backend, by name, for the calls relayed straight to it.
     let backends: [String: BackendConnections]
-    /// Relayed calls in flight that count against the in-flight limit (not server streams).
-    let inFlight = Mutex(0)
 
     private let state = Mutex(State())
     private let bound: EventLoopPromise<String>
@@ -45,7 +43,7 @@ final class FrontDoor: ListeningService, Sendable {
     }
 
     init(
-        placement: FrontPlacement, plan: RelayPlan, backendAddresses: [String: String], loop: any EventLoop,
+        placement: FrontPlacement, plan: RelayPlan, backendAddresses: [String: PeerAddress], loop: any EventLoop,
         metrics: RPCMetrics, logger: Logger
     ) {
         self.placement = placement
@@ -72,7 +70,8 @@ final class FrontDoor: ListeningService, Sendable {
         let own: BackendConnections
         let listener: any Channel
         do {
-            own = BackendConnections(address: try await placement.server(), loop: loop, logger: logger)
+            own = BackendConnections(
+                address: try PeerAddress(await placement.server(), of: "the gateway's own server"), loop: loop, logger: logger)
             listener = try await ServerBootstrap(group: loop)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -157,24 +156,25 @@ final class FrontDoor: ListeningService, Sendable {
     /// Stops accepting and closes every connection gracefully: GOAWAY, the calls in flight finish (within
     /// the connection's grace), then the connection closes.
     private func quiesce(_ listener: any Channel) {
-        listener.close(promise: nil)
-        let open = state.withLock { state in
-            state.quiescing = true
-            return Array(state.connections.values)
-        }
+        let open = stopAccepting(listener)
         logger.debug("front door closing", metadata: ["connections": "\(open.count)"])
         if open.isEmpty { drained.succeed() }
         for connection in open { connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
     }
 
+    /// Past the drain budget: every connection closed at once.
     private func closeAll(_ listener: any Channel) {
+        for connection in stopAccepting(listener) { connection.close(promise: nil) }
+        drained.succeed()
+    }
+
+    /// Closes the listener; the connections still open.
+    private func stopAccepting(_ listener: any Channel) -> [any Channel] {
         listener.close(promise: nil)
-        let open = state.withLock { state in
+        return state.withLock { state in
             state.quiescing = true
             return Array(state.connections.values)
         }
-        for connection in open { connection.close(promise: nil) }
-        drained.succeed()
     }
 
     /// Where a new call goes.
@@ -200,16 +200,11 @@ final class FrontDoor: ListeningService, Sendable {
         guard let holder = known, holder.scopes.contains(route.scope), let backend = backends[route.backend]?.pick() else {
             return .server
         }
-        if route.counted {
-            let entered = inFlight.withLock { count in
-                guard count < placement.limits.maxInFlight else { return false }
-                count += 1
-                return true
-            }
-            guard entered else { return .server }
-        }
+        // Counted in the server's own in-flight count: the limit is one per port, whichever way a call goes.
+        let counted = placement.inFlight.counts(route.method)
+        if counted, !placement.inFlight.enter() { return .server }
         guard plan.limiter.take(holder) == nil else {
-            if route.counted { leave() }
+            if counted { placement.inFlight.leave() }
             return .server
         }
         let identity = CallerIdentity(
@@ -217,7 +212,7 @@ final class FrontDoor: ListeningService, Sendable {
             caller: holder.caller, department: holder.department, scopes: Set(holder.scopes))
         return .direct(
             DirectCall(
-                route: route, identity: identity, backend: backend,
+                route: route, counted: counted, identity: identity, backend: backend,
                 headers: RelayPlan.forwarded(headers, identity: identity, method: route.method, key: plan.identityKey)))
     }
 
@@ -233,13 +228,13 @@ final class FrontDoor: ListeningService, Sendable {
         }
     }
 
-    /// A direct call's slot, given back.
-    func leave() { inFlight.withLock { $0 -= 1 } }
 }
 
 /// A call the front door relays straight to its backend.
 struct DirectCall {
     let route: RelayPlan.Route
+    /// It holds a slot of the in-flight count (not a server stream).
+    let counted: Bool
     let identity: CallerIdentity
     let backend: NIOHTTP2Handler.StreamMultiplexer
     /// The caller's headers as the backend receives them.
@@ -255,8 +250,6 @@ struct RelayPlan: Sendable {
         let method: String
         let backend: String
         let scope: String
-        /// Counted against the in-flight limit: not a server stream (``LoadSheddingInterceptor``'s rule).
-        let counted: Bool
         /// Its whole request can be kept for a second try: not a client stream.
         let replayable: Bool
     }
@@ -272,8 +265,7 @@ struct RelayPlan: Sendable {
         for (method, backend) in methods {
             guard let scope = scopes[method.fullName] else { continue }
             routes["/\(method.fullName)"] = Route(
-                method: method.fullName, backend: backend, scope: scope, counted: !method.serverStreaming,
-                replayable: !method.clientStreaming)
+                method: method.fullName, backend: backend, scope: scope, replayable: !method.clientStreaming)
         }
         self.routes = routes
         self.tokens = admission.tokens
@@ -281,15 +273,12 @@ struct RelayPlan: Sendable {
         self.identityKey = identityKey
     }
 
-    /// Headers the gateway owns, never passed on from a caller: the token and identity claims.
-    static let dropped: Set<String> = Set(["authorization", CallerIdentity.requestIDKey] + CallerIdentity.gatewayOwnedKeys)
-
     /// The caller's headers as a backend receives them: what the gateway owns replaced by the identity of
     /// the token, signed for the method (as ``IdentityPropagationInterceptor`` signs a forwarded call's).
     static func forwarded(_ headers: HPACKHeaders, identity: CallerIdentity, method: String, key: IdentityKey) -> HPACKHeaders {
         var out = HPACKHeaders()
         out.reserveCapacity(headers.count + 5)
-        for (name, value, indexing) in headers where !dropped.contains(name) {
+        for (name, value, indexing) in headers where !ForwardedMetadata.gatewayOwned.contains(name) {
             out.add(name: name, value: value, indexing: indexing)
         }
         var signed = Metadata()

@@ -15,7 +15,7 @@ public enum Gateway {
         // thread on its way through (services/gateway/README.md, Performance).
         var peers: [String: PeerClient] = [:]
         for backend in Set(Routes.backends.values) { peers[backend] = try runtime.peerClient(backend) }
-        var assembled = assemble(
+        var assembled = try assemble(
             backends: peers.mapValues(\.grpc), routes: Routes.backends, scopes: Scopes.required, runtime: runtime)
         assembled.background = Array(peers.values)
         return assembled
@@ -26,16 +26,12 @@ public enum Gateway {
     static func assemble<Transport: ClientTransport>(
         backends: [String: GRPCClient<Transport>], routes: [String: String], scopes: [String: String],
         runtime: ServiceRuntime, index: DescriptorIndex = .embedded
-    ) -> AssembledService {
+    ) throws -> AssembledService {
         let tokens = TokenStore(client: runtime.database, logger: runtime.logger)
-        var forwarded: [(method: Routes.Method, backend: GRPCClient<Transport>)] = []
-        var relayed: [(method: Routes.Method, backend: String)] = []
-        for (service, backend) in routes.sorted(by: { $0.key < $1.key }) {
-            guard let client = backends[backend] else { continue }
-            let methods = Routes.methods(of: service, in: index)
-            forwarded += methods.map { ($0, client) }
-            relayed += methods.map { ($0, backend) }
+        let relayed = routes.sorted(by: { $0.key < $1.key }).filter { backends[$0.value] != nil }.flatMap { service, backend in
+            Routes.methods(of: service, in: index).map { (method: $0, backend: backend) }
         }
+        let forwarded = relayed.compactMap { method, backend in backends[backend].map { (method: method, backend: $0) } }
         let identity = BearerIdentity(tokens: tokens)
         let admission = Admission(tokens: tokens, required: scopes)
         let door = JSONDoor(
@@ -44,9 +40,13 @@ public enum Gateway {
             maxBodyBytes: runtime.settings.server.maxRequestBytes, logger: runtime.logger)
         // The gRPC port: calls the gateway would forward anyway go straight to their backends; the rest
         // to the server assembled here, behind the door.
-        let front: (@Sendable (FrontPlacement) -> any ListeningService)? = runtime.settings.identityKey.map { key in
+        var addresses: [String: PeerAddress] = [:]
+        let routed = Set(routes.values)
+        for (name, address) in runtime.peers where routed.contains(name) {
+            addresses[name] = try PeerAddress(address, of: name)
+        }
+        let front: (@Sendable (FrontPlacement) -> any ListeningService)? = runtime.settings.identityKey.map { [addresses] key in
             let plan = RelayPlan(methods: relayed, scopes: scopes, admission: admission, identityKey: key)
-            let addresses = runtime.peers.filter { Set(routes.values).contains($0.key) }
             return { placement in
                 FrontDoor(
                     placement: placement, plan: plan, backendAddresses: addresses, loop: runtime.eventLoop.eventLoop,

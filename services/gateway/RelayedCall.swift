@@ -164,7 +164,7 @@ final class RelayedCall {
             // The backend refused the stream itself (a message beyond its transport's limit): the caller
             // sees that reset, as it would calling the backend, and does not retry as after a lost
             // connection.
-            finish(code: code == .cancel ? .cancelled : .internalError, message: "the backend reset the stream")
+            finish(.failed(code == .cancel ? .cancelled : .internalError, "the backend reset the stream"))
             caller.send(.rstStream(code))
             caller.flush()
             caller.close()
@@ -172,7 +172,7 @@ final class RelayedCall {
         }
         if !answered, direct != nil, let request = kept, requestEnded, !callerClosed, let connection = own.pick() {
             // Nothing came back: the gateway's server takes the call as the caller sent it.
-            finish(code: nil, message: nil)
+            finish(.handedOver)
             direct = nil
             kept = nil
             pending = Array(request.dropFirst())
@@ -182,7 +182,7 @@ final class RelayedCall {
         let message = "the backend's connection was lost"
         caller.send(answered ? Self.trailers(code: .unavailable, message: message) : Self.trailersOnly(code: .unavailable, message: message))
         caller.flush()
-        finish(code: .unavailable, message: message)
+        finish(.failed(.unavailable, message))
         if !requestEnded { caller.close() }
     }
 
@@ -208,21 +208,21 @@ final class RelayedCall {
         if end === caller { target?.resumeReading() } else { caller.resumeReading() }
     }
 
-    /// Each end's handler lets go of the call when its stream closes, and the call of the target's.
     func reset(_ end: RelayEnd, code: HTTP2ErrorCode) {
         if end === target { targetReset = code }
     }
 
+    /// Each end's handler lets go of the call when its stream closes, and the call of the target's.
     func closed(_ end: RelayEnd) {
         if end === caller {
             callerClosed = true
             caller.call = nil
-            finish(code: .cancelled, message: "the caller left before the answer")
+            finish(.failed(.cancelled, "the caller left before the answer"))
             if !responseEnded { target?.close() }
         } else if end === target {
             if responseEnded || callerClosed {
                 caller.flush()
-                finish(code: .internalError, message: "the backend ended the call without a status")
+                finish(.failed(.internalError, "the backend ended the call without a status"))
                 target?.call = nil
                 target = nil
                 if !requestEnded { caller.close() }
@@ -236,21 +236,32 @@ final class RelayedCall {
 
     private func observe(_ trailers: HPACKHeaders) {
         let status = trailers.first(name: "grpc-status").flatMap(Int.init).flatMap(Status.Code.init(rawValue:))
-        let code = status.flatMap { RPCError.Code($0) }
-        let message = trailers.first(name: "grpc-message")?.removingPercentEncoding
-        if status == .ok { finish(code: nil, message: nil, ok: true) } else { finish(code: code ?? .unknown, message: message) }
+        if status == .ok { return finish(.ok) }
+        let code = status.flatMap { RPCError.Code($0) } ?? .unknown
+        finish(.failed(code, trailers.first(name: "grpc-message")?.removingPercentEncoding))
     }
 
-    /// Logs and counts a direct call once, and gives back its in-flight slot. `code` nil and not `ok`: the
-    /// call left this door without a status of its own (handed to the gateway's server, which logs it).
-    private func finish(code: RPCError.Code?, message: String?, ok: Bool = false) {
+    /// How a direct call left this door.
+    private enum Outcome {
+        case ok
+        case failed(RPCError.Code, String?)
+        /// To the gateway's server, which logs it.
+        case handedOver
+    }
+
+    /// Logs and counts a direct call once, and gives back its in-flight slot.
+    private func finish(_ outcome: Outcome) {
         guard let call = direct, !finished else { return }
         finished = true
-        if call.route.counted { door.leave() }
-        guard ok || code != nil else { return }
-        door.observer.finish(
-            method: call.route.method, code: ok ? "ok" : CallObserverInterceptor.name(of: code ?? .unknown),
-            identity: call.identity, since: call.start, message: message)
+        if call.counted { door.placement.inFlight.leave() }
+        let code: String
+        let message: String?
+        switch outcome {
+        case .ok: (code, message) = ("ok", nil)
+        case .failed(let failure, let text): (code, message) = (CallObserverInterceptor.name(of: failure), text)
+        case .handedOver: return
+        }
+        door.observer.finish(method: call.route.method, code: code, identity: call.identity, since: call.start, message: message)
     }
 
     // MARK: Answers of the door's own
@@ -283,6 +294,7 @@ final class RelayEnd: ChannelDuplexHandler {
     var call: RelayedCall?
     private var context: ChannelHandlerContext?
     private var readHeld = false
+    private var flushScheduled = false
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -335,7 +347,7 @@ final class RelayEnd: ChannelDuplexHandler {
             flush()
         }
     }
-    private var flushScheduled = false
+
     func close() { context?.close(promise: nil) }
     var isWritable: Bool { context?.channel.isWritable ?? false }
 }

@@ -6,49 +6,25 @@ import Synchronization
 /// instead of queueing everyone into their deadlines. Long-lived server streams (watches) do not count.
 /// Sits inside the access log and error mapping, so refusals are logged and counted.
 public struct LoadSheddingInterceptor: ServerInterceptor {
-    let limit: Int
-    let inFlight = InFlight()
-    /// Methods exempt from the count (server-streaming ones of the embedded contracts).
-    let exempt: Set<String>
-
-    final class InFlight: Sendable {
-        private let count = Mutex(0)
-
-        /// Takes a slot if one is free.
-        func enter(limit: Int) -> Bool {
-            count.withLock { count in
-                guard count < limit else { return false }
-                count += 1
-                return true
-            }
-        }
-
-        func leave() { count.withLock { $0 -= 1 } }
-
-        var current: Int { count.withLock { $0 } }
-    }
+    public let inFlight: InFlightLimit
 
     public init(limit: Int, index: DescriptorIndex = .embedded) {
-        self.limit = limit
-        var exempt: Set<String> = ["grpc.health.v1.Health/Watch"]
-        for file in index.files.values {
-            for service in file.service {
-                for method in service.method where method.serverStreaming {
-                    exempt.insert("\(file.package).\(service.name)/\(method.name)")
-                }
-            }
-        }
-        self.exempt = exempt
+        self.init(inFlight: InFlightLimit(limit: limit, index: index))
+    }
+
+    /// Counting in `inFlight`, which other doors to the same server may share (the gateway's front door).
+    public init(inFlight: InFlightLimit) {
+        self.inFlight = inFlight
     }
 
     public func intercept<Input: Sendable, Output: Sendable>(
         request: StreamingServerRequest<Input>, context: ServerContext,
         next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
-        if exempt.contains(context.descriptor.fullyQualifiedMethod) { return try await next(request, context) }
-        guard inFlight.enter(limit: limit) else {
+        if !inFlight.counts(context.descriptor.fullyQualifiedMethod) { return try await next(request, context) }
+        guard inFlight.enter() else {
             throw ServiceError.resourceExhausted(
-                reason: "SERVER_AT_CAPACITY", "the server has \(limit) calls in flight; retry shortly",
+                reason: "SERVER_AT_CAPACITY", "the server has \(inFlight.limit) calls in flight; retry shortly",
                 retryAfter: .seconds(1))
         }
         // Given back once: when the response has been produced, or dropped unproduced (a call whose
@@ -72,4 +48,42 @@ public struct LoadSheddingInterceptor: ServerInterceptor {
             throw error
         }
     }
+}
+
+/// A server's calls in flight against `KANGYI_MAX_IN_FLIGHT`: one count per server, whichever door a call
+/// came in by. Long-lived server streams (watches) do not count.
+public final class InFlightLimit: Sendable {
+    public let limit: Int
+    /// Methods exempt from the count (server-streaming ones of the embedded contracts).
+    let exempt: Set<String>
+    private let count = Mutex(0)
+
+    public init(limit: Int, index: DescriptorIndex = .embedded) {
+        self.limit = limit
+        var exempt: Set<String> = ["grpc.health.v1.Health/Watch"]
+        for file in index.files.values {
+            for service in file.service {
+                for method in service.method where method.serverStreaming {
+                    exempt.insert("\(file.package).\(service.name)/\(method.name)")
+                }
+            }
+        }
+        self.exempt = exempt
+    }
+
+    /// Whether a call of `method` (`package.Service/Method`) counts against the limit.
+    public func counts(_ method: String) -> Bool { !exempt.contains(method) }
+
+    /// Takes a slot if one is free.
+    public func enter() -> Bool {
+        count.withLock { count in
+            guard count < limit else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    public func leave() { count.withLock { $0 -= 1 } }
+
+    public var current: Int { count.withLock { $0 } }
 }

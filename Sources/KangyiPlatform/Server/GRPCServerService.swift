@@ -9,9 +9,11 @@ import ServiceLifecycle
 /// interceptors — on the HTTP/2 Posix transport with explicit limits. As a lifecycle service it stops
 /// accepting RPCs on SIGTERM/SIGINT, lets those in flight finish, and ends health watches first (they
 /// would otherwise hold the server open).
-public struct GRPCServerService: Service {
+public struct GRPCServerService: ListeningService {
     public let name: String
     public let board: HealthBoard
+    /// Its calls in flight (``LoadSheddingInterceptor``); a front door in front of it counts in the same.
+    public let inFlight: InFlightLimit
     let server: GRPCServer<HTTP2ServerTransport.Posix>
     /// The loop it serves from, if it has one of its own.
     let eventLoop: ServiceEventLoop?
@@ -42,16 +44,18 @@ public struct GRPCServerService: Service {
             Grpc_Reflection_V1_ServerReflection.descriptor.fullyQualifiedService,
             Grpc_Reflection_V1alpha_ServerReflection.descriptor.fullyQualifiedService,
         ])
+        let inFlight = InFlightLimit(limit: limits.maxInFlight)
         let reflection = ReflectionService(serviceNames: Array(allNames))
         reflection.registerMethods(with: &router)
         ReflectionServiceV1Alpha(reflection).registerMethods(with: &router)
         router.registerInterceptors(
             pipeline: ([identity] + Self.observers(metrics: metrics, logger: logger)
-                + [IdentityCheckInterceptor(), LoadSheddingInterceptor(limit: limits.maxInFlight), RequestCheckInterceptor(maxBytes: limits.maxRequestBytes)]
+                + [IdentityCheckInterceptor(), LoadSheddingInterceptor(inFlight: inFlight), RequestCheckInterceptor(maxBytes: limits.maxRequestBytes)]
                 + admission).map { .apply($0, to: .all) })
 
         self.name = name
         self.board = board
+        self.inFlight = inFlight
         self.eventLoop = eventLoop
         self.server = GRPCServer(
             transport: Self.transport(

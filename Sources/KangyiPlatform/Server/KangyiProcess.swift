@@ -93,7 +93,9 @@ public struct KangyiProcess: Sendable {
             servers.append(server)
             if let front {
                 fronts[definition.name] = front(
-                    FrontPlacement(host: settings.host, port: port, limits: settings.server) { try await server.listeningAddress() })
+                    FrontPlacement(host: settings.host, port: port, limits: settings.server, inFlight: server.inFlight) {
+                        try await server.listeningAddress()
+                    })
             }
         }
         let probe = DatabaseHealthProbe(
@@ -126,11 +128,10 @@ public struct KangyiProcess: Sendable {
             tasks.addTask {
                 var listening: [Addresses.Server] = []
                 for server in started {
-                    var grpc = try await frontDoors[server.name]?.listeningAddress()
-                    if grpc == nil { grpc = try await server.listeningAddress() }
+                    let door: any ListeningService = frontDoors[server.name] ?? server
                     listening.append(
                         .init(
-                            name: server.name, grpc: grpc ?? "",
+                            name: server.name, grpc: try await door.listeningAddress(),
                             http: try await listeners[server.name]?.listeningAddress()))
                 }
                 try await onReady(Addresses(services: listening, metrics: await metricsServer.listeningAddress()))

@@ -20,12 +20,9 @@ public struct PeerClient: Service {
         name: String, address: String, key: IdentityKey,
         eventLoopGroup: any EventLoopGroup = .singletonMultiThreadedEventLoopGroup
     ) throws {
-        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, let port = Int(parts[1]), !parts[0].isEmpty else {
-            throw PlatformError(description: "peer address for \(name) must be host:port, not \(address)")
-        }
+        let peer = try PeerAddress(address, of: name)
         let transport = try HTTP2ClientTransport.Posix(
-            target: .dns(host: String(parts[0]), port: port), transportSecurity: .plaintext,
+            target: .dns(host: peer.host, port: peer.port), transportSecurity: .plaintext,
             config: .defaults { config in
                 // A peer that is down is retried soon, not after minutes of backoff: calls that wait for a
                 // connection (within their deadline) get one within a second of the peer's return.
@@ -44,6 +41,22 @@ public struct PeerClient: Service {
         } onGracefulShutdown: { [grpc] in
             grpc.beginGracefulShutdown()
         }
+    }
+}
+
+/// Another service's gRPC address: `host:port`, the host a DNS name in Kubernetes.
+public struct PeerAddress: Sendable {
+    public var host: String
+    public var port: Int
+
+    /// `address` of the peer `name` (named in the error when it is not `host:port`).
+    public init(_ address: String, of name: String) throws {
+        let parts = address.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = Int(parts[1]), !parts[0].isEmpty else {
+            throw PlatformError(description: "peer address for \(name) must be host:port, not \(address)")
+        }
+        self.host = String(parts[0])
+        self.port = port
     }
 }
 

@@ -123,13 +123,19 @@ public struct FrontPlacement: Sendable {
     public var host: String
     public var port: Int
     public var limits: Settings.ServerLimits
+    /// The server's calls in flight: the door's calls count in it too, so the limit is one per port.
+    public var inFlight: InFlightLimit
     /// The service's own gRPC server: `host:port` on loopback, once it listens.
     public var server: @Sendable () async throws -> String
 
-    public init(host: String, port: Int, limits: Settings.ServerLimits, server: @escaping @Sendable () async throws -> String) {
+    public init(
+        host: String, port: Int, limits: Settings.ServerLimits, inFlight: InFlightLimit,
+        server: @escaping @Sendable () async throws -> String
+    ) {
         self.host = host
         self.port = port
         self.limits = limits
+        self.inFlight = inFlight
         self.server = server
     }
 }
