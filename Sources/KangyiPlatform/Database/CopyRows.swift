@@ -125,9 +125,34 @@ extension PostgresConnection {
         let buffer = ByteBuffer(bytes: copy.bytes)
         // postgres-nio quotes the name as one identifier; a qualified name needs its dot outside the quotes.
         let quoted = table.split(separator: ".").joined(separator: "\".\"")
-        try await copyFrom(table: quoted, columns: columns, logger: logger) { writer in
-            try await writer.write(buffer)
+        // Two faults of postgres-nio 1.33's COPY when the database goes away, each seen killing or hanging the
+        // checkpoint server when the database crashed mid-upload (Tests/Faults/test_terminal.py):
+        // - a COPY started on a closed connection is dropped, its continuation never resumed (a hang);
+        // - a COPY's writer used after the connection failed, before its handler was removed, traps (a crash).
+        // So the COPY runs on the connection's event loop, where nothing interleaves between these checks and
+        // postgres-nio's steps: it starts only on an open connection, and before each hand-back to postgres-nio
+        // a closing connection is waited out — afterwards the writer reports the connection closed instead.
+        try await withTaskExecutorPreference(EventLoopTaskExecutor(eventLoop)) {
+            assert(eventLoop.inEventLoop)
+            guard !isClosed else { throw PostgresError.connectionClosed }
+            try await copyFrom(table: quoted, columns: columns, logger: logger) { writer in
+                do {
+                    await waitOutClosing()
+                    try await writer.write(buffer)
+                } catch {
+                    await waitOutClosing()
+                    throw error
+                }
+                await waitOutClosing()
+            }
         }
+    }
+
+    /// Returns at once while the connection is open; once it is closing, only when its handlers are gone
+    /// (NIO completes `closeFuture` after removing them).
+    private func waitOutClosing() async {
+        guard isClosed else { return }
+        try? await closeFuture.get()
     }
 }
 

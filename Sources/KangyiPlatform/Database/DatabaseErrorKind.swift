@@ -21,6 +21,11 @@ public enum DatabaseErrorKind: Sendable, Equatable {
             self = kind
             return
         }
+        // postgres-nio's older error, still thrown by some paths (a COPY's writer) on a closed connection.
+        if case .connectionClosed? = error as? PostgresError {
+            self = .unavailable
+            return
+        }
         guard let error = error as? PSQLError else { return nil }
         switch error.code {
         case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown,

@@ -2,17 +2,53 @@ import Logging
 import PostgresNIO
 
 extension PostgresClient {
-    /// `withTransaction`, but a failure of `body` is rethrown as itself (postgres-nio wraps it in a
-    /// `PostgresTransactionError`), so a ``ServiceError`` thrown inside reaches the caller as that error.
-    /// The transaction has been rolled back by then.
+    /// A transaction on a connection of the pool (see ``PostgresConnection/transaction(logger:_:)``).
     public func transaction<Result: Sendable>(
-        logger: Logger, _ body: (PostgresConnection) async throws -> sending Result
+        logger: Logger, isolation: isolated (any Actor)? = #isolation,
+        _ body: (PostgresConnection) async throws -> sending Result
     ) async throws -> sending Result {
-        do {
-            return try await withTransaction(logger: logger, body)
-        } catch let error as PostgresTransactionError {
-            if let inner = error.closureError, error.rollbackError == nil { throw inner }
-            throw error
+        try await withConnection(isolation: isolation) { connection in
+            try await connection.transaction(logger: logger, isolation: isolation, body)
         }
+    }
+}
+
+extension PostgresConnection {
+    /// BEGIN, `body`, COMMIT — or ROLLBACK when `body` throws, and `body`'s error rethrown as itself (so a
+    /// ``ServiceError`` thrown inside reaches the caller as that error).
+    ///
+    /// Not postgres-nio's `withTransaction`: postgres-nio 1.33 loses a statement written to a connection
+    /// that has closed (its promise is never completed, and whoever awaits it waits for ever), and that
+    /// transaction's ROLLBACK after a failure caused by the database going away was such a statement: a
+    /// checkpoint batch, and the upload waiting on it, hung after the database crashed until the terminal
+    /// gave up (Tests/Faults/test_terminal.py). So the transaction runs on the connection's event loop,
+    /// where a statement is written in the same turn as the check that the connection is open and `body`'s
+    /// statements resume where their replies were read; a closed connection gets no ROLLBACK (PostgreSQL
+    /// rolls back the transaction of a session that ended) and its error is `PostgresError.connectionClosed`
+    /// (UNAVAILABLE, ``DatabaseErrorKind``).
+    public func transaction<Result: Sendable>(
+        logger: Logger, isolation: isolated (any Actor)? = #isolation,
+        _ body: (PostgresConnection) async throws -> sending Result
+    ) async throws -> sending Result {
+        try await withTaskExecutorPreference(EventLoopTaskExecutor(eventLoop), isolation: isolation) {
+            try await statementWhileOpen("BEGIN", logger: logger)
+            let value: Result
+            do {
+                value = try await body(self)
+            } catch {
+                if !isClosed { _ = try? await query("ROLLBACK", logger: logger) }
+                throw error
+            }
+            try await statementWhileOpen("COMMIT", logger: logger)
+            return value
+        }
+    }
+
+    /// Runs a statement without rows, or throws `PostgresError.connectionClosed` without writing it when the
+    /// connection has closed. Call it on the connection's event loop: the check and the write are then one step.
+    private func statementWhileOpen(_ sql: PostgresQuery, logger: Logger) async throws {
+        assert(eventLoop.inEventLoop)
+        guard !isClosed else { throw PostgresError.connectionClosed }
+        try await query(sql, logger: logger)
     }
 }
