@@ -364,7 +364,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     fcntl(l.fd, F_SETFL, fcntl(l.fd, F_GETFL) | O_NONBLOCK);
-    l.session = kangyi_client_session(send_callback, on_header, on_data, on_stream_close, &l);
+    l.session = kangyi_client_session(send_callback, on_header, on_data, on_stream_close, NULL, &l);
     if (!l.session) {
         fprintf(stderr, "kangyi-load: out of memory\n");
         return 1;

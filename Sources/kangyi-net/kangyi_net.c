@@ -28,13 +28,15 @@ int kangyi_connect(const char *host, const char *port) {
 
 nghttp2_session *kangyi_client_session(nghttp2_send_callback send, nghttp2_on_header_callback on_header,
                                        nghttp2_on_data_chunk_recv_callback on_data,
-                                       nghttp2_on_stream_close_callback on_stream_close, void *user) {
+                                       nghttp2_on_stream_close_callback on_stream_close,
+                                       nghttp2_on_frame_recv_callback on_frame, void *user) {
     nghttp2_session_callbacks *callbacks;
     if (nghttp2_session_callbacks_new(&callbacks) != 0) return NULL;
     nghttp2_session_callbacks_set_send_callback(callbacks, send);
     nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+    if (on_frame) nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame);
     nghttp2_session *session = NULL;
     int failed = nghttp2_session_client_new(&session, callbacks, user);
     nghttp2_session_callbacks_del(callbacks);

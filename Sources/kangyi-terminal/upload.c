@@ -41,6 +41,7 @@ typedef struct {
     int grpc_status;        /* -1 until known */
     char grpc_message[256];
     int closed;
+    int answered;           /* the server's END_STREAM came: the call is over, whatever is left unsent */
     int failed;
     time_t last_progress;
 } attempt;
@@ -220,6 +221,18 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     return 0;
 }
 
+/* The server's END_STREAM ends the call, even while this side still has logs to send: a server may answer
+ * early (an error, or a gateway whose backend is down) and never read the rest, and a stream that stays
+ * half-open would leave the terminal waiting for flow-control credit until its idle timeout. */
+static int on_frame(nghttp2_session *session, const nghttp2_frame *frame, void *user) {
+    (void)session;
+    attempt *a = user;
+    if (frame->hd.stream_id == a->stream_id && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+        (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA))
+        a->answered = 1;
+    return 0;
+}
+
 /* --- connection --- */
 
 static SSL *start_tls(int fd, const char *host, const char *ca_file) {
@@ -278,7 +291,7 @@ upload_result upload_once(const upload_options *options, spool *s) {
     }
     fcntl(a.fd, F_SETFL, fcntl(a.fd, F_GETFL) | O_NONBLOCK);
 
-    a.session = kangyi_client_session(send_callback, on_header, on_data, on_stream_close, &a);
+    a.session = kangyi_client_session(send_callback, on_header, on_data, on_stream_close, on_frame, &a);
     if (!a.session) goto done;
 
     nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 10}, {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20}};
@@ -297,7 +310,7 @@ upload_result upload_once(const upload_options *options, spool *s) {
     if (a.stream_id < 0) goto done;
 
     uint8_t buffer[16384];
-    while (!a.closed && !a.failed && (nghttp2_session_want_read(a.session) || nghttp2_session_want_write(a.session))) {
+    while (!a.closed && !a.answered && !a.failed && (nghttp2_session_want_read(a.session) || nghttp2_session_want_write(a.session))) {
         if (nghttp2_session_send(a.session) != 0) { a.failed = 1; break; }
         struct pollfd p = {a.fd, POLLIN | (nghttp2_session_want_write(a.session) ? POLLOUT : 0), 0};
         int pending = a.ssl ? SSL_pending(a.ssl) : 0;
@@ -319,7 +332,7 @@ upload_result upload_once(const upload_options *options, spool *s) {
                     if (n <= 0) { a.failed = 1; break; }
                 }
                 if (nghttp2_session_mem_recv(a.session, buffer, (size_t)n) < 0) { a.failed = 1; break; }
-                if (a.closed) break;
+                if (a.closed || a.answered) break;
             }
         }
         if (difftime(time(NULL), a.last_progress) > options->idle_timeout_s) {
@@ -327,7 +340,7 @@ upload_result upload_once(const upload_options *options, spool *s) {
             a.failed = 1;
         }
     }
-    if (a.failed && !a.closed) {
+    if (a.failed && !a.closed && !a.answered) {
         fprintf(stderr, "kangyi-terminal: the connection failed; %zu logs still to send\n", spool_pending(s));
     } else if (a.grpc_status == 0) {
         result = spool_pending(s) == 0 ? UPLOAD_DONE : UPLOAD_RETRY;

@@ -1,6 +1,7 @@
-"""The C terminal client (kangyi-terminal) under faults: the gateway killed (-9) in the middle of an upload
-and started again, and the terminal itself killed (-9) in the middle and started again with the same input.
-Every log is stored exactly once and none is missing."""
+"""The C terminal client (kangyi-terminal) under faults, each in the middle of an upload: the gateway killed
+(-9) and started again, checkpoint killed (-9) and started again, the database crashed and started again,
+and the terminal itself killed (-9) and started again with the same input. Every log is stored exactly once
+and none is missing."""
 import datetime
 import json
 import os
@@ -24,7 +25,8 @@ def token(env, *args):
 
 
 def setup(deployment, tmp_path, terminal):
-    """checkpoint and gateway as their own processes; `terminal` registered; its token; its input file."""
+    """checkpoint and gateway as their own processes; `terminal` registered; its token; its input file.
+    Returns the database URL, the two servers and the terminal's command line."""
     env, url, serve = deployment
     checkpoint = serve("checkpoint")
     gateway = serve("gateway", KANGYI_CHECKPOINT_ADDRESS=checkpoint.address)
@@ -42,7 +44,7 @@ def setup(deployment, tmp_path, terminal):
                 "observed_at": (now - datetime.timedelta(seconds=LOGS - n)).isoformat()}) + "\n")
     command = [TERMINAL, "--terminal", terminal, "--token", token(env, "--kind", "checkpoint-terminal", "--terminal", terminal),
                "--target", gateway.address, "--spool", str(tmp_path / "spool"), "--max-backoff", "2", str(source)]
-    return url, gateway, command
+    return url, checkpoint, gateway, command
 
 
 def acked(tmp_path):
@@ -59,7 +61,7 @@ def stored(url, terminal):
 
 
 def test_gateway_killed_in_the_middle_of_an_upload(deployment, tmp_path):
-    url, gateway, command = setup(deployment, tmp_path, "FAULT-GW")
+    url, _, gateway, command = setup(deployment, tmp_path, "FAULT-GW")
     started = time.time()
     terminal = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "terminal.log", "w"))
     wait_for(lambda: acked(tmp_path) >= 500, seconds=120, what="the first acknowledgements")
@@ -80,8 +82,54 @@ def test_gateway_killed_in_the_middle_of_an_upload(deployment, tmp_path):
     assert os.path.getsize(tmp_path / "spool" / "spool.dat") == 0
 
 
+def upload_through(tmp_path, command, terminal_id, url, scenario, hurt, checkpoint):
+    """Runs the terminal, calls `hurt()` once 500 logs are acknowledged, and checks it finishes with every
+    log stored exactly once, every attempt ended by an answer or a closed connection, and `checkpoint` alive."""
+    started = time.time()
+    terminal = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "terminal.log", "w"))
+    wait_for(lambda: acked(tmp_path) >= 500, seconds=120, what="the first acknowledgements")
+    at_hurt = acked(tmp_path)
+    hurt()
+    code = terminal.wait(timeout=180)
+    log = (tmp_path / "terminal.log").read_text()
+    assert checkpoint.process.poll() is None, checkpoint.log()
+    assert code == 0, log
+    count, distinct, low, high = stored(url, terminal_id)
+    figure(scenario, logs=LOGS, acked_when_hurt=at_hurt, stored=count, distinct=distinct,
+           reconnects=log.count("retrying in"), seconds=round(time.time() - started, 2))
+    assert at_hurt < LOGS, "the upload finished before the fault"
+    assert "nothing from the server" not in log, log
+    assert (count, distinct, low, high) == (LOGS, LOGS, 1, LOGS)
+    assert os.path.getsize(tmp_path / "spool" / "spool.dat") == 0
+
+
+def test_checkpoint_killed_in_the_middle_of_an_upload(deployment, tmp_path):
+    url, checkpoint, _, command = setup(deployment, tmp_path, "FAULT-CP")
+
+    def hurt():
+        checkpoint.process.send_signal(signal.SIGKILL)
+        checkpoint.process.wait()
+        time.sleep(1.0)
+        checkpoint.start()
+
+    upload_through(tmp_path, command, "FAULT-CP", url, "terminal: checkpoint killed (-9) mid-upload, restarted 1 s later", hurt,
+                   checkpoint)
+
+
+def test_database_crashed_in_the_middle_of_an_upload(cluster, deployment, tmp_path):
+    url, checkpoint, _, command = setup(deployment, tmp_path, "FAULT-DB")
+
+    def hurt():
+        cluster.kill()
+        time.sleep(2.0)
+        cluster.url = cluster.start()
+
+    upload_through(tmp_path, command, "FAULT-DB", url, "terminal: database crashed (-9) mid-upload, restarted 2 s later", hurt,
+                   checkpoint)
+
+
 def test_terminal_killed_in_the_middle_and_started_again(deployment, tmp_path):
-    url, _, command = setup(deployment, tmp_path, "FAULT-TERM")
+    url, _, _, command = setup(deployment, tmp_path, "FAULT-TERM")
     started = time.time()
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "terminal.log", "w"))
     wait_for(lambda: acked(tmp_path) >= 500, seconds=120, what="the first acknowledgements")

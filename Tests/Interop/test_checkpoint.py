@@ -1,20 +1,24 @@
 """The checkpoint service from outside: a grpcio bidirectional upload with a terminal's token through the
 gateway (a resend, a conflict and a rejected log mid-stream), a terminal that claims another's logs,
 scopes per caller kind, the JSON door, and a police analyst's queries straight to the backend."""
+import base64
+import contextlib
 import datetime
 import json
+import os
 import subprocess
 
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
 
-from kangyi_testing import KANGYI
+from kangyi_testing import KANGYI, ROOT, Served, free_port
 from kangyi.checkpoint.v1 import checkpoint_pb2 as cpb, checkpoint_pb2_grpc
 from kangyi.common.v1 import common_pb2
 from test_gateway import curl, gateway, new_token
 
 SERVICE = "kangyi.checkpoint.v1.CheckpointService"
+TERMINAL = os.environ.get("KANGYI_TERMINAL_BIN", str(ROOT / ".build/debug/kangyi-terminal"))
 
 
 def stamp(seconds_ago=60):
@@ -179,32 +183,41 @@ def test_statistics_straight_from_the_backend_with_a_signed_identity(kangyi, ter
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+@contextlib.contextmanager
+def own_gateway(kangyi, tmp_path, tls_root=None, **settings):
+    """A gateway process of its own over the suite's database and identity key, with `settings` (KANGYI_*)
+    added; yields its port and stops it after."""
+    env = dict(os.environ, KANGYI_DATABASE_URL=kangyi.info["database_url"],
+               KANGYI_IDENTITY_KEY=base64.b64encode(kangyi.identity_key).decode(), KANGYI_HTTP_PORT="0", **settings)
+    port = free_port()
+    server = Served("gateway", env, tmp_path / "gateway.log", port=port, tls_root=tls_root)
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop()
+
+
+def logs_csv(path, sequences, plates_from=0, temperatures="36.5", codes="green", apart=datetime.timedelta(minutes=1)):
+    """kangyi-terminal's CSV input: a log per sequence n, plate 豫A(plates_from + n), observed n × `apart` ago."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    path.write_text("sequence,plate,plate_color,vehicle_type,direction,temperatures,health_codes,observed_at\n" + "".join(
+        f"{n},豫A{plates_from + n:05d},blue,car,inbound,{temperatures},{codes},{(now - n * apart).isoformat()}\n" for n in sequences))
+    return path
+
+
 def test_the_c_terminal_uploads_over_tls(kangyi, terminals, tmp_path):
     """kangyi-terminal against a gateway serving TLS (ALPN h2, the certificate checked against its CA file)."""
-    import base64
-    import os
-
-    from kangyi_testing import ROOT, Served, free_port
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
          "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True)
-    env = dict(os.environ, KANGYI_DATABASE_URL=kangyi.info["database_url"], KANGYI_TLS_CERT=str(cert), KANGYI_TLS_KEY=str(key),
-               KANGYI_IDENTITY_KEY=base64.b64encode(kangyi.identity_key).decode(),
-               KANGYI_CHECKPOINT_ADDRESS=kangyi.addresses["checkpoint"], KANGYI_HTTP_PORT="0")
-    port = free_port()
-    server = Served("gateway", env, tmp_path / "gateway.log", port=port, tls_root=cert.read_bytes())
-    server.start()
-    try:
-        now = datetime.datetime.now(datetime.timezone.utc)
-        lines = tmp_path / "logs.csv"
-        lines.write_text("sequence,plate,plate_color,vehicle_type,direction,temperatures,health_codes,observed_at\n" + "".join(
-            f"{n},豫A{70000 + n},blue,car,inbound,36.5;37.9,green;yellow,{(now - datetime.timedelta(minutes=n)).isoformat()}\n"
-            for n in range(101, 151)))
+    with own_gateway(kangyi, tmp_path, tls_root=cert.read_bytes(), KANGYI_TLS_CERT=str(cert), KANGYI_TLS_KEY=str(key),
+                     KANGYI_CHECKPOINT_ADDRESS=kangyi.addresses["checkpoint"]) as port:
+        lines = logs_csv(tmp_path / "logs.csv", range(101, 151), plates_from=70000, temperatures="36.5;37.9", codes="green;yellow")
         _, tokens, _ = terminals
-        terminal = os.environ.get("KANGYI_TERMINAL_BIN", str(ROOT / ".build/debug/kangyi-terminal"))
-        base = [terminal, "--terminal", "YJ-02", "--token", tokens["YJ-02"], "--spool", str(tmp_path / "spool"),
+        base = [TERMINAL, "--terminal", "YJ-02", "--token", tokens["YJ-02"], "--spool", str(tmp_path / "spool"),
                 "--max-attempts", "3", "--max-backoff", "1"]
         # Without the CA the certificate is not trusted: nothing is sent, the logs stay spooled.
         untrusted = subprocess.run(base + ["--target", f"localhost:{port}", "--ca", "/dev/null", str(lines)],
@@ -218,5 +231,19 @@ def test_the_c_terminal_uploads_over_tls(kangyi, terminals, tmp_path):
         assert [(v.log.terminal_id, v.log.sequence, list(v.flags)) for v in listed.vehicle_logs] == [
             ("YJ-02", 107, [cpb.FLAG_FEVER, cpb.FLAG_YELLOW_CODE])]
         assert "rejected" not in done.stderr and "conflict" not in done.stderr, done.stderr
-    finally:
-        server.stop()
+
+
+def test_the_c_terminal_hears_an_early_answer_while_it_still_has_a_backlog(kangyi, terminals, tmp_path):
+    """A server may end an upload before reading all of it (here a gateway whose checkpoint is unreachable
+    answers UNAVAILABLE at once). The terminal, with more to send than HTTP/2 lets it before the server reads,
+    must take the answer as the end of the call and retry, not sit on a half-open stream until its idle timeout."""
+    with own_gateway(kangyi, tmp_path, KANGYI_CHECKPOINT_ADDRESS=f"127.0.0.1:{free_port()}") as port:
+        lines = logs_csv(tmp_path / "logs.csv", range(1, 5001), apart=datetime.timedelta(seconds=1))
+        _, tokens, _ = terminals
+        run = subprocess.run(
+            [TERMINAL, "--terminal", "YJ-02", "--token", tokens["YJ-02"], "--spool", str(tmp_path / "spool"),
+             "--target", f"127.0.0.1:{port}", "--max-attempts", "2", "--max-backoff", "1", "--idle-timeout", "20", str(lines)],
+            capture_output=True, text=True, timeout=60)
+        assert run.returncode != 0, run.stderr  # gave up: the logs stay spooled for the next run
+        assert run.stderr.count("the server ended the upload: grpc-status 14") == 2, run.stderr
+        assert "nothing from the server" not in run.stderr, run.stderr
