@@ -4,7 +4,7 @@
 # the requirements or the protos change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REQUIREMENTS="grpcio grpcio-tools grpcio-health-checking grpcio-reflection protobuf pytest kubernetes-validate pyyaml"
+REQUIREMENTS="grpcio grpcio-tools grpcio-health-checking grpcio-reflection protobuf pytest kubernetes-validate pyyaml h2"
 STAMP=.venv/.kangyi-requirements
 if [[ ! -x .venv/bin/python || "$(cat "$STAMP" 2>/dev/null)" != "$REQUIREMENTS" ]]; then
   python3 -m venv .venv

@@ -138,6 +138,18 @@ import Testing
         #expect(logs.all.filter { $0.level >= .warning }.isEmpty)
     }
 
+    @Test func grpcSwiftsInternalForAMalformedRequestIsTheCallersInvalidArgument() {
+        for message in ["Empty stream.", "Too many messages.", "Failed to decode message"] {
+            let error = ErrorMappingInterceptor.rpcError(
+                for: RPCError(code: .internalError, message: message), domain: "test", logger: logs.logger())
+            #expect(error.code == .invalidArgument)
+            #expect(error.message.hasPrefix("request: "))
+        }
+        let other = ErrorMappingInterceptor.rpcError(
+            for: RPCError(code: .internalError, message: "something else"), domain: "test", logger: logs.logger())
+        #expect(other.code == .internalError && other.message == "something else")
+    }
+
     @Test func oneLogLineAndOneCountPerRPCWithoutMessageContents() async throws {
         try await withEcho { client in
             _ = try await client.say("13912345678", metadata: staff("staff-7", requestID: "req-1"))

@@ -1,0 +1,140 @@
+"""Hostile HTTP/2 at the gateway's gRPC port (its front door, then intake), frame by frame with the `h2`
+library: broken gRPC framing, headers HTTP/2 forbids, floods (rapid reset, SETTINGS, PING), flow-control
+overflow, streams left open. Each case on a connection of its own gets a precise answer — a gRPC status that
+is never INTERNAL or UNKNOWN, a reset stream, or GOAWAY for the whole connection — and afterwards the gateway
+and intake still serve an ordinary call."""
+import socket
+import struct
+import time
+
+import grpc
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+
+from kangyi.intake.v1 import intake_pb2_grpc
+from kangyi_testing import help_request
+from test_gateway import gateway, new_token
+
+PATH = "/kangyi.intake.v1.IntakeService/SubmitHelpRequest"
+
+
+def framed(message):
+    body = message.SerializeToString()
+    return b"\x00" + struct.pack(">I", len(body)) + body
+
+
+class Raw:
+    """One HTTP/2 connection driven by hand; `outcome()` reads until quiet and says how it ended."""
+
+    def __init__(self, address):
+        host, port = address.rsplit(":", 1)
+        self.socket = socket.create_connection((host, int(port)), timeout=3)
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False,
+            normalize_outbound_headers=False, validate_inbound_headers=False))
+        self.h2.initiate_connection()
+        self.flush()
+
+    def flush(self):
+        self.socket.sendall(self.h2.data_to_send())
+
+    def outcome(self, seconds=3.0):
+        """('status', grpc-status) of stream 1, ('reset', code), ('goaway', code), or ('silent', None)."""
+        status, deadline = None, time.time() + seconds
+        while time.time() < deadline:
+            try:
+                data = self.socket.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                break
+            if not data:
+                break
+            try:
+                events = self.h2.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                break  # the server's GOAWAY already came in the events before
+            for event in events:
+                if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)) and event.stream_id == 1:
+                    status = dict(event.headers).get("grpc-status", status)
+                    if event.stream_ended:
+                        return ("status", status)
+                elif isinstance(event, h2.events.StreamReset) and event.stream_id == 1:
+                    return ("reset", event.error_code)
+                elif isinstance(event, h2.events.ConnectionTerminated):
+                    return ("goaway", event.error_code)
+                elif isinstance(event, h2.events.DataReceived):
+                    self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            self.flush()
+        return ("status", status) if status else ("silent", None)
+
+    def close(self):
+        self.socket.close()
+
+
+@pytest.fixture(scope="module")
+def door(kangyi):
+    token = new_token(kangyi, "--kind", "citizen-frontend", "--caller", "hostile-h2")
+    address = gateway(kangyi)["grpc"]
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", address),
+               ("content-type", "application/grpc"), ("te", "trailers"), ("authorization", f"Bearer {token}")]
+    return address, headers, token
+
+
+def send(raw, headers, *data, end=True):
+    raw.h2.send_headers(1, headers)
+    for index, chunk in enumerate(data):
+        raw.h2.send_data(1, chunk, end_stream=end and index == len(data) - 1)
+    raw.flush()
+
+
+MESSAGE = framed(help_request("hostile-h2", "13900001111"))
+CASES = {
+    # case: (what it sends, the outcomes allowed)
+    "half a message, then END_STREAM": (lambda r, h: send(r, h, MESSAGE[:10]), {("status", "3")}),
+    "two messages for a unary call": (lambda r, h: send(r, h, MESSAGE + MESSAGE), {("status", "3")}),
+    "bytes that are no protobuf": (lambda r, h: send(r, h, b"\x00\x00\x00\x00\x05\xff\xff\xff\xff\xff"), {("status", "3")}),
+    "a length prefix of 4 GiB": (lambda r, h: send(r, h, b"\x00\xff\xff\xff\xff" + b"x" * 100), {("reset", 8), ("status", "8")}),
+    "a compressed message without grpc-encoding": (lambda r, h: send(r, h, b"\x01" + MESSAGE[1:]), {("reset", 8), ("status", "3")}),
+    "a header value with CR LF": (lambda r, h: send(r, h + [("x-evil", "a\r\nb")], MESSAGE), {("reset", 1)}),
+    "an upper-case header name": (lambda r, h: send(r, h + [("X-Upper", "1")], MESSAGE), {("reset", 1)}),
+    "trailers from the caller": (lambda r, h: (send(r, h, MESSAGE, end=False), r.h2.send_headers(1, [("x-t", "1")], end_stream=True),
+                                               r.flush()), {("reset", 1)}),
+    "a header list of 60 KiB": (lambda r, h: send(r, h + [("x-big", "a" * 60_000)], MESSAGE), {("goaway", 1), ("reset", 1)}),
+    "a method the gateway does not route": (lambda r, h: send(r, [(k, "/no.Such/Method" if k == ":path" else v) for k, v in h], MESSAGE),
+                                            {("status", "12")}),
+    "rapid reset: 500 streams opened and reset": (
+        lambda r, h: ([(r.h2.send_headers(1 + 2 * i, h), r.h2.reset_stream(1 + 2 * i)) for i in range(500)], r.flush()),
+        {("goaway", 11)}),
+    "a SETTINGS flood": (lambda r, h: r.socket.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" * 1000), {("goaway", 11)}),
+    "a PING flood": (lambda r, h: r.socket.sendall((b"\x00\x00\x08\x06\x00\x00\x00\x00\x00" + b"12345678") * 1000), {("goaway", 11)}),
+    "a connection window beyond 2^31 - 1": (lambda r, h: r.socket.sendall(b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x7f\xff\xff\xff" * 2),
+                                           {("goaway", 3)}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_hostile_frame_gets_a_precise_answer(door, case):
+    address, headers, _ = door
+    act, allowed = CASES[case]
+    raw = Raw(address)
+    try:
+        act(raw, headers)
+        outcome = raw.outcome()
+    finally:
+        raw.close()
+    assert outcome in allowed, f"{case}: {outcome}, expected one of {allowed}"
+
+
+def test_streams_left_open_by_a_vanished_caller_leave_the_door_serving(kangyi, door):
+    address, headers, token = door
+    raw = Raw(address)
+    for stream in range(1, 200, 2):
+        raw.h2.send_headers(stream, headers)  # a request begun, never finished
+    raw.flush()
+    time.sleep(0.5)
+    raw.close()
+    stub = intake_pb2_grpc.IntakeServiceStub(grpc.insecure_channel(address))
+    answer = stub.SubmitHelpRequest(help_request("after-hostile-h2", "13900002222"),
+                                    metadata=[("authorization", f"Bearer {token}")], timeout=10)
+    assert answer.help_request.ticket
