@@ -28,7 +28,10 @@ struct SubmissionBatches: Sendable {
     func commit(_ items: [NewHelpRequest]) async throws -> [Result<SubmitOutcome, any Error>] {
         try await client.withConnection { connection in
             var answers = [SubmitBatch.Answer?](repeating: nil, count: items.count)
-            for try await batch in try await connection.execute(SubmitBatch(items: items), logger: logger) {
+            // Only on an open connection: postgres-nio loses a statement written to a closed one, and a
+            // caller without a deadline would wait for ever (PostgresConnection.whenOpen).
+            let rows = try await connection.whenOpen { try await connection.execute(SubmitBatch(items: items), logger: logger) }
+            for try await batch in rows {
                 for answer in batch { answers[answer.item - 1] = answer }
             }
             // A retry's answer is the whole row stored earlier: read after the commit (retries are rare).

@@ -51,4 +51,17 @@ extension PostgresConnection {
         guard !isClosed else { throw PostgresError.connectionClosed }
         try await query(sql, logger: logger)
     }
+
+    /// Runs `body` on the connection's event loop once the connection is known to be open, or throws
+    /// `PostgresError.connectionClosed`: the statement `body` writes first (before it suspends) then reaches
+    /// an open connection, where postgres-nio answers it, failure included (see ``transaction(logger:isolation:_:)``).
+    public func whenOpen<Result: Sendable>(
+        isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> sending Result
+    ) async throws -> sending Result {
+        try await withTaskExecutorPreference(EventLoopTaskExecutor(eventLoop), isolation: isolation) {
+            assert(eventLoop.inEventLoop)
+            guard !isClosed else { throw PostgresError.connectionClosed }
+            return try await body()
+        }
+    }
 }
