@@ -40,9 +40,20 @@ class Raw:
     def flush(self):
         self.socket.sendall(self.h2.data_to_send())
 
+    def goaway(self, received):
+        """The error code of the first GOAWAY among the server's frames, read raw: `h2` stops at the first
+        frame it objects to (an answer for a stream it has already reset), and a GOAWAY may come after it."""
+        at = 0
+        while at + 9 <= len(received):
+            length, kind = int.from_bytes(received[at:at + 3], "big"), received[at + 3]
+            if kind == 0x7 and at + 17 <= len(received):
+                return int.from_bytes(received[at + 13:at + 17], "big")
+            at += 9 + length
+        return None
+
     def outcome(self, seconds=3.0):
         """('status', grpc-status) of stream 1, ('reset', code), ('goaway', code), or ('silent', None)."""
-        status, deadline = None, time.time() + seconds
+        status, deadline, received, confused = None, time.time() + seconds, b"", False
         while time.time() < deadline:
             try:
                 data = self.socket.recv(65536)
@@ -50,10 +61,14 @@ class Raw:
                 break
             if not data:
                 break
+            received += data
+            if confused:
+                continue
             try:
                 events = self.h2.receive_data(data)
             except h2.exceptions.ProtocolError:
-                break  # the server's GOAWAY already came in the events before
+                confused = True  # read on, raw, for a GOAWAY
+                continue
             for event in events:
                 if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived)) and event.stream_id == 1:
                     status = dict(event.headers).get("grpc-status", status)
@@ -66,6 +81,9 @@ class Raw:
                 elif isinstance(event, h2.events.DataReceived):
                     self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             self.flush()
+        code = self.goaway(received)
+        if code is not None:
+            return ("goaway", code)
         return ("status", status) if status else ("silent", None)
 
     def close(self):
