@@ -1,8 +1,10 @@
 """Every service's writes while the database crashes: intake, checkpoint, price watch and tracing, each its
-own `kangyi serve` process with callers writing as fast as they are answered; every PostgreSQL process
-killed (-9) and the cluster started again 2 s later. No process dies, no call outlives its deadline by more
-than a second (a write lost inside the database driver would hang until then), no INTERNAL or UNKNOWN,
-and every service's writes succeed again. Every acknowledged write is stored exactly once."""
+own `kangyi serve` process with callers writing as fast as they are answered, and verification following
+intake's feed in the background; every PostgreSQL process killed (-9) and the cluster started again 2 s
+later. No process dies, no call outlives its deadline by more than a second (a write lost inside the
+database driver would hang until then), no INTERNAL or UNKNOWN, and every service's writes succeed again.
+Every acknowledged write is stored exactly once, and verification's follower has a case for every help
+request stored (its loop did not stall on the crash)."""
 import base64
 import os
 import secrets
@@ -61,7 +63,8 @@ def test_the_database_crashes_under_every_services_writes(cluster, deployment, t
     extra = {"KANGYI_PII_KEY": base64.b64encode(os.urandom(32)).decode(),
              "KANGYI_PII_INDEX_KEY": base64.b64encode(os.urandom(32)).decode()}
     servers = {name: serve(name, **extra) for name in ("intake", "checkpoint", "pricewatch", "tracing")}
-    channel = {name: signing_channel(server.address, server.key) for name, server in servers.items()}
+    servers["verification"] = serve("verification", KANGYI_INTAKE_ADDRESS=servers["intake"].address)
+    channel = {name: signing_channel(server.address, server.key) for name, server in servers.items() if name != "verification"}
     staff = lambda caller: [("x-kangyi-caller", caller)]  # noqa: E731
 
     intake = intake_pb2_grpc.IntakeServiceStub(channel["intake"])
@@ -141,10 +144,16 @@ def test_the_database_crashes_under_every_services_writes(cluster, deployment, t
         "tracing": Cluster.sql(url, f"SELECT count(*), count(DISTINCT request_id) FROM tracing.cases "
                                     f"WHERE request_id = ANY(ARRAY[{texts(acked['tracing'])}]::text[])"),
     }
+    rows_in = lambda table: int(Cluster.sql(url, f"SELECT count(*) FROM {table}"))  # noqa: E731
+    wait_for(lambda: rows_in("verification.cases") == rows_in("intake.help_requests"), seconds=20,
+             what="verification's follower caught up with intake")
     figure("the database crashed under every service's writes", back_after_restart_s=back, codes=codes, slowest_s=slowest,
-           acknowledged={name: len(keys) for name, keys in acked.items()}, stored=stored)
+           acknowledged={name: len(keys) for name, keys in acked.items()}, stored=stored,
+           cases_followed=rows_in("verification.cases"))
     for name, server in servers.items():
         assert server.process.poll() is None, f"{name} died: {server.log()[-3000:]}"
+        if name == "verification":
+            continue
         assert set(codes[name]) <= {"OK", "UNAVAILABLE", "DEADLINE_EXCEEDED"}, (name, codes[name])
         assert slowest[name] <= DEADLINE + 1, (name, slowest[name])
         count, distinct = map(int, stored[name].split("|"))
