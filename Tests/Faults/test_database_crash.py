@@ -133,17 +133,14 @@ def test_the_database_crashes_under_every_services_writes(cluster, deployment, t
         slowest[w.name_] = round(max(slowest.get(w.name_, 0), w.slowest), 2)
         for code, count in w.codes.items():
             codes.setdefault(w.name_, {})[code] = codes.get(w.name_, {}).get(code, 0) + count
-    texts = lambda keys: ",".join(repr(k) for k in keys)  # noqa: E731
-    stored = {
-        "intake": Cluster.sql(url, f"SELECT count(*), count(DISTINCT request_id) FROM intake.help_requests "
-                                   f"WHERE request_id = ANY(ARRAY[{texts(acked['intake'])}]::text[])"),
-        "checkpoint": Cluster.sql(url, f"SELECT count(*), count(DISTINCT sequence) FROM checkpoint.vehicle_logs WHERE "
-                                       f"terminal_id = '{terminal}' AND sequence = ANY(ARRAY[{','.join(map(str, acked['checkpoint']))}]::bigint[])"),
-        "pricewatch": Cluster.sql(url, f"SELECT count(*), count(DISTINCT observation_id) FROM pricewatch.observations "
-                                       f"WHERE observation_id = ANY(ARRAY[{texts(acked['pricewatch'])}]::text[])"),
-        "tracing": Cluster.sql(url, f"SELECT count(*), count(DISTINCT request_id) FROM tracing.cases "
-                                    f"WHERE request_id = ANY(ARRAY[{texts(acked['tracing'])}]::text[])"),
-    }
+    # Where each service stores an acknowledged write, and under which key.
+    stores = {"intake": ("intake.help_requests", "request_id", "text", ""),
+              "checkpoint": ("checkpoint.vehicle_logs", "sequence", "bigint", f"terminal_id = '{terminal}' AND "),
+              "pricewatch": ("pricewatch.observations", "observation_id", "text", ""),
+              "tracing": ("tracing.cases", "request_id", "text", "")}
+    stored = {name: Cluster.sql(url, f"SELECT count(*), count(DISTINCT {key}) FROM {table} WHERE {scope}"
+                                     f"{key} = ANY(ARRAY[{','.join(repr(k) for k in acked[name])}]::{kind}[])")
+              for name, (table, key, kind, scope) in stores.items()}
     rows_in = lambda table: int(Cluster.sql(url, f"SELECT count(*) FROM {table}"))  # noqa: E731
     wait_for(lambda: rows_in("verification.cases") == rows_in("intake.help_requests"), seconds=20,
              what="verification's follower caught up with intake")

@@ -60,28 +60,6 @@ def stored(url, terminal):
     return [int(v) for v in rows.split("|")]
 
 
-def test_gateway_killed_in_the_middle_of_an_upload(deployment, tmp_path):
-    url, _, gateway, command = setup(deployment, tmp_path, "FAULT-GW")
-    started = time.time()
-    terminal = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "terminal.log", "w"))
-    wait_for(lambda: acked(tmp_path) >= 500, seconds=120, what="the first acknowledgements")
-    gateway.process.send_signal(signal.SIGKILL)
-    gateway.process.wait()
-    at_kill = acked(tmp_path)
-    assert at_kill < LOGS, "the upload finished before the gateway could be killed"
-    time.sleep(1.0)
-    gateway.start()
-    code = terminal.wait(timeout=180)
-    log = (tmp_path / "terminal.log").read_text()
-    assert code == 0, log
-    count, distinct, low, high = stored(url, "FAULT-GW")
-    figure("terminal: gateway killed (-9) mid-upload, restarted 1 s later",
-           logs=LOGS, acked_when_killed=at_kill, stored=count, distinct=distinct,
-           reconnects=log.count("retrying in"), seconds=round(time.time() - started, 2))
-    assert (count, distinct, low, high) == (LOGS, LOGS, 1, LOGS)
-    assert os.path.getsize(tmp_path / "spool" / "spool.dat") == 0
-
-
 def upload_through(tmp_path, command, terminal_id, url, scenario, hurt, checkpoint):
     """Runs the terminal, calls `hurt()` once 500 logs are acknowledged, and checks it finishes with every
     log stored exactly once, every attempt ended by an answer or a closed connection, and `checkpoint` alive."""
@@ -103,17 +81,26 @@ def upload_through(tmp_path, command, terminal_id, url, scenario, hurt, checkpoi
     assert os.path.getsize(tmp_path / "spool" / "spool.dat") == 0
 
 
+def killed_and_restarted(server):
+    """A fault: `server` killed (-9) and started again on its port 1 s later."""
+    def hurt():
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait()
+        time.sleep(1.0)
+        server.start()
+    return hurt
+
+
+def test_gateway_killed_in_the_middle_of_an_upload(deployment, tmp_path):
+    url, checkpoint, gateway, command = setup(deployment, tmp_path, "FAULT-GW")
+    upload_through(tmp_path, command, "FAULT-GW", url, "terminal: gateway killed (-9) mid-upload, restarted 1 s later",
+                   killed_and_restarted(gateway), checkpoint)
+
+
 def test_checkpoint_killed_in_the_middle_of_an_upload(deployment, tmp_path):
     url, checkpoint, _, command = setup(deployment, tmp_path, "FAULT-CP")
-
-    def hurt():
-        checkpoint.process.send_signal(signal.SIGKILL)
-        checkpoint.process.wait()
-        time.sleep(1.0)
-        checkpoint.start()
-
-    upload_through(tmp_path, command, "FAULT-CP", url, "terminal: checkpoint killed (-9) mid-upload, restarted 1 s later", hurt,
-                   checkpoint)
+    upload_through(tmp_path, command, "FAULT-CP", url, "terminal: checkpoint killed (-9) mid-upload, restarted 1 s later",
+                   killed_and_restarted(checkpoint), checkpoint)
 
 
 def test_database_crashed_in_the_middle_of_an_upload(cluster, deployment, tmp_path):

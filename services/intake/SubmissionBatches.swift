@@ -28,8 +28,7 @@ struct SubmissionBatches: Sendable {
     func commit(_ items: [NewHelpRequest]) async throws -> [Result<SubmitOutcome, any Error>] {
         try await client.withConnection { connection in
             var answers = [SubmitBatch.Answer?](repeating: nil, count: items.count)
-            // Only on an open connection: postgres-nio loses a statement written to a closed one, and a
-            // caller without a deadline would wait for ever (PostgresConnection.whenOpen).
+            // Only on an open connection: postgres-nio would lose it on a closed one (whenOpen).
             let rows = try await connection.whenOpen { try await connection.execute(SubmitBatch(items: items), logger: logger) }
             for try await batch in rows {
                 for answer in batch { answers[answer.item - 1] = answer }

@@ -125,16 +125,12 @@ extension PostgresConnection {
         let buffer = ByteBuffer(bytes: copy.bytes)
         // postgres-nio quotes the name as one identifier; a qualified name needs its dot outside the quotes.
         let quoted = table.split(separator: ".").joined(separator: "\".\"")
-        // Two faults of postgres-nio 1.33's COPY when the database goes away, each seen killing or hanging the
-        // checkpoint server when the database crashed mid-upload (Tests/Faults/test_terminal.py):
-        // - a COPY started on a closed connection is dropped, its continuation never resumed (a hang);
-        // - a COPY's writer used after the connection failed, before its handler was removed, traps (a crash).
-        // So the COPY runs on the connection's event loop, where nothing interleaves between these checks and
-        // postgres-nio's steps: it starts only on an open connection, and before each hand-back to postgres-nio
-        // a closing connection is waited out — afterwards the writer reports the connection closed instead.
-        try await withTaskExecutorPreference(EventLoopTaskExecutor(eventLoop)) {
-            assert(eventLoop.inEventLoop)
-            guard !isClosed else { throw PostgresError.connectionClosed }
+        // postgres-nio 1.33's COPY also traps (the process dies) when its writer is used after the connection
+        // failed but before its handler was removed — seen when the database crashed mid-upload. So the COPY
+        // starts only on an open connection (``whenOpen``, which also keeps it on the connection's loop, where
+        // nothing interleaves with these checks), and a closing connection is waited out before each
+        // hand-back to postgres-nio: afterwards the writer reports the connection closed instead.
+        try await whenOpen {
             try await copyFrom(table: quoted, columns: columns, logger: logger) { writer in
                 do {
                     await waitOutClosing()
