@@ -184,11 +184,11 @@ def main():
             metadata = STAFF if rng.random() < 0.6 else []
             via_gateway = rng.random() < 0.25
             started = time.time()
-            code = grpc.StatusCode.OK
+            code, detail = grpc.StatusCode.OK, ""
             try:
                 call(target, service, method, payload, metadata, gateway=via_gateway)
             except grpc.RpcError as error:
-                code = error.code()
+                code, detail = error.code(), error.details() or ""
             took = time.time() - started
             rounds += 1
             codes[code.name] = codes.get(code.name, 0) + 1
@@ -199,7 +199,7 @@ def main():
                 record.write_bytes(payload)
                 failures.append(
                     f"{service}.{method.name}: {code.name} after {took:.1f}s ({how}, staff={bool(metadata)}, "
-                    f"gateway={via_gateway}) -> {record}")
+                    f"gateway={via_gateway}) {detail[:200]!r} -> {record}")
                 if dead:
                     break
     finally:

@@ -116,6 +116,36 @@ import Testing
         }
     }
 
+    /// A backend's answer the gateway cannot decode (trailers beyond the header list it accepts) fails that
+    /// call only: the connection it came on is replaced, and the calls after it are answered as before.
+    /// (The front door once kept that connection, its header decoder out of step: every later call to the
+    /// backend hung, then read another call's trailers.)
+    @Test(arguments: GatewayHarness.Door.allCases) func anUndecodableAnswerDoesNotPoisonTheBackendConnection(
+        door: GatewayHarness.Door
+    ) async throws {
+        try await GatewayHarness.run("gw_undecodable_\(door)", door: door) { h in
+            let token = try await h.token()
+            try await withClient(h.gatewayAddress) { client in
+                for round in 0..<3 {
+                    let broken = await #expect(throws: RPCError.self) {
+                        try await client.raw(RelayService.oversized, [try text("")], metadata: bearer(token), timeout: .seconds(5))
+                    }
+                    #expect(broken?.code != .deadlineExceeded, "round \(round): the call hung")
+                    #expect(broken?.code != .internalError, "round \(round)")
+                    for _ in 0..<3 {
+                        let (seen, _) = try await client.relayEcho("after \(round)", metadata: bearer(token), timeout: .seconds(5))
+                        #expect(seen.hasPrefix("value=after \(round)|"))
+                    }
+                    let failed = await #expect(throws: RPCError.self) {
+                        try await client.raw(RelayService.fail, [try text("")], metadata: bearer(token), timeout: .seconds(5))
+                    }
+                    #expect(failed?.code == .failedPrecondition)
+                    #expect(failed?.message == "the relay refuses")
+                }
+            }
+        }
+    }
+
     /// Every routed method against every kind of caller: admitted (the dead backend then answers
     /// UNAVAILABLE) exactly when the kind's scopes hold the method's scope; else PERMISSION_DENIED.
     @Test(arguments: GatewayHarness.Door.allCases) func everyRoutedMethodAgainstEveryCallerKind(door: GatewayHarness.Door) async throws {

@@ -13,6 +13,7 @@ struct RelayService: RegistrableRPCService {
     static let chat = MethodDescriptor(fullyQualifiedService: service, method: "Chat")
     static let slow = MethodDescriptor(fullyQualifiedService: service, method: "Slow")
     static let fail = MethodDescriptor(fullyQualifiedService: service, method: "Fail")
+    static let oversized = MethodDescriptor(fullyQualifiedService: service, method: "Oversized")
 
     typealias Message = Google_Protobuf_StringValue
 
@@ -62,6 +63,13 @@ struct RelayService: RegistrableRPCService {
                 code: .failedPrecondition, message: "the relay refuses",
                 metadata: ["x-backend-trailer": "kept", "grpc-status-details-bin": .binary([1, 2, 3])])
         }
+        // Trailers beyond the 16 KiB header list a client accepts, shaped like a status with long details:
+        // a backend's fault the gateway must survive.
+        router.registerHandler(forMethod: Self.oversized, deserializer: de, serializer: se) { _, _ in
+            throw RPCError(
+                code: .invalidArgument, message: String(repeating: "field: too much to say; ", count: 180),
+                metadata: ["grpc-status-details-bin": .binary((0..<9_000).map { UInt8(truncatingIfNeeded: $0 &* 7919 >> 3) })])
+        }
     }
 
     /// The methods as a descriptor set the gateway can route by (the embedded one does not know them).
@@ -75,7 +83,7 @@ struct RelayService: RegistrableRPCService {
                     $0.name = "Relay"
                     $0.method = [
                         ("Echo", false, false), ("Split", false, true), ("Join", true, false), ("Chat", true, true),
-                        ("Slow", false, false), ("Fail", false, false),
+                        ("Slow", false, false), ("Fail", false, false), ("Oversized", false, false),
                     ].map { name, clientStreaming, serverStreaming in
                         .with {
                             $0.name = name

@@ -11,10 +11,11 @@ import NIOPosix
 
 /// Plaintext HTTP/2 connections from the ``FrontDoor`` to one backend (`host:port`): one to each address
 /// the name resolves to — behind a headless Kubernetes Service, each replica — taken in turn. A
-/// connection that closes or says GOAWAY (a backend recycling its connections, or stopping) is replaced
-/// at once, the name resolved again; a backend that cannot be reached is tried again after 0.2 s growing
-/// to 1 s; every 30 s the name is resolved again for replicas added. ``pick()`` answers nil while no
-/// connection is up, and the call then goes the gateway's slower, retrying way. All on `loop`.
+/// connection that closes, says GOAWAY (a backend recycling its connections, or stopping) or breaks the
+/// protocol (``ClosesOnConnectionError`` closes it) is replaced at once, the name resolved again; a
+/// backend that cannot be reached is tried again after 0.2 s growing to 1 s; every 30 s the name is
+/// resolved again for replicas added. ``pick()`` answers nil while no connection is up, and the call then
+/// goes the gateway's slower, retrying way. All on `loop`.
 final class BackendConnections: @unchecked Sendable {
     let host: String
     let port: Int
@@ -103,6 +104,7 @@ final class BackendConnections: @unchecked Sendable {
                         mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
                     ) { pushed in pushed.close() }
                     try sync.addHandler(GoAwayWatcher { [self] in retire(channel) })
+                    try sync.addHandler(ClosesOnConnectionError())
                 }
             }
             .connect(to: address)

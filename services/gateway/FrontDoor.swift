@@ -137,6 +137,7 @@ final class FrontDoor: ListeningService, Sendable {
             }
         }
         try sync.addHandler(management)
+        try sync.addHandler(ClosesOnConnectionError())
 
         let id = ObjectIdentifier(connection)
         let quiescing = state.withLock { state in
