@@ -51,11 +51,36 @@ public struct ServiceError: Error, Sendable, Equatable, CustomStringConvertible 
 
     // MARK: The cases services use
 
-    /// One or more fields are invalid; the message lists them.
+    /// How many field violations one answer names, how long its message may grow (UTF-8 bytes), and how
+    /// long each description (characters). A status travels in HTTP/2 trailers, whose size clients cap
+    /// (grpcio refuses more than 16 KiB and may refuse more than 8 KiB; the gateway, more than 16 KiB): a
+    /// request wrong in a thousand places — an upload of a thousand bad logs — is answered with its first
+    /// violations, a count of the rest in the message, and the whole count as `ErrorInfo` metadata
+    /// `violations`.
+    public static let namedViolationsLimit = 10
+    public static let summaryLimit = 1_024
+    public static let descriptionLimit = 200
+
+    /// One or more fields are invalid; the message lists them (the first ``namedViolationsLimit``).
     public static func invalidArgument(_ violations: [FieldViolation]) -> ServiceError {
-        let summary = violations.map { "\($0.field): \($0.description)" }.joined(separator: "; ")
+        var named: [FieldViolation] = []
+        var summary = ""
+        for var violation in violations.prefix(namedViolationsLimit) {
+            if violation.description.count > descriptionLimit {
+                violation.description = violation.description.prefix(descriptionLimit - 1) + "…"
+            }
+            let line = "\(violation.field): \(violation.description)"
+            if !named.isEmpty, summary.utf8.count + 2 + line.utf8.count > summaryLimit { break }
+            summary += named.isEmpty ? line : "; \(line)"
+            named.append(violation)
+        }
         let reason = violations.count == 1 ? violations[0].reason : "INVALID_FIELDS"
-        return ServiceError(code: .invalidArgument, reason: reason, message: summary, violations: violations)
+        var error = ServiceError(code: .invalidArgument, reason: reason, message: summary, violations: named)
+        if named.count < violations.count {
+            error.message += "; and \(violations.count - named.count) more"
+            error.metadata["violations"] = "\(violations.count)"
+        }
+        return error
     }
 
     public static func invalidArgument(field: String, reason: String, _ description: String) -> ServiceError {

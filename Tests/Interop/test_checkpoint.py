@@ -165,6 +165,36 @@ def test_the_json_door_records_and_exports(kangyi, terminals):
     assert {"log.plate", "log.plate_color", "log.occupants", "log.observed_at"} <= fields, text
 
 
+def test_a_log_wrong_everywhere_is_answered_within_what_clients_accept(kangyi, terminals):
+    """A log with 99 occupants, each wrong, is refused with its first violations named and the rest
+    counted: trailers grpcio reads (it refuses more than 16 KiB; they once came to 17.8), straight and
+    through the gateway — whose next calls to checkpoint are answered as before (a backend's oversized
+    answer once left the gateway's connection to it hung)."""
+    stub, tokens, analyst = terminals
+    bad = log("YJ-02", 1, plate="not a plate")
+    del bad.occupants[:]
+    bad.occupants.extend(cpb.Occupant(temperature_decidegrees=2**31 - 1, health_code=999) for _ in range(99))
+    request = cpb.RecordVehicleLogRequest(log=bad)
+    direct = checkpoint_pb2_grpc.CheckpointServiceStub(kangyi.channel("checkpoint"))
+    ways = {"direct": lambda: direct.RecordVehicleLog(
+                request, metadata=[("x-kangyi-caller", "YJ-02"), ("x-kangyi-scopes", "checkpoint.ingest")], timeout=10),
+            "gateway": lambda: stub.RecordVehicleLog(
+                request, metadata=[("authorization", f"Bearer {tokens['YJ-02']}")], timeout=10)}
+    for way, call in ways.items():
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as refused:
+                call()
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (way, refused.value.details())
+            assert refused.value.details().startswith("log.plate: ") and refused.value.details().endswith(" more"), way
+            trailers = dict(refused.value.trailing_metadata())
+            size = sum(len(k) + len(v) for k, v in refused.value.trailing_metadata()) + len(refused.value.details())
+            assert size < 8 * 1024, (way, size)
+            assert b"log.occupants[0].temperature_decidegrees" in trailers["grpc-status-details-bin"], way
+            listed = stub.ListCheckpoints(cpb.ListCheckpointsRequest(), timeout=5,
+                                          metadata=[("authorization", f"Bearer {analyst}")])
+            assert any(c.code == "ZZ-YAOJIA" for c in listed.checkpoints)
+
+
 def test_statistics_straight_from_the_backend_with_a_signed_identity(kangyi, terminals):
     stub = checkpoint_pb2_grpc.CheckpointServiceStub(kangyi.channel("checkpoint"))
     staff = [("x-kangyi-caller", "police-2"), ("x-kangyi-scopes", "checkpoint.read")]

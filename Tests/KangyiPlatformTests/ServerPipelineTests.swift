@@ -112,6 +112,38 @@ import Testing
         }
     }
 
+    /// A request wrong in a thousand places still gets an answer every client can read: the first
+    /// violations named, the rest counted, the trailers well under grpcio's 8 KiB (and the 16 KiB beyond
+    /// which the gateway's HTTP/2 refuses them).
+    @Test func aThousandViolationsAnswerWithinWhatClientsAccept() throws {
+        let occupants = (0..<1_000).map {
+            ServiceError.FieldViolation(
+                field: "logs[\($0)].occupants[0].temperature_decicelsius", reason: "INVALID_TEMPERATURE",
+                description: "between 300 and 450 (30.0–45.0 °C), e.g. 豫A12345 " + String(repeating: "x", count: $0 == 0 ? 2_000 : 60))
+        }
+        for violations in [occupants, Array(occupants.dropFirst())] {
+            let error = ErrorMappingInterceptor.rpcError(
+                for: ServiceError.invalidArgument(violations), domain: "kangyi.test.v1.Echo", logger: logs.logger())
+            #expect(error.code == .invalidArgument)
+            let trailerBytes = error.message.utf8.count * 3 + error.metadata.reduce(0) { size, entry in
+                switch entry.value {
+                case .string(let text): size + entry.key.utf8.count + text.utf8.count
+                case .binary(let bytes): size + entry.key.utf8.count + (bytes.count + 2) / 3 * 4
+                }
+            }
+            #expect(trailerBytes < 8 * 1024, "\(trailerBytes) bytes of trailers")
+            let status = try #require(try error.unpackGoogleRPCStatus())
+            let named = try #require(status.details.compactMap(\.badRequest).first).violations
+            #expect(named.count >= 1 && named.count <= ServiceError.namedViolationsLimit)
+            #expect(named.first?.field == violations.first?.field)
+            #expect(error.message.hasSuffix("; and \(violations.count - named.count) more"))
+            #expect(status.details.compactMap(\.errorInfo).first?.metadata["violations"] == "\(violations.count)")
+        }
+        // A few violations are all named, with no count.
+        let few = ServiceError.invalidArgument(Array(occupants.dropFirst().prefix(3)))
+        #expect(few.violations.count == 3 && few.metadata["violations"] == nil && !few.message.contains("more"))
+    }
+
     @Test func unexpectedErrorsAreInternalWithTheDetailOnlyInTheLog() async throws {
         try await withEcho { client in
             do {
