@@ -33,7 +33,11 @@ public struct EmbeddedPostgres: Sendable {
         let port = try requested ?? lastPort().flatMap { FreePort.isFree($0) ? $0 : nil } ?? FreePort.find()
         // terse: the server log must not quote rows (DETAIL lines would carry phone numbers).
         var options = "-c listen_addresses=127.0.0.1 -p \(port) -k \(dataDirectory) -c log_error_verbosity=terse"
-        if !durable { options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" }
+        if !durable {
+            // A throwaway cluster serves the tests, which run in parallel, a pool and a database each:
+            // PostgreSQL's default 100 connections were seen refusing some ("too many clients already").
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
+        }
         // After a crash (kill -9) its old backends may still hold the shared memory for a moment, and
         // PostgreSQL then refuses to start: try again for a few seconds.
         var attempt = 0
