@@ -5,6 +5,7 @@ import KangyiAPI
 import KangyiPlatform
 import KangyiTestSupport
 import SwiftProtobuf
+import Synchronization
 import Testing
 
 /// Exactly once per (terminal, sequence), across streams and reconnects; item-level refusals.
@@ -47,6 +48,40 @@ import Testing
             #expect(responses.last?.stored == 2)
             #expect(try await h.count() == 4)
         }
+    }
+
+    /// A terminal that sends refused logs and never reads its answers is not read further once
+    /// ``Acknowledgements/heldItems`` refusals wait to be told: the server's memory does not grow with its
+    /// stream, and no answer outgrows what a client accepts. Telling them, or cancelling, lets it read on.
+    @Test func aStreamIsNotReadFurtherWhileItsRefusalsAreUntold() async throws {
+        let acks = Acknowledgements()
+        let refused = ServiceError.FieldViolation(field: "log.plate", reason: "INVALID_PLATE", description: "a plate")
+        for sequence in 1...Int64(Acknowledgements.heldItems) {
+            acks.received(sequence)
+            acks.settle([(sequence, .rejected([refused]))])
+        }
+        let readOn = Mutex(false)
+        let reader = Task {
+            await acks.room()
+            readOn.withLock { $0 = true }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!readOn.withLock { $0 }, "the reading went on with \(Acknowledgements.heldItems) refusals untold")
+        let told = await acks.next()
+        #expect(told?.items.count == Acknowledgements.heldItems)
+        #expect(told?.ackedThrough == Int64(Acknowledgements.heldItems))
+        await reader.value
+        #expect(readOn.withLock { $0 })
+
+        // A waiting reader whose RPC ends (its task cancelled) is let go as well.
+        for sequence in Int64(Acknowledgements.heldItems + 1)...Int64(2 * Acknowledgements.heldItems) {
+            acks.received(sequence)
+            acks.settle([(sequence, .rejected([refused]))])
+        }
+        let cancelled = Task { await acks.room() }
+        try await Task.sleep(for: .milliseconds(100))
+        cancelled.cancel()
+        await cancelled.value
     }
 
     @Test func logsInBatchesAreSettledAsIfSentOneByOne() async throws {

@@ -8,8 +8,10 @@ import Synchronization
 /// a chunk is one log and waits for nothing, from a fast terminal chunks grow while the previous one
 /// commits (a ticket and a task per log were a fifth of the server's CPU per log). At most ``window``
 /// logs of a stream, and ``sharedWindow`` of all streams, are queued or committing at once, so the
-/// server reads no faster than it commits and HTTP/2 flow control holds a fast terminal back. A third task writes acknowledgements whenever the high-water mark
-/// moves — one message for everything a commit settled, not one per log.
+/// server reads no faster than it commits and HTTP/2 flow control holds a fast terminal back. A third
+/// task writes acknowledgements whenever the high-water mark moves — one message for everything a
+/// commit settled, not one per log — and the reading also waits while the terminal has not been told
+/// ``Acknowledgements/heldItems`` refusals.
 struct UploadStream {
     /// Logs of one stream awaiting their commit at most: room for the group commit to gather large
     /// batches (a window of 512 gave batches of about 400 logs and 33,000 logs/s with four terminals;
@@ -82,6 +84,7 @@ struct UploadStream {
             var order = StreamOrder()
             var valid: [(sequence: Int64, log: NewVehicleLog)] = []
             for try await request in requests {
+                await acks.room()
                 guard request.logs.count <= Self.maximumPerMessage else {
                     throw ServiceError.invalidArgument(
                         field: "logs", reason: "TOO_MANY_LOGS",
@@ -163,6 +166,11 @@ struct StreamOrder {
 /// What a stream has settled and not yet told the terminal: the high-water mark (every sequence up to
 /// it settled), the logs refused since the last message, and the stream's totals.
 final class Acknowledgements: Sendable {
+    /// Refusals held for the terminal at most before its stream reads on (``room()``): a terminal that
+    /// does not read its answers cannot grow the server's memory, and a message stays well within every
+    /// client's 4 MiB (these and one request's 512 refusals, each naming at most 10 violations: ~2 MiB).
+    static let heldItems = 1024
+
     private struct State {
         /// The stream's sequences in arrival order (increasing), from the first not yet settled.
         var order: [(sequence: Int64, settled: Bool)] = []
@@ -174,6 +182,8 @@ final class Acknowledgements: Sendable {
         var changed = false
         var finished = false
         var waiter: CheckedContinuation<Void, Never>?
+        /// The reader, waiting for the writer to tell what is held.
+        var reader: CheckedContinuation<Void, Never>?
     }
 
     private let state = Mutex(State())
@@ -236,30 +246,54 @@ final class Acknowledgements: Sendable {
 
     /// No more settlements: ``next()`` returns what is left, then nil.
     func finish() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let (waiter, reader) = state.withLock { state in
             state.finished = true
-            defer { state.waiter = nil }
-            return state.waiter
+            defer { (state.waiter, state.reader) = (nil, nil) }
+            return (state.waiter, state.reader)
         }
         waiter?.resume()
+        reader?.resume()
+    }
+
+    /// Returns once fewer than ``heldItems`` refusals wait to be told (or the stream ends, or the task is
+    /// cancelled): the reader asks before each message.
+    func room() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { state in
+                    if state.items.count < Self.heldItems || state.finished || Task.isCancelled { return true }
+                    state.reader = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let reader = state.withLock { state in
+                defer { state.reader = nil }
+                return state.reader
+            }
+            reader?.resume()
+        }
     }
 
     /// The next message for the terminal, once something changed; nil when finished and told.
     func next() async -> Kangyi_Checkpoint_V1_UploadVehicleLogsResponse? {
         while true {
-            let update: Kangyi_Checkpoint_V1_UploadVehicleLogsResponse?? = state.withLock { state in
+            let (update, reader) = state.withLock { state -> (Kangyi_Checkpoint_V1_UploadVehicleLogsResponse??, CheckedContinuation<Void, Never>?) in
                 if state.changed {
                     state.changed = false
-                    defer { state.items.removeAll() }
-                    return .some(.with {
+                    defer { (state.items, state.reader) = ([], nil) }
+                    let message = Kangyi_Checkpoint_V1_UploadVehicleLogsResponse.with {
                         $0.ackedThrough = state.ackedThrough
                         $0.items = state.items
                         $0.stored = state.stored
                         $0.replayed = state.replayed
-                    })
+                    }
+                    return (.some(message), state.reader)
                 }
-                return state.finished ? .some(nil) : nil
+                return (state.finished ? .some(nil) : nil, nil)
             }
+            reader?.resume()
             if let update { return update }
             await withCheckedContinuation { continuation in
                 let now = state.withLock { state in
