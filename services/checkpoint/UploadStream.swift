@@ -171,6 +171,8 @@ final class Acknowledgements: Sendable {
     /// client's 4 MiB (these and one request's 512 refusals, each naming at most 10 violations: ~2 MiB).
     static let heldItems = 1024
 
+    typealias Message = Kangyi_Checkpoint_V1_UploadVehicleLogsResponse
+
     private struct State {
         /// The stream's sequences in arrival order (increasing), from the first not yet settled.
         var order: [(sequence: Int64, settled: Bool)] = []
@@ -277,13 +279,13 @@ final class Acknowledgements: Sendable {
     }
 
     /// The next message for the terminal, once something changed; nil when finished and told.
-    func next() async -> Kangyi_Checkpoint_V1_UploadVehicleLogsResponse? {
+    func next() async -> Message? {
         while true {
-            let (update, reader) = state.withLock { state -> (Kangyi_Checkpoint_V1_UploadVehicleLogsResponse??, CheckedContinuation<Void, Never>?) in
+            let (update, reader): (Message??, CheckedContinuation<Void, Never>?) = state.withLock { state in
                 if state.changed {
                     state.changed = false
                     defer { (state.items, state.reader) = ([], nil) }
-                    let message = Kangyi_Checkpoint_V1_UploadVehicleLogsResponse.with {
+                    let message = Message.with {
                         $0.ackedThrough = state.ackedThrough
                         $0.items = state.items
                         $0.stored = state.stored
