@@ -157,6 +157,57 @@ import Testing
         }
     }
 
+    /// A caller's headers beyond ``ForwardedMetadata/callerHeaderLimit`` are refused by the gateway: passed on
+    /// with the identity it adds they would pass a backend's 16 KiB, and the backend would close the
+    /// connection they came on with every other caller's calls on it. (One caller's 15.7 KiB of headers
+    /// once ended every call in flight to intake.)
+    @Test(arguments: GatewayHarness.Door.allCases) func headersTooLargeToPassOnAreRefusedAndOtherCallsGoOn(
+        door: GatewayHarness.Door
+    ) async throws {
+        try await GatewayHarness.run("gw_headers_\(door)", door: door) { h in
+            let token = try await h.token()
+            let (answered, heardFirst) = AsyncStream<Void>.makeStream()
+            let (attacked, attackOver) = AsyncStream<Void>.makeStream()
+            try await withClient(h.gatewayAddress) { victim in
+                try await withClient(h.gatewayAddress) { attacker in
+                    // Another caller's stream to the same backend, open across the refusals ...
+                    async let streamed: [String] = victim.bidirectionalStreaming(
+                        request: StreamingClientRequest(metadata: bearer(token)) { writer in
+                            try await writer.write(try text("before"))
+                            for await _ in attacked { break }
+                            try await writer.write(try text("after"))
+                        },
+                        descriptor: RelayService.chat, serializer: RawBytes(), deserializer: RawBytes(), options: .defaults
+                    ) { response in
+                        var heard: [String] = []
+                        for try await part in try response.accepted.get().bodyParts {
+                            guard case .message(let bytes) = part else { continue }
+                            heard.append(try value(bytes))
+                            heardFirst.yield()
+                        }
+                        return heard
+                    }
+                    for await _ in answered { break }
+                    for pad in [8_500, 15_600] {
+                        var metadata = bearer(token)
+                        metadata.addString(String(repeating: "a", count: pad), forKey: "x-pad")
+                        let refused = await #expect(throws: RPCError.self) {
+                            _ = try await attacker.relayEcho("big", metadata: metadata, timeout: .seconds(5))
+                        }
+                        #expect(refused?.code == .resourceExhausted, "\(pad)")
+                        #expect(refused?.message.contains("headers come to") == true, "\(pad)")
+                    }
+                    var modest = bearer(token)
+                    modest.addString(String(repeating: "a", count: 6_000), forKey: "x-pad")
+                    _ = try await attacker.relayEcho("modest", metadata: modest, timeout: .seconds(5))
+                    attackOver.yield()
+                    // ... is answered to its end.
+                    #expect(try await streamed == ["echo:before", "echo:after"])
+                }
+            }
+        }
+    }
+
     /// Every routed method against every kind of caller: admitted (the dead backend then answers
     /// UNAVAILABLE) exactly when the kind's scopes hold the method's scope; else PERMISSION_DENIED.
     @Test(arguments: GatewayHarness.Door.allCases) func everyRoutedMethodAgainstEveryCallerKind(door: GatewayHarness.Door) async throws {

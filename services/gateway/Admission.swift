@@ -72,7 +72,8 @@ struct Admission: Sendable {
     }
 }
 
-/// ``Admission`` as the gateway server's innermost interceptor.
+/// ``Admission`` as the gateway server's innermost interceptor, after the size of the caller's headers
+/// (``ForwardedMetadata/callerHeaderLimit``).
 struct AdmissionInterceptor: ServerInterceptor {
     let admission: Admission
 
@@ -80,6 +81,8 @@ struct AdmissionInterceptor: ServerInterceptor {
         request: StreamingServerRequest<Input>, context: ServerContext,
         next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
+        let headerBytes = ForwardedMetadata.size(of: request.metadata)
+        guard headerBytes <= ForwardedMetadata.callerHeaderLimit else { throw ForwardedMetadata.headersTooLarge(size: headerBytes) }
         _ = try await admission.admit(method: context.descriptor, metadata: request.metadata)
         return try await next(request, context)
     }

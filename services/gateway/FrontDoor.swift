@@ -195,7 +195,8 @@ final class FrontDoor: ListeningService, Sendable {
             headers.first(name: "content-type")?.hasPrefix("application/grpc") == true,
             (headers.first(name: "grpc-encoding") ?? "identity") == "identity",
             let authorization = headers.first(name: "authorization"),
-            let token = BearerIdentity.bearer(inHeader: authorization)
+            let token = BearerIdentity.bearer(inHeader: authorization),
+            ForwardedMetadata.size(of: headers) <= ForwardedMetadata.callerHeaderLimit
         else { return .server }
         guard case .some(let known) = plan.tokens.cache.get(token) else { return lookedUp ? .server : .lookUp(token: token) }
         guard let holder = known, holder.scopes.contains(route.scope), let backend = backends[route.backend]?.pick() else {
@@ -288,5 +289,12 @@ struct RelayPlan: Sendable {
             if case .string(let string) = value { out.add(name: name, value: string) }
         }
         return out
+    }
+}
+
+extension ForwardedMetadata {
+    /// `headers`' size as HTTP/2 counts it against a header list limit.
+    static func size(of headers: HPACKHeaders) -> Int {
+        headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 32 }
     }
 }
