@@ -11,8 +11,15 @@ public enum GRPCTimeout {
         deadline.map { max(.zero, $0 - ContinuousClock.now) }
     }
 
+    /// One to eight ASCII digits and a unit, as the protocol writes it (no sign, no space).
+    public static func isWellFormed(_ value: String) -> Bool {
+        let bytes = value.utf8
+        guard (2...9).contains(bytes.count), let unit = bytes.last, "HMSmun".utf8.contains(unit) else { return false }
+        return bytes.dropLast().allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }
+    }
+
     public static func decode(_ value: String?) -> Duration? {
-        guard let value, value.count >= 2, value.count <= 9, let amount = Int64(value.dropLast()), amount >= 0 else { return nil }
+        guard let value, isWellFormed(value), let amount = Int64(value.dropLast()) else { return nil }
         switch value.last {
         case "H": return .seconds(amount * 3600)
         case "M": return .seconds(amount * 60)

@@ -156,3 +156,26 @@ def test_streams_left_open_by_a_vanished_caller_leave_the_door_serving(kangyi, d
     answer = stub.SubmitHelpRequest(help_request("after-hostile-h2", "13900002222"),
                                     metadata=[("authorization", f"Bearer {token}")], timeout=10)
     assert answer.help_request.ticket
+
+
+@pytest.mark.parametrize("target", ["gateway", "intake"])
+def test_a_malformed_grpc_timeout_is_ignored_not_fatal(kangyi, door, target):
+    """grpc-swift 2.4 stops the process on a negative `grpc-timeout` (a precondition): one header from any
+    caller once ended the gateway and every call in flight. Malformed timeouts are now ignored, at the
+    door and straight at a service, and both still serve."""
+    _, headers, _ = door
+    token = new_token(kangyi, "--kind", "citizen-frontend", "--caller", f"timeouts-{target}")  # a rate of its own
+    address = gateway(kangyi)["grpc"] if target == "gateway" else kangyi.addresses["intake"]
+    headers = [(k, {":authority": address, "authorization": f"Bearer {token}"}.get(k, v)) for k, v in headers]
+    for n, timeout in enumerate(["-5S", "-1n", "-9999999H", "+5S", "5s", "1 S", "٣S"]):
+        raw = Raw(address)
+        try:
+            send(raw, headers + [("grpc-timeout", timeout)], framed(help_request(f"timeout-{target}-{n}", "13900004444")))
+            outcome = raw.outcome()
+        finally:
+            raw.close()
+        assert outcome == ("status", "0"), f"grpc-timeout {timeout!r}: {outcome}"
+    stub = intake_pb2_grpc.IntakeServiceStub(grpc.insecure_channel(address))
+    answer = stub.SubmitHelpRequest(help_request(f"after-timeouts-{target}", "13900005555"),
+                                    metadata=[("authorization", f"Bearer {token}")], timeout=10)
+    assert answer.help_request.ticket

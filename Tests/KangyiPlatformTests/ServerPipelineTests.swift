@@ -8,6 +8,8 @@ import KangyiAPI
 import KangyiTestSupport
 import Logging
 import NIOCore
+import NIOEmbedded
+import NIOHPACK
 import NIOHTTP2
 import Testing
 
@@ -142,6 +144,34 @@ import Testing
         // A few violations are all named, with no count.
         let few = ServiceError.invalidArgument(Array(occupants.dropFirst().prefix(3)))
         #expect(few.violations.count == 3 && few.metadata["violations"] == nil && !few.message.contains("more"))
+    }
+
+    /// A `grpc-timeout` that is not one to eight digits and a unit never reaches grpc-swift, which stops
+    /// the process on a negative one; a well-formed one passes untouched.
+    @Test func malformedTimeoutsAreRemovedBeforeGRPCSwiftReadsThem() throws {
+        for good in ["1S", "0n", "99999999H", "250m"] {
+            #expect(GRPCTimeout.isWellFormed(good), "\(good)")
+        }
+        for bad in ["-5S", "+5S", "5", "S", "5s", "1 S", "123456789S", "٣S", ""] {
+            #expect(!GRPCTimeout.isWellFormed(bad), "\(bad)")
+            #expect(GRPCTimeout.decode(bad) == nil, "\(bad)")
+        }
+        let channel = EmbeddedChannel(handler: TimeoutHeaderGuard())
+        var headers = HPACKHeaders([(":path", "/kangyi.test.v1.Echo/Say"), ("grpc-timeout", "-5S"), ("grpc-timeout", "2S")])
+        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers)))
+        guard case .headers(let cleaned)? = try channel.readInbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("no headers came through")
+            return
+        }
+        #expect(cleaned.headers["grpc-timeout"] == ["2S"])
+        #expect(cleaned.headers[":path"] == ["/kangyi.test.v1.Echo/Say"])
+        headers = HPACKHeaders([(":path", "/kangyi.test.v1.Echo/Say"), ("grpc-timeout", "5S")])
+        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers)))
+        guard case .headers(let kept)? = try channel.readInbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("no headers came through")
+            return
+        }
+        #expect(kept.headers["grpc-timeout"] == ["5S"])
     }
 
     @Test func unexpectedErrorsAreInternalWithTheDetailOnlyInTheLog() async throws {

@@ -75,7 +75,8 @@ public struct GRPCServerService: ListeningService {
             transport: transport(host: host, port: port, limits: limits, tls: nil), router: router)
     }
 
-    /// The HTTP/2 transport every Kangyi server listens on: explicit limits, TLS when given.
+    /// The HTTP/2 transport every Kangyi server listens on: explicit limits, TLS when given, and the
+    /// ``TimeoutHeaderGuard`` first in every stream.
     static func transport(
         host: String, port: Int, limits: Settings.ServerLimits, tls: TLSFiles?,
         group: MultiThreadedEventLoopGroup = .singletonMultiThreadedEventLoopGroup
@@ -104,6 +105,11 @@ public struct GRPCServerService: ListeningService {
                 clientBehavior: .init(minPingIntervalWithoutCalls: .seconds(10), allowWithoutCalls: true))
             config.connection.maxAge = limits.connectionMaxAge
             config.connection.maxGraceTime = limits.connectionMaxGrace
+            config.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
+                stream.eventLoop.makeCompletedFuture {
+                    try stream.pipeline.syncOperations.addHandler(TimeoutHeaderGuard(), position: .first)
+                }
+            }
         }
     }
 
