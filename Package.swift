@@ -57,8 +57,10 @@ let package = Package(
                 // Event loops of a service's own, and executors on them (Concurrency/EventLoopTaskExecutor.swift).
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                // Only to tell a write to a stream the caller already reset from a fault (ErrorMappingInterceptor).
+                // To tell a write to a stream the caller already reset from a fault (ErrorMappingInterceptor),
+                // and to mend a call's headers before grpc-swift reads them (RequestHeaderGuard).
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
             ]
         ),
         // One library per service; its whole path — RPCs, store, migrations, README — in one folder.

@@ -3,6 +3,7 @@ library: broken gRPC framing, headers HTTP/2 forbids, floods (rapid reset, SETTI
 overflow, streams left open. Each case on a connection of its own gets a precise answer — a gRPC status that
 is never INTERNAL or UNKNOWN, a reset stream, or GOAWAY for the whole connection — and afterwards the gateway
 and intake still serve an ordinary call."""
+import random
 import socket
 import struct
 import time
@@ -114,6 +115,7 @@ CASES = {
     "bytes that are no protobuf": (lambda r, h: send(r, h, b"\x00\x00\x00\x00\x05\xff\xff\xff\xff\xff"), {("status", "3")}),
     "a length prefix of 4 GiB": (lambda r, h: send(r, h, b"\x00\xff\xff\xff\xff" + b"x" * 100), {("reset", 8), ("status", "8")}),
     "a compressed message without grpc-encoding": (lambda r, h: send(r, h, b"\x01" + MESSAGE[1:]), {("reset", 8), ("status", "3")}),
+    "grpc-encoding naming two algorithms": (lambda r, h: send(r, h + [("grpc-encoding", "gzip,identity")], MESSAGE), {("status", "12")}),
     "a header value with CR LF": (lambda r, h: send(r, h + [("x-evil", "a\r\nb")], MESSAGE), {("reset", 1)}),
     "an upper-case header name": (lambda r, h: send(r, h + [("X-Upper", "1")], MESSAGE), {("reset", 1)}),
     "trailers from the caller": (lambda r, h: (send(r, h, MESSAGE, end=False), r.h2.send_headers(1, [("x-t", "1")], end_stream=True),
@@ -179,3 +181,48 @@ def test_a_malformed_grpc_timeout_is_ignored_not_fatal(kangyi, door, target):
     answer = stub.SubmitHelpRequest(help_request(f"after-timeouts-{target}", "13900005555"),
                                     metadata=[("authorization", f"Bearer {token}")], timeout=10)
     assert answer.help_request.ticket
+
+
+HEADER_NAMES = ["grpc-timeout", "x-request-id", "x-kangyi-caller", "x-kangyi-scopes", "x-kangyi-identity", "authorization",
+                "grpc-encoding", "grpc-accept-encoding", "content-type", "te", "user-agent", "grpc-message-type", "grpc-status",
+                "grpc-message", "grpc-status-details-bin", "x-thing-bin", "grpc-previous-rpc-attempts", "accept-encoding",
+                "content-length", "host", "grpc-trace-bin", "traceparent"]
+HEADER_VALUES = ["", " ", "-5S", "-1", "0", "99999999H", "1S", "+5S", "abc", "gzip", "identity,gzip", "deflate", "application/grpc",
+                 "application/grpc+proto", "application/grpc;charset=utf-8", "trailers", "Bearer ", "Bearer kyt_x", "请求", "\t",
+                 "a" * 1000, "=" * 10, "AAAA", "!!!", "9" * 30, "-9223372036854775808", "1.5", "%00", "%", "x,y,z",
+                 "pii.read intake.write", "v1:abc:def"]
+HEADER_PATHS = ["/kangyi.intake.v1.IntakeService/SubmitHelpRequest", "/kangyi.intake.v1.IntakeService/ListCategories",
+                "/grpc.health.v1.Health/Check", "/kangyi.checkpoint.v1.CheckpointService/ListCheckpoints"]
+
+
+def test_random_headers_never_get_internal_or_silence(kangyi, door):
+    """Calls with one to five headers replaced or added from hostile values (timeouts, encodings, identity
+    claims, content types, ...), to the gateway and straight to two services: each is answered — a status
+    that is not INTERNAL or UNKNOWN, an HTTP refusal or a reset — and every process stays up. Trying this
+    by hand found a header that stopped the process, and one answered INTERNAL."""
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    token = new_token(kangyi, "--kind", "department-system", "--caller", "header-fuzz")
+    outcomes = {}
+    for n in range(300):
+        address = rng.choice([gateway(kangyi)["grpc"], kangyi.addresses["intake"], kangyi.addresses["checkpoint"]])
+        path = rng.choice(HEADER_PATHS)
+        headers = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", address),
+                   ("content-type", "application/grpc"), ("te", "trailers"), ("authorization", f"Bearer {token}")]
+        for _ in range(rng.randint(1, 5)):
+            name = rng.choice(HEADER_NAMES)
+            if rng.random() < 0.5:
+                headers = [(k, v) for k, v in headers if k != name]
+            headers.append((name, rng.choice(HEADER_VALUES)))
+        body = framed(help_request(f"header-fuzz-{seed}-{n}", "13900007777")) if "Submit" in path else b"\x00\x00\x00\x00\x00"
+        raw = Raw(address)
+        try:
+            send(raw, headers, body)
+            outcome = raw.outcome(seconds=3)
+        finally:
+            raw.close()
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        assert outcome[0] != "silent" and outcome not in {("status", "13"), ("status", "2")}, \
+            f"seed {seed}, call {n}: {path} at {address} with {headers[6:]}: {outcome}"
+    print(f"header fuzz: seed {seed}, outcomes {outcomes}")
+    assert kangyi.process.poll() is None

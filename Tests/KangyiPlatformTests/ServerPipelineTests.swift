@@ -148,7 +148,7 @@ import Testing
 
     /// A `grpc-timeout` that is not one to eight digits and a unit never reaches grpc-swift, which stops
     /// the process on a negative one; a well-formed one passes untouched.
-    @Test func malformedTimeoutsAreRemovedBeforeGRPCSwiftReadsThem() throws {
+    @Test func headersGRPCSwiftMustNotSeeAreMendedOrAnswered() throws {
         for good in ["1S", "0n", "99999999H", "250m"] {
             #expect(GRPCTimeout.isWellFormed(good), "\(good)")
         }
@@ -156,7 +156,7 @@ import Testing
             #expect(!GRPCTimeout.isWellFormed(bad), "\(bad)")
             #expect(GRPCTimeout.decode(bad) == nil, "\(bad)")
         }
-        let channel = EmbeddedChannel(handler: TimeoutHeaderGuard())
+        let channel = EmbeddedChannel(handler: RequestHeaderGuard())
         var headers = HPACKHeaders([(":path", "/kangyi.test.v1.Echo/Say"), ("grpc-timeout", "-5S"), ("grpc-timeout", "2S")])
         try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers)))
         guard case .headers(let cleaned)? = try channel.readInbound(as: HTTP2Frame.FramePayload.self) else {
@@ -172,6 +172,19 @@ import Testing
             return
         }
         #expect(kept.headers["grpc-timeout"] == ["5S"])
+
+        // Two algorithms (grpc-swift would answer INTERNAL) are answered UNIMPLEMENTED, and the call goes
+        // no further.
+        let refusing = EmbeddedChannel(handler: RequestHeaderGuard())
+        headers = HPACKHeaders([(":path", "/kangyi.test.v1.Echo/Say"), ("grpc-encoding", "gzip, identity")])
+        try refusing.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers)))
+        try refusing.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(bytes: [0, 0, 0, 0, 0])))))
+        #expect(try refusing.readInbound(as: HTTP2Frame.FramePayload.self) == nil)
+        guard case .headers(let answer)? = try refusing.readOutbound(as: HTTP2Frame.FramePayload.self) else {
+            Issue.record("no answer")
+            return
+        }
+        #expect(answer.endStream && answer.headers["grpc-status"] == ["12"])
     }
 
     @Test func unexpectedErrorsAreInternalWithTheDetailOnlyInTheLog() async throws {

@@ -76,7 +76,7 @@ public struct GRPCServerService: ListeningService {
     }
 
     /// The HTTP/2 transport every Kangyi server listens on: explicit limits, TLS when given, and the
-    /// ``TimeoutHeaderGuard`` first in every stream.
+    /// ``RequestHeaderGuard`` first in every stream.
     static func transport(
         host: String, port: Int, limits: Settings.ServerLimits, tls: TLSFiles?,
         group: MultiThreadedEventLoopGroup = .singletonMultiThreadedEventLoopGroup
@@ -107,7 +107,7 @@ public struct GRPCServerService: ListeningService {
             config.connection.maxGraceTime = limits.connectionMaxGrace
             config.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
                 stream.eventLoop.makeCompletedFuture {
-                    try stream.pipeline.syncOperations.addHandler(TimeoutHeaderGuard(), position: .first)
+                    try stream.pipeline.syncOperations.addHandler(RequestHeaderGuard(), position: .first)
                 }
             }
         }

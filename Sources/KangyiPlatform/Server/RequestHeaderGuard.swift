@@ -1,0 +1,43 @@
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+
+/// A call's headers as grpc-swift must never see them, mended or answered before it reads them. First
+/// in every stream's pipeline (``GRPCServerService``); found by sending headers by hand (stop 33).
+///
+/// - A `grpc-timeout` that is not what the protocol allows (``GRPCTimeout/isWellFormed``) is removed, so
+///   it is ignored, as grpc-swift ignores the malformed values it does not trap on. grpc-swift 2.4 stops
+///   the whole process on a negative one (`Timeout.init(amount:unit:)` preconditions on it): one header
+///   from any caller — `grpc-timeout: -5S` — and every call in flight was gone with it.
+/// - A `grpc-encoding` naming more than one algorithm (`x,y`, or the header twice) is answered
+///   UNIMPLEMENTED here, as grpc-swift answers one algorithm it does not support; it would say INTERNAL.
+final class RequestHeaderGuard: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias InboundOut = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    /// The call was answered here: nothing more of it goes on.
+    private var answered = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !answered else { return }
+        guard case .headers(var frame) = unwrapInboundIn(data) else { return context.fireChannelRead(data) }
+        if frame.headers[canonicalForm: "grpc-encoding"].count > 1 {
+            answered = true
+            let refusal: HPACKHeaders = [
+                ":status": "200", "content-type": "application/grpc", "grpc-status": "12",
+                "grpc-message": "grpc-encoding names one algorithm; this server accepts identity",
+                "grpc-accept-encoding": "identity",
+            ]
+            context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: refusal, endStream: true))), promise: nil)
+            return
+        }
+        guard frame.headers["grpc-timeout"].contains(where: { !GRPCTimeout.isWellFormed($0) }) else {
+            return context.fireChannelRead(data)
+        }
+        let kept = frame.headers["grpc-timeout"].filter(GRPCTimeout.isWellFormed)
+        frame.headers.remove(name: "grpc-timeout")
+        for value in kept { frame.headers.add(name: "grpc-timeout", value: value) }
+        context.fireChannelRead(wrapInboundOut(.headers(frame)))
+    }
+}
