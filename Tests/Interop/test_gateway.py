@@ -117,6 +117,10 @@ def test_json_over_http(kangyi):
     status, _, body = curl(kangyi, f"{INTAKE}/ListCategories", {})
     assert status == 401 and json.loads(body)["error"]["status"] == "UNAUTHENTICATED"
     assert curl(kangyi, f"{INTAKE}/NoSuchMethod", {}, token)[0] == 501
+    # Another HTTP method on a call's path: 405, naming POST.
+    got = subprocess.run(["curl", "-s", "-i", "--max-time", "5", f"http://{gateway(kangyi)['http']}/{INTAKE}/ListCategories"],
+                         capture_output=True, text=True).stdout.replace("\r\n", "\n")
+    assert got.split()[1] == "405" and "\nallow: post\n" in got.lower(), got[:300]
 
     # Server streaming as newline-delimited JSON (the watch never ends by itself: curl stops it).
     status, head, body = curl(kangyi, f"{INTAKE}/WatchHelpRequests", {}, token, max_time=2)

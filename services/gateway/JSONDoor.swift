@@ -29,6 +29,10 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
             observer: CallObserverInterceptor(logger: logger, metrics: metrics), maxBodyBytes: maxBodyBytes, logger: logger)
         let router = Router()
         router.post(":service/:method") { request, context in try await handler.handle(request, context: context) }
+        // A call's path with another method: 405 naming POST, where the router would answer 404.
+        for method: HTTPRequest.Method in [.get, .head, .put, .delete, .patch] {
+            router.on(":service/:method", method: method) { _, _ in Handler.postOnly }
+        }
         self.application = Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "kangyi-gateway"),
             onServerRunning: boundAddress.recorder(host: host), logger: logger)
@@ -139,6 +143,14 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
         }
 
         static var jsonOptions: JSONEncodingOptions { JSONEncodingOptions() }
+
+        static var postOnly: Response {
+            var response = json(
+                errorBody(GoogleRPCStatus(code: .unimplemented, message: "calls are POST /<package.Service>/<Method>", details: [])),
+                status: .methodNotAllowed)
+            response.headers[.allow] = "POST"
+            return response
+        }
 
         static func json(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
             Response(
