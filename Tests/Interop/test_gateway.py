@@ -68,6 +68,11 @@ def test_grpc_through_the_gateway(kangyi):
     with pytest.raises(grpc.RpcError) as missing:
         intake.ListCategories(ipb.ListCategoriesRequest(), timeout=5)
     assert missing.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # Two tokens, even one of them good: which speaks for the call is not the gateway's to guess.
+    for two in (dev + [("authorization", "Bearer kyt_someone_else")], [("authorization", "Bearer kyt_someone_else")] + dev):
+        with pytest.raises(grpc.RpcError) as ambiguous:
+            intake.ListCategories(ipb.ListCategoriesRequest(), metadata=two, timeout=5)
+        assert ambiguous.value.code() == grpc.StatusCode.UNAUTHENTICATED and "one `authorization`" in ambiguous.value.details()
 
     # A department's token, with forged identity headers: the backend sees the token's identity, so
     # the forged pii.read scope does not unmask the phone.
@@ -117,6 +122,8 @@ def test_json_over_http(kangyi):
     status, _, body = curl(kangyi, f"{INTAKE}/ListCategories", {})
     assert status == 401 and json.loads(body)["error"]["status"] == "UNAUTHENTICATED"
     assert curl(kangyi, f"{INTAKE}/NoSuchMethod", {}, token)[0] == 501
+    status, _, body = curl(kangyi, f"{INTAKE}/ListCategories", {}, token, headers=["authorization: Bearer kyt_someone_else"])
+    assert status == 401 and "AMBIGUOUS_TOKEN" in body
     # Another HTTP method on a call's path: 405, naming POST.
     got = subprocess.run(["curl", "-s", "-i", "--max-time", "5", f"http://{gateway(kangyi)['http']}/{INTAKE}/ListCategories"],
                          capture_output=True, text=True).stdout.replace("\r\n", "\n")

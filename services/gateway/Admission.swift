@@ -30,7 +30,7 @@ struct BearerIdentity: Sendable {
     }
 }
 
-/// The gateway's checks, in order: a live token (UNAUTHENTICATED), the method's scope
+/// The gateway's checks, in order: one live token (UNAUTHENTICATED), the method's scope
 /// (PERMISSION_DENIED), the caller's rate (RESOURCE_EXHAUSTED with a retry delay). Runs innermost, so
 /// every refusal is still logged and counted per caller and method.
 struct Admission: Sendable {
@@ -42,6 +42,10 @@ struct Admission: Sendable {
     /// The holder allowed to call `method`, or the ServiceError that refuses the call.
     func admit(method: MethodDescriptor, metadata: Metadata) async throws -> TokenHolder? {
         if Scopes.open.contains(method.service.fullyQualifiedService) { return nil }
+        // Two tokens: which one speaks for the call is not the gateway's to guess.
+        guard metadata[stringValues: "authorization"].dropFirst().first(where: { _ in true }) == nil else {
+            throw ServiceError.unauthenticated(reason: "AMBIGUOUS_TOKEN", "send one `authorization` header, not several")
+        }
         guard let token = BearerIdentity.bearer(in: metadata) else {
             throw ServiceError.unauthenticated(
                 reason: "MISSING_TOKEN", "send `authorization: Bearer <token>` (tokens come from `kangyi token create`)")

@@ -194,7 +194,7 @@ final class FrontDoor: ListeningService, Sendable {
         guard let path = headers.first(name: ":path"), let route = plan.routes[path],
             headers.first(name: "content-type")?.hasPrefix("application/grpc") == true,
             (headers.first(name: "grpc-encoding") ?? "identity") == "identity",
-            let authorization = headers.first(name: "authorization"),
+            let authorization = headers.first(name: "authorization"), headers["authorization"].count == 1,
             let token = BearerIdentity.bearer(inHeader: authorization),
             ForwardedMetadata.size(of: headers) <= ForwardedMetadata.callerHeaderLimit
         else { return .server }
