@@ -42,11 +42,13 @@ struct Admission: Sendable {
     /// The holder allowed to call `method`, or the ServiceError that refuses the call.
     func admit(method: MethodDescriptor, metadata: Metadata) async throws -> TokenHolder? {
         if Scopes.open.contains(method.service.fullyQualifiedService) { return nil }
+        var authorizations = metadata[stringValues: "authorization"].makeIterator()
+        let authorization = authorizations.next()
         // Two tokens: which one speaks for the call is not the gateway's to guess.
-        guard metadata[stringValues: "authorization"].dropFirst().first(where: { _ in true }) == nil else {
+        guard authorizations.next() == nil else {
             throw ServiceError.unauthenticated(reason: "AMBIGUOUS_TOKEN", "send one `authorization` header, not several")
         }
-        guard let token = BearerIdentity.bearer(in: metadata) else {
+        guard let token = authorization.flatMap(BearerIdentity.bearer(inHeader:)) else {
             throw ServiceError.unauthenticated(
                 reason: "MISSING_TOKEN", "send `authorization: Bearer <token>` (tokens come from `kangyi token create`)")
         }
