@@ -47,7 +47,7 @@ struct GatewayHarness: Sendable {
                 var routes = Routes.backends.mapValues { _ in "down" }
                 routes[RelayService.service] = "relay"
                 var scopes = Scopes.required
-                for method in ["Echo", "Split", "Join", "Chat", "Slow", "Fail", "Oversized"] { scopes["\(RelayService.service)/\(method)"] = relayScope }
+                for method in RelayService.descriptorFile.service[0].method { scopes["\(RelayService.service)/\(method.name)"] = relayScope }
                 var files = Google_Protobuf_FileDescriptorSet()
                 files.file = Array(DescriptorIndex.embedded.files.values) + [RelayService.descriptorFile]
                 let assembled = try Gateway.assemble(
