@@ -6,6 +6,14 @@ public enum GRPCTimeout {
     /// ``RequestContextInterceptor``); nil when the caller set no deadline.
     @TaskLocal public static var deadline: ContinuousClock.Instant?
 
+    /// Where a platform server's ``RequestHeaderGuard`` moves a call's `grpc-timeout`, so that grpc-swift
+    /// does not see it: grpc-swift times every call that has one with a task of its own sleeping on a
+    /// timer of Swift's runtime — a child task per call, and a timer that still fires on another thread
+    /// long after the call ended (it cannot be cancelled). That was a seventh of intake's rate under 32
+    /// callers. ``RequestContextInterceptor`` ends the call at the same deadline with a timer on the
+    /// call's event loop instead (``ServerDeadline``). Only the guard writes it: it drops a caller's own.
+    public static let receivedKey = "kangyi-grpc-timeout"
+
     /// What remains of ``deadline`` now (never negative); nil without one.
     public static var remaining: Duration? {
         deadline.map { max(.zero, $0 - ContinuousClock.now) }

@@ -87,7 +87,7 @@ import Testing
 
                 // The caller's deadline is the backend's: the backend is told what remains of it ...
                 let (seen, _) = try await client.relayEcho("deadline", metadata: bearer(token), timeout: .seconds(5))
-                let header = seen.split(separator: "|").first { $0.hasPrefix("grpc-timeout=") }.map { String($0.dropFirst(13)) }
+                let header = seen.split(separator: "|").first { $0.hasPrefix("deadline=") }.map { String($0.dropFirst(9)) }
                 let remaining = try #require(GRPCTimeout.decode(header))
                 #expect(remaining > .zero && remaining <= .seconds(5))
                 // ... and a call that outlives it ends with DEADLINE_EXCEEDED.

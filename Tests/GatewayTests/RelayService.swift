@@ -30,7 +30,8 @@ struct RelayService: RegistrableRPCService {
                 "x-custom=\(request.metadata[stringValues: "x-custom"].joined(separator: ","))",
                 "authorization=\(request.metadata[stringValues: "authorization"].joined(separator: ","))",
                 "request-id=\(identity.requestID)",
-                "grpc-timeout=\(request.metadata[stringValues: "grpc-timeout"].joined(separator: ","))",
+                // What the backend's server took from the call's `grpc-timeout`, in that header's form.
+                "deadline=\(GRPCTimeout.remaining.map { "\($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000)m" } ?? "")",
             ]
             return StreamingServerResponse(
                 single: ServerResponse(message: .with { $0.value = seen.joined(separator: "|") }, metadata: ["x-backend-header": "hello"]))
@@ -54,9 +55,8 @@ struct RelayService: RegistrableRPCService {
             }
         }
         router.registerHandler(forMethod: Self.slow, deserializer: de, serializer: se) { request, context in
-            let timeout = request.metadata[stringValues: "grpc-timeout"].joined()
             try await Task.sleep(for: .seconds(5))
-            return StreamingServerResponse(single: ServerResponse(message: .with { $0.value = "slept; timeout=\(timeout)" }))
+            return StreamingServerResponse(single: ServerResponse(message: .with { $0.value = "slept" }))
         }
         router.registerHandler(forMethod: Self.fail, deserializer: de, serializer: se) { _, _ in
             throw RPCError(

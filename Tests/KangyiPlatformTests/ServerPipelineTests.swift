@@ -147,7 +147,8 @@ import Testing
     }
 
     /// A `grpc-timeout` that is not one to eight digits and a unit never reaches grpc-swift, which stops
-    /// the process on a negative one; a well-formed one passes untouched.
+    /// the process on a negative one; the first well-formed one moves to where the platform times the
+    /// call, and a caller's own header of that name is dropped. The bare server keeps grpc-swift's way.
     @Test func headersGRPCSwiftMustNotSeeAreMendedOrAnswered() throws {
         for good in ["1S", "0n", "99999999H", "250m"] {
             #expect(GRPCTimeout.isWellFormed(good), "\(good)")
@@ -156,22 +157,22 @@ import Testing
             #expect(!GRPCTimeout.isWellFormed(bad), "\(bad)")
             #expect(GRPCTimeout.decode(bad) == nil, "\(bad)")
         }
-        let channel = EmbeddedChannel(handler: RequestHeaderGuard())
-        var headers = HPACKHeaders([(":path", "/kangyi.test.v1.Echo/Say"), ("grpc-timeout", "-5S"), ("grpc-timeout", "2S")])
-        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers)))
-        guard case .headers(let cleaned)? = try channel.readInbound(as: HTTP2Frame.FramePayload.self) else {
-            Issue.record("no headers came through")
-            return
+        func passed(_ headers: HPACKHeaders, movesTimeouts: Bool = true) throws -> HPACKHeaders? {
+            let channel = EmbeddedChannel(handler: RequestHeaderGuard(movesTimeouts: movesTimeouts))
+            try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers)))
+            guard case .headers(let frame)? = try channel.readInbound(as: HTTP2Frame.FramePayload.self) else { return nil }
+            return frame.headers
         }
-        #expect(cleaned.headers["grpc-timeout"] == ["2S"])
-        #expect(cleaned.headers[":path"] == ["/kangyi.test.v1.Echo/Say"])
-        headers = HPACKHeaders([(":path", "/kangyi.test.v1.Echo/Say"), ("grpc-timeout", "5S")])
-        try channel.writeInbound(HTTP2Frame.FramePayload.headers(.init(headers: headers)))
-        guard case .headers(let kept)? = try channel.readInbound(as: HTTP2Frame.FramePayload.self) else {
-            Issue.record("no headers came through")
-            return
-        }
-        #expect(kept.headers["grpc-timeout"] == ["5S"])
+        let path: (String, String) = (":path", "/kangyi.test.v1.Echo/Say")
+        let cleaned = try passed(HPACKHeaders([path, ("grpc-timeout", "-5S"), ("grpc-timeout", "2S"), ("grpc-timeout", "3S")]))
+        #expect(cleaned?["grpc-timeout"] == [])
+        #expect(cleaned?[GRPCTimeout.receivedKey] == ["2S"])
+        #expect(cleaned?[":path"] == ["/kangyi.test.v1.Echo/Say"])
+        let forged = try passed(HPACKHeaders([path, (GRPCTimeout.receivedKey, "1n")]))
+        #expect(forged?[GRPCTimeout.receivedKey] == [] && forged?[":path"] == ["/kangyi.test.v1.Echo/Say"])
+        let bare = try passed(HPACKHeaders([path, ("grpc-timeout", "-5S"), ("grpc-timeout", "5S")]), movesTimeouts: false)
+        #expect(bare?["grpc-timeout"] == ["5S"] && bare?[GRPCTimeout.receivedKey] == [])
+        var headers = HPACKHeaders([path])
 
         // Two algorithms (grpc-swift would answer INTERNAL) are answered UNIMPLEMENTED, and the call goes
         // no further.
@@ -185,6 +186,23 @@ import Testing
             return
         }
         #expect(answer.endStream && answer.headers["grpc-status"] == ["12"])
+    }
+
+    /// The server ends a call at the deadline its caller sent, though grpc-swift never sees the header
+    /// (the guard moves it): the handler's RPC is cancelled there, and what listens to that — the group
+    /// committer, here a handler waiting on it — answers. The caller below never gives up on its own.
+    @Test func theServerEndsACallAtItsDeadline() async throws {
+        try await withEcho { client in
+            let started = ContinuousClock.now
+            let answer = try await client.waitForCancellation(metadata: ["grpc-timeout": "300m"])
+            let took = ContinuousClock.now - started
+            #expect(answer.hasPrefix("cancelled after"), "\(answer)")
+            #expect(took >= .milliseconds(300) && took < .seconds(5), "\(took)")
+            // It knew its deadline, and the timer went with the call: a call without one is not cancelled.
+            #expect(answer.contains("deadline set"), "\(answer)")
+            let quick = try await client.waitForCancellation(metadata: [:], patience: .milliseconds(400))
+            #expect(quick == "not cancelled, no deadline", "\(quick)")
+        }
     }
 
     @Test func unexpectedErrorsAreInternalWithTheDetailOnlyInTheLog() async throws {

@@ -19,6 +19,7 @@ struct TestEchoService: RegistrableRPCService {
     static let say = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Echo", method: "Say")
     static let count = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Echo", method: "Count")
     static let slow = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Echo", method: "Slow")
+    static let waitForCancellation = MethodDescriptor(fullyQualifiedService: "kangyi.test.v1.Echo", method: "WaitForCancellation")
 
     struct Boom: Error, CustomStringConvertible {
         var description: String { "boom: 13800138000 leaked" }
@@ -62,6 +63,25 @@ struct TestEchoService: RegistrableRPCService {
             try await Task.sleep(for: .milliseconds(Int(message.value) ?? 500))
             return StreamingServerResponse(single: ServerResponse(message: .with { $0.value = "done" }))
         }
+        // Waits up to the milliseconds it is sent for the RPC to be cancelled, and says whether it was.
+        router.registerHandler(
+            forMethod: Self.waitForCancellation, deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(),
+            serializer: ProtobufSerializer<Google_Protobuf_StringValue>()
+        ) { request, context in
+            let patience = Int(try await ServerRequest(stream: request).message.value) ?? 10_000
+            let started = ContinuousClock.now
+            let deadline = GRPCTimeout.deadline == nil ? "no deadline" : "deadline set"
+            let cancelled: Void? = await withTaskGroup(of: Void?.self) { group in
+                group.addTask { try? await context.cancellation.cancelled }
+                group.addTask { try? await Task.sleep(for: .milliseconds(patience)) }
+                defer { group.cancelAll() }
+                return await group.next() ?? nil
+            }
+            _ = cancelled
+            let answer = context.cancellation.isCancelled
+                ? "cancelled after \(ContinuousClock.now - started), \(deadline)" : "not cancelled, \(deadline)"
+            return StreamingServerResponse(single: ServerResponse(message: .with { $0.value = answer }))
+        }
     }
 }
 
@@ -78,6 +98,16 @@ extension GRPCClient {
         try await unary(
             request: ClientRequest(message: Google_Protobuf_StringValue.with { $0.value = "\(milliseconds)" }),
             descriptor: TestEchoService.slow, serializer: ProtobufSerializer<Google_Protobuf_StringValue>(),
+            deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(), options: .defaults
+        ) { try $0.message.value }
+    }
+
+    func waitForCancellation(metadata: Metadata, patience: Duration = .seconds(10)) async throws -> String {
+        try await unary(
+            request: ClientRequest(
+                message: Google_Protobuf_StringValue.with { $0.value = "\(patience.components.seconds * 1000 + patience.components.attoseconds / 1_000_000_000_000_000)" },
+                metadata: metadata),
+            descriptor: TestEchoService.waitForCancellation, serializer: ProtobufSerializer<Google_Protobuf_StringValue>(),
             deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(), options: .defaults
         ) { try $0.message.value }
     }

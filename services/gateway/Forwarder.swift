@@ -100,7 +100,7 @@ enum ForwardedMetadata {
         Set(["authorization", CallerIdentity.requestIDKey] + CallerIdentity.gatewayOwnedKeys)
 
     /// Built once: the filter runs for every header of every forwarded call. The rest are the transport's.
-    static let dropped: Set<String> = gatewayOwned.union(["te", "content-type", "user-agent"])
+    static let dropped: Set<String> = gatewayOwned.union(["te", "content-type", "user-agent", GRPCTimeout.receivedKey])
 
     /// The most header bytes a caller may send through the gateway, as HTTP/2 counts them (name, value
     /// and 32 a field). A backend refuses a header list beyond 16 KiB by closing the connection it came on,

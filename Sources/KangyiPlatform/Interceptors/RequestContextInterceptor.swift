@@ -2,7 +2,9 @@ import GRPCCore
 
 /// Outermost interceptor: establishes the caller's identity and request id (minting an id when none
 /// came), makes them available as `CallerIdentity.current` for the whole RPC, and returns the request id
-/// to the caller in the response's initial metadata (or the error's trailers).
+/// to the caller in the response's initial metadata (or the error's trailers). It also keeps the call's
+/// deadline: `GRPCTimeout.deadline` for the whole RPC, and, for a timeout the header guard took from
+/// grpc-swift (``GRPCTimeout/receivedKey``), the timer that ends the call there (``ServerDeadline``).
 ///
 /// Backends believe identity metadata only when it is signed under `key` for the method being called
 /// (``SignedIdentity``); an identity that does not verify is recorded as a refusal, which
@@ -26,15 +28,21 @@ public struct RequestContextInterceptor: ServerInterceptor {
         context: ServerContext,
         next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
+        let moved = request.metadata[stringValues: GRPCTimeout.receivedKey].first(where: { _ in true })
+        let timeout = GRPCTimeout.decode(moved ?? request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true }))
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        // Stopped when the response is done with, produced or not (a call without a guard in front — an
+        // in-process transport — is timed by grpc-swift as before).
+        let timer = moved == nil ? nil : timeout.flatMap { ServerDeadline.start(after: $0, cancelling: context.cancellation) }
+        let stopTimer = timer.map { timer in WhenResponseIsDone { timer.cancel() } }
         let identity = await resolve(request.metadata, context.descriptor)
-        let deadline = GRPCTimeout.decode(request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true }))
-            .map { ContinuousClock.now + $0 }
         do {
             var response = try await GRPCTimeout.$deadline.withValue(deadline) {
                 try await CallerIdentity.$current.withValue(identity) { try await next(request, context) }
             }
             response.wrapProducer { produce in
-                try await GRPCTimeout.$deadline.withValue(deadline) {
+                defer { stopTimer?.run() }
+                return try await GRPCTimeout.$deadline.withValue(deadline) {
                     try await CallerIdentity.$current.withValue(identity) { try await produce() }
                 }
             }

@@ -72,14 +72,14 @@ public struct GRPCServerService: ListeningService {
         var router = RPCRouter<HTTP2ServerTransport.Posix>()
         for service in services { service.registerMethods(with: &router) }
         return GRPCServer(
-            transport: transport(host: host, port: port, limits: limits, tls: nil), router: router)
+            transport: transport(host: host, port: port, limits: limits, tls: nil, movesTimeouts: false), router: router)
     }
 
     /// The HTTP/2 transport every Kangyi server listens on: explicit limits, TLS when given, and the
     /// ``RequestHeaderGuard`` first in every stream.
     static func transport(
         host: String, port: Int, limits: Settings.ServerLimits, tls: TLSFiles?,
-        group: MultiThreadedEventLoopGroup = .singletonMultiThreadedEventLoopGroup
+        group: MultiThreadedEventLoopGroup = .singletonMultiThreadedEventLoopGroup, movesTimeouts: Bool = true
     ) -> HTTP2ServerTransport.Posix {
         HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port),
@@ -88,7 +88,7 @@ public struct GRPCServerService: ListeningService {
                     certificateChain: [.file(path: $0.certificatePath, format: .pem)],
                     privateKey: .file(path: $0.privateKeyPath, format: .pem))
             } ?? .plaintext,
-            config: transportConfig(limits), eventLoopGroup: group)
+            config: transportConfig(limits, movesTimeouts: movesTimeouts), eventLoopGroup: group)
     }
 
     /// What sits inside the identity interceptor: the access log and metrics, then error mapping.
@@ -96,7 +96,7 @@ public struct GRPCServerService: ListeningService {
         [CallObserverInterceptor(logger: logger, metrics: metrics), ErrorMappingInterceptor(logger: logger)]
     }
 
-    static func transportConfig(_ limits: Settings.ServerLimits) -> HTTP2ServerTransport.Posix.Config {
+    static func transportConfig(_ limits: Settings.ServerLimits, movesTimeouts: Bool = true) -> HTTP2ServerTransport.Posix.Config {
         .defaults { config in
             config.rpc.maxRequestPayloadSize = RequestCheckInterceptor.transportCeiling(for: limits.maxRequestBytes)
             config.http2.maxConcurrentStreams = limits.maxConcurrentStreams
@@ -107,7 +107,7 @@ public struct GRPCServerService: ListeningService {
             config.connection.maxGraceTime = limits.connectionMaxGrace
             config.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
                 stream.eventLoop.makeCompletedFuture {
-                    try stream.pipeline.syncOperations.addHandler(RequestHeaderGuard(), position: .first)
+                    try stream.pipeline.syncOperations.addHandler(RequestHeaderGuard(movesTimeouts: movesTimeouts), position: .first)
                 }
             }
         }

@@ -11,6 +11,9 @@ import NIOHTTP2
 ///   from any caller — `grpc-timeout: -5S` — and every call in flight was gone with it.
 /// - A `grpc-encoding` naming more than one algorithm (`x,y`, or the header twice) is answered
 ///   UNIMPLEMENTED here, as grpc-swift answers one algorithm it does not support; it would say INTERNAL.
+/// - The first well-formed `grpc-timeout` moves to ``GRPCTimeout/receivedKey`` (when `movesTimeouts`), where
+///   the platform's interceptor times the call more cheaply than grpc-swift would; a caller's own header of
+///   that name is dropped.
 final class RequestHeaderGuard: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = HTTP2Frame.FramePayload
@@ -18,18 +21,24 @@ final class RequestHeaderGuard: ChannelInboundHandler {
 
     /// The call was answered here: nothing more of it goes on.
     private var answered = false
+    /// False for the bench's bare grpc-swift server, whose point is to time calls as grpc-swift does.
+    private let movesTimeouts: Bool
+
+    init(movesTimeouts: Bool = true) { self.movesTimeouts = movesTimeouts }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !answered else { return }
         guard case .headers(var frame) = unwrapInboundIn(data) else { return context.fireChannelRead(data) }
         // One pass, allocating nothing, for the usual call with neither fault (this runs for every call).
         var encodings = 0
-        var malformedTimeout = false
+        var mendTimeouts = false
         for (name, value, _) in frame.headers {
             if name == "grpc-encoding" {
                 encodings += value.utf8.contains(UInt8(ascii: ",")) ? 2 : 1
-            } else if name == "grpc-timeout", !GRPCTimeout.isWellFormed(value) {
-                malformedTimeout = true
+            } else if name == "grpc-timeout" {
+                mendTimeouts = mendTimeouts || movesTimeouts || !GRPCTimeout.isWellFormed(value)
+            } else if name == GRPCTimeout.receivedKey {
+                mendTimeouts = true
             }
         }
         if encodings > 1 {
@@ -42,10 +51,15 @@ final class RequestHeaderGuard: ChannelInboundHandler {
             context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: refusal, endStream: true))), promise: nil)
             return
         }
-        guard malformedTimeout else { return context.fireChannelRead(data) }
+        guard mendTimeouts else { return context.fireChannelRead(data) }
         let kept = frame.headers["grpc-timeout"].filter(GRPCTimeout.isWellFormed)
         frame.headers.remove(name: "grpc-timeout")
-        for value in kept { frame.headers.add(name: "grpc-timeout", value: value) }
+        frame.headers.remove(name: GRPCTimeout.receivedKey)
+        if movesTimeouts {
+            if let first = kept.first { frame.headers.add(name: GRPCTimeout.receivedKey, value: first) }
+        } else {
+            for value in kept { frame.headers.add(name: "grpc-timeout", value: value) }
+        }
         context.fireChannelRead(wrapInboundOut(.headers(frame)))
     }
 }
