@@ -67,30 +67,31 @@ public enum SignedIdentity {
     public static func verify(_ metadata: Metadata, method: String, key: IdentityKey?, now: Date = Date())
         -> CallerIdentity
     {
-        var anonymous = CallerIdentity(requestID: RequestID.of(metadata))
-        let claims = CallerIdentity.gatewayOwnedKeys.contains { !Array(metadata[stringValues: $0]).isEmpty }
-        guard claims else { return anonymous }
+        let headers = Headers(metadata)
+        var anonymous = CallerIdentity(requestID: headers.requestID ?? RequestID.mint())
+        guard headers.claims else { return anonymous }
         func refuse(_ reason: String, _ message: String) -> CallerIdentity {
             anonymous.refusal = Refusal(reason: reason, message)
             return anonymous
         }
 
-        guard let token = single(metadata, signatureKey) else {
+        guard let token = headers.signature.single else {
             return refuse("UNSIGNED_IDENTITY", "identity headers are set only by the gateway and Kangyi services")
         }
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        // Split as bytes: splitting a String by Character walks grapheme clusters, a quarter of this
+        // function's time (perf of intake behind the gateway).
+        let parts = token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false).map { Substring($0) }
         guard parts.count == 3, parts[0] == "v1", let expiry = Int64(parts[1]), let mac = Base64URL.decode(parts[2])
         else {
             return refuse("MALFORMED_IDENTITY", "the identity signature is malformed")
         }
         guard let key else { return refuse("IDENTITY_NOT_ACCEPTED", "this server accepts no signed identities") }
         // The request id signed is the caller's own, or none: a minted one was never signed.
-        let requestID = metadata[stringValues: CallerIdentity.requestIDKey].first(where: RequestID.isWellFormed)
-        let caller = single(metadata, CallerIdentity.callerKey) ?? ""
-        let department = single(metadata, CallerIdentity.departmentKey) ?? ""
-        let scopes = single(metadata, CallerIdentity.scopesKey) ?? ""
+        let caller = headers.caller.single ?? ""
+        let department = headers.department.single ?? ""
+        let scopes = headers.scopes.single ?? ""
         let signed = message(
-            method: method, expiry: expiry, requestID: requestID ?? "", caller: caller, department: department,
+            method: method, expiry: expiry, requestID: headers.requestID ?? "", caller: caller, department: department,
             scopes: scopes)
         guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: signed, using: key.key) else {
             return refuse("FORGED_IDENTITY", "the identity signature does not match (wrong key, method or fields)")
@@ -103,7 +104,7 @@ public enum SignedIdentity {
         }
         return CallerIdentity(
             requestID: anonymous.requestID, caller: caller.isEmpty ? "anonymous" : caller, department: department,
-            scopes: Set(scopes.split(separator: " ").map(String.init)))
+            scopes: Set(scopes.utf8.split(separator: UInt8(ascii: " ")).map { String(Substring($0)) }))
     }
 
     /// Why identity headers were not believed.
@@ -116,17 +117,57 @@ public enum SignedIdentity {
         }
     }
 
-    /// The one value of a header, or nil when absent or repeated (a repeated claim is not believed).
-    private static func single(_ metadata: Metadata, _ key: String) -> String? {
-        let values = Array(metadata[stringValues: key])
-        return values.count == 1 ? values[0] : nil
+    /// The identity headers of a call, read in one pass: a backend verifies every call it serves, and
+    /// looking each header up on its own scanned the whole list seven times.
+    private struct Headers {
+        /// A header's value, or nil when absent or repeated (a repeated claim is not believed).
+        struct One {
+            private(set) var single: String?
+            private(set) var seen = false
+            mutating func add(_ value: String) {
+                single = seen ? nil : value
+                seen = true
+            }
+        }
+        /// The caller's first well-formed request id.
+        var requestID: String?
+        var caller = One(), department = One(), scopes = One(), signature = One()
+        /// Whether any identity header is there at all.
+        var claims: Bool { caller.seen || department.seen || scopes.seen || signature.seen }
+
+        init(_ metadata: Metadata) {
+            for (key, value) in metadata {
+                guard case .string(let text) = value else { continue }
+                switch Self.canonical(key) {
+                case CallerIdentity.requestIDKey: if requestID == nil, RequestID.isWellFormed(text) { requestID = text }
+                case CallerIdentity.callerKey: caller.add(text)
+                case CallerIdentity.departmentKey: department.add(text)
+                case CallerIdentity.scopesKey: scopes.add(text)
+                case SignedIdentity.signatureKey: signature.add(text)
+                default: break
+                }
+            }
+        }
+
+        /// The key as the switch above names it: HTTP/2 sends names in lower case, so the usual key is
+        /// compared as it is; another case (an in-process call) is lowered first, as gRPC compares names.
+        private static func canonical(_ key: String) -> String {
+            key.utf8.contains(where: { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }) ? key.lowercased() : key
+        }
     }
 
     /// What is signed: each field with its length, so no two different sets of fields read the same.
     static func message(
         method: String, expiry: Int64, requestID: String, caller: String, department: String, scopes: String
-    ) -> Data {
-        let fields = ["v1", method, String(expiry), requestID, caller, department, scopes]
-        return Data(fields.map { "\($0.utf8.count):\($0)" }.joined(separator: "\n").utf8)
+    ) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(64 + method.utf8.count + requestID.utf8.count + caller.utf8.count + department.utf8.count + scopes.utf8.count)
+        for (index, field) in ["v1", method, String(expiry), requestID, caller, department, scopes].enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: "\n")) }
+            bytes.append(contentsOf: String(field.utf8.count).utf8)
+            bytes.append(UInt8(ascii: ":"))
+            bytes.append(contentsOf: field.utf8)
+        }
+        return bytes
     }
 }

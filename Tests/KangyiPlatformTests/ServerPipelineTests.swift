@@ -64,13 +64,21 @@ import Testing
         let forgedHeaders = unsigned
         var tampered = TestIdentity.metadata(claim, for: TestEchoService.say)
         tampered.replaceOrAddString("pii.read admin", forKey: CallerIdentity.scopesKey)
+        var repeated = TestIdentity.metadata(claim, for: TestEchoService.say)
+        repeated.addString("mallory", forKey: CallerIdentity.callerKey)
+        let malformed = ["v1.12.abc.d", "v2.12.abc", "v1..abc", "v1.1e3.abc", "v1.12.+/+"].map { token in
+            var metadata = TestIdentity.metadata(claim, for: TestEchoService.say)
+            metadata.replaceOrAddString(token, forKey: SignedIdentity.signatureKey)
+            return ("malformed \(token)", metadata, "MALFORMED_IDENTITY")
+        }
         let cases: [(String, Metadata, String)] = [
             ("unsigned", forgedHeaders, "UNSIGNED_IDENTITY"),
             ("another key", TestIdentity.metadata(claim, for: TestEchoService.say, key: .random()), "FORGED_IDENTITY"),
             ("tampered scopes", tampered, "FORGED_IDENTITY"),
+            ("a claim twice", repeated, "FORGED_IDENTITY"),
             ("another method", TestIdentity.metadata(claim, for: TestEchoService.count), "FORGED_IDENTITY"),
             ("expired", TestIdentity.metadata(claim, for: TestEchoService.say, now: Date().addingTimeInterval(-600)), "EXPIRED_IDENTITY"),
-        ]
+        ] + malformed
         try await withEcho { client in
             for (label, metadata, reason) in cases {
                 let error = await #expect(throws: RPCError.self, "\(label)") { try await client.say("hi", metadata: metadata) }
@@ -87,6 +95,16 @@ import Testing
         }
         let refused = logs.all.filter { $0.message == "rpc" && $0.metadata["code"] == "unauthenticated" }
         #expect(refused.count == cases.count, "refusals are logged like any call")
+
+        // Header names compare as gRPC compares them, in any case (an in-process call keeps the caller's).
+        var shouted = Metadata()
+        for (name, value) in TestIdentity.metadata(claim, for: TestEchoService.say) {
+            shouted.addString(value.description, forKey: name.uppercased())
+        }
+        let verified = SignedIdentity.verify(shouted, method: TestEchoService.say.fullyQualifiedMethod, key: TestIdentity.key)
+        #expect(verified.caller == "mallory" && verified.requestID == "req-x" && verified.refusal == nil)
+        shouted.addString("MALLORY", forKey: "X-KANGYI-CALLER")
+        #expect(SignedIdentity.verify(shouted, method: TestEchoService.say.fullyQualifiedMethod, key: TestIdentity.key).refusal?.reason == "FORGED_IDENTITY")
     }
 
     func staff(_ caller: String, scopes: Set<String> = [], method: MethodDescriptor = TestEchoService.say, requestID: String = "req-s") -> Metadata {
