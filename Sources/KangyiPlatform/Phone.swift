@@ -4,14 +4,18 @@ public enum Phone {
     /// "+86 138-1234-5678", "0086 13812345678", "(138) 1234 5678" → "13812345678"; nil if it is not a
     /// mainland mobile number (11 digits, starting 13–19).
     public static func normalize(_ raw: String) -> String? {
-        var digits = ""
-        for character in raw {
-            if let digit = character.wholeNumberValue, character.isASCII {
-                digits.append(Character(String(digit)))
-            } else if !" -()+.\u{3000}".contains(character) {
-                return nil
+        // Scalar by scalar (every submission comes through here): ASCII digits are kept, the separators
+        // skipped, and anything else — a letter, a full-width digit, a combining mark — refuses the number.
+        var kept: [UInt8] = []
+        kept.reserveCapacity(16)
+        for scalar in raw.unicodeScalars {
+            switch scalar {
+            case "0"..."9": kept.append(UInt8(scalar.value))
+            case " ", "-", "(", ")", "+", ".", "\u{3000}": continue
+            default: return nil
             }
         }
+        var digits = String(decoding: kept, as: UTF8.self)
         let trimmed = raw.trimmingSpaces
         if trimmed.hasPrefix("+") && !trimmed.hasPrefix("+86") { return nil }  // another country's number
         if trimmed.hasPrefix("+86") || (digits.count == 13 && digits.hasPrefix("86")) {

@@ -8,6 +8,21 @@ import Testing
 @Suite struct DecodingAndDaysTests {
     /// The arithmetic day equals the time-zone database's day in Asia/Shanghai, around midnight and
     /// across the years it covers (and the older years, which still take the database's path).
+    /// Trimming with its ASCII shortcut equals trimming by characters, whatever the edges are.
+    @Test func trimmingSpacesEqualsTrimmingByCharacters() {
+        func slow(_ text: String) -> Substring {
+            var text = text[...]
+            while let first = text.first, first.isWhitespace { text = text.dropFirst() }
+            while let last = text.last, last.isWhitespace { text = text.dropLast() }
+            return text
+        }
+        let samples = ["", " ", "a", " a ", "\ta\n", "\u{3000}求助\u{3000}", "x\u{301}", " \u{301}x", "\r\n", "a b",
+                       "\u{A0}a", "a\u{2003}", "东湖路 12 号", "\u{301}", "e\u{301} "]
+        for text in samples {
+            #expect(text.trimmingSpaces == slow(text), "\(Array(text.unicodeScalars))")
+        }
+    }
+
     @Test func calendarDayOfMatchesTheTimeZoneDatabase() {
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone(identifier: "Asia/Shanghai")!
