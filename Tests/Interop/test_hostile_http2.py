@@ -183,7 +183,24 @@ def test_a_malformed_grpc_timeout_is_ignored_not_fatal(kangyi, door, target):
     assert answer.help_request.ticket
 
 
-HEADER_NAMES = ["grpc-timeout", "x-request-id", "x-kangyi-caller", "x-kangyi-scopes", "x-kangyi-identity", "authorization",
+@pytest.mark.parametrize("target", ["gateway", "intake"])
+def test_a_callers_own_moved_timeout_header_is_dropped(kangyi, door, target):
+    """A platform server moves `grpc-timeout` to `kangyi-grpc-timeout` and times the call from there; a
+    caller cannot set that header itself (here a deadline of one nanosecond, which would end the call)."""
+    _, headers, _ = door
+    token = new_token(kangyi, "--kind", "citizen-frontend", "--caller", f"moved-timeout-{target}")
+    address = gateway(kangyi)["grpc"] if target == "gateway" else kangyi.addresses["intake"]
+    headers = [(k, {":authority": address, "authorization": f"Bearer {token}"}.get(k, v)) for k, v in headers]
+    raw = Raw(address)
+    try:
+        send(raw, headers + [("kangyi-grpc-timeout", "1n")], framed(help_request(f"moved-{target}", "13900006666")))
+        outcome = raw.outcome()
+    finally:
+        raw.close()
+    assert outcome == ("status", "0"), outcome
+
+
+HEADER_NAMES = ["grpc-timeout", "kangyi-grpc-timeout", "x-request-id", "x-kangyi-caller", "x-kangyi-scopes", "x-kangyi-identity", "authorization",
                 "grpc-encoding", "grpc-accept-encoding", "content-type", "te", "user-agent", "grpc-message-type", "grpc-status",
                 "grpc-message", "grpc-status-details-bin", "x-thing-bin", "grpc-previous-rpc-attempts", "accept-encoding",
                 "content-length", "host", "grpc-trace-bin", "traceparent"]

@@ -2,7 +2,7 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 
-/// A call's headers as grpc-swift must never see them, mended or answered before it reads them. First
+/// A call's headers as grpc-swift must never see them, mended, moved or answered before it reads them. First
 /// in every stream's pipeline (``GRPCServerService``); found by sending headers by hand (stop 33).
 ///
 /// - A `grpc-timeout` that is not what the protocol allows (``GRPCTimeout/isWellFormed``) is removed, so
@@ -29,7 +29,7 @@ final class RequestHeaderGuard: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !answered else { return }
         guard case .headers(var frame) = unwrapInboundIn(data) else { return context.fireChannelRead(data) }
-        // One pass, allocating nothing, for the usual call with neither fault (this runs for every call).
+        // One pass, allocating nothing unless there is a timeout to move or a fault (this runs for every call).
         var encodings = 0
         var mendTimeouts = false
         for (name, value, _) in frame.headers {
