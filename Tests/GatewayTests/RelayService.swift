@@ -31,7 +31,7 @@ struct RelayService: RegistrableRPCService {
                 "authorization=\(request.metadata[stringValues: "authorization"].joined(separator: ","))",
                 "request-id=\(identity.requestID)",
                 // What the backend's server took from the call's `grpc-timeout`, in that header's form.
-                "deadline=\(GRPCTimeout.remaining.map { "\($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000)m" } ?? "")",
+                "deadline=\(GRPCTimeout.remaining.map { "\($0.inMicroseconds / 1000)m" } ?? "")",
             ]
             return StreamingServerResponse(
                 single: ServerResponse(message: .with { $0.value = seen.joined(separator: "|") }, metadata: ["x-backend-header": "hello"]))

@@ -107,6 +107,25 @@ def send(raw, headers, *data, end=True):
     raw.flush()
 
 
+def call(address, headers, *data):
+    """One call on a connection of its own: how it ended (``Raw.outcome``)."""
+    raw = Raw(address)
+    try:
+        send(raw, headers, *data)
+        return raw.outcome()
+    finally:
+        raw.close()
+
+
+def caller_at(kangyi, door, target, caller):
+    """The door's headers for a call to `target` (the gateway, or intake straight) with a token of its
+    own (a rate of its own): the address, the headers and the token."""
+    _, headers, _ = door
+    token = new_token(kangyi, "--kind", "citizen-frontend", "--caller", caller)
+    address = gateway(kangyi)["grpc"] if target == "gateway" else kangyi.addresses["intake"]
+    return address, [(k, {":authority": address, "authorization": f"Bearer {token}"}.get(k, v)) for k, v in headers], token
+
+
 MESSAGE = framed(help_request("hostile-h2", "13900001111"))
 CASES = {
     # case: (what it sends, the outcomes allowed)
@@ -165,17 +184,9 @@ def test_a_malformed_grpc_timeout_is_ignored_not_fatal(kangyi, door, target):
     """grpc-swift 2.4 stops the process on a negative `grpc-timeout` (a precondition): one header from any
     caller once ended the gateway and every call in flight. Malformed timeouts are now ignored, at the
     door and straight at a service, and both still serve."""
-    _, headers, _ = door
-    token = new_token(kangyi, "--kind", "citizen-frontend", "--caller", f"timeouts-{target}")  # a rate of its own
-    address = gateway(kangyi)["grpc"] if target == "gateway" else kangyi.addresses["intake"]
-    headers = [(k, {":authority": address, "authorization": f"Bearer {token}"}.get(k, v)) for k, v in headers]
+    address, headers, token = caller_at(kangyi, door, target, f"timeouts-{target}")
     for n, timeout in enumerate(["-5S", "-1n", "-9999999H", "+5S", "5s", "1 S", "٣S"]):
-        raw = Raw(address)
-        try:
-            send(raw, headers + [("grpc-timeout", timeout)], framed(help_request(f"timeout-{target}-{n}", "13900004444")))
-            outcome = raw.outcome()
-        finally:
-            raw.close()
+        outcome = call(address, headers + [("grpc-timeout", timeout)], framed(help_request(f"timeout-{target}-{n}", "13900004444")))
         assert outcome == ("status", "0"), f"grpc-timeout {timeout!r}: {outcome}"
     stub = intake_pb2_grpc.IntakeServiceStub(grpc.insecure_channel(address))
     answer = stub.SubmitHelpRequest(help_request(f"after-timeouts-{target}", "13900005555"),
@@ -187,16 +198,8 @@ def test_a_malformed_grpc_timeout_is_ignored_not_fatal(kangyi, door, target):
 def test_a_callers_own_moved_timeout_header_is_dropped(kangyi, door, target):
     """A platform server moves `grpc-timeout` to `kangyi-grpc-timeout` and times the call from there; a
     caller cannot set that header itself (here a deadline of one nanosecond, which would end the call)."""
-    _, headers, _ = door
-    token = new_token(kangyi, "--kind", "citizen-frontend", "--caller", f"moved-timeout-{target}")
-    address = gateway(kangyi)["grpc"] if target == "gateway" else kangyi.addresses["intake"]
-    headers = [(k, {":authority": address, "authorization": f"Bearer {token}"}.get(k, v)) for k, v in headers]
-    raw = Raw(address)
-    try:
-        send(raw, headers + [("kangyi-grpc-timeout", "1n")], framed(help_request(f"moved-{target}", "13900006666")))
-        outcome = raw.outcome()
-    finally:
-        raw.close()
+    address, headers, _ = caller_at(kangyi, door, target, f"moved-timeout-{target}")
+    outcome = call(address, headers + [("kangyi-grpc-timeout", "1n")], framed(help_request(f"moved-{target}", "13900006666")))
     assert outcome == ("status", "0"), outcome
 
 
@@ -232,12 +235,7 @@ def test_random_headers_never_get_internal_or_silence(kangyi, door):
                 headers = [(k, v) for k, v in headers if k != name]
             headers.append((name, rng.choice(HEADER_VALUES)))
         body = framed(help_request(f"header-fuzz-{seed}-{n}", "13900007777")) if "Submit" in path else b"\x00\x00\x00\x00\x00"
-        raw = Raw(address)
-        try:
-            send(raw, headers, body)
-            outcome = raw.outcome(seconds=3)
-        finally:
-            raw.close()
+        outcome = call(address, headers, body)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         assert outcome[0] != "silent" and outcome not in {("status", "13"), ("status", "2")}, \
             f"seed {seed}, call {n}: {path} at {address} with {headers[6:]}: {outcome}"

@@ -71,13 +71,13 @@ struct TestEchoService: RegistrableRPCService {
             let patience = Int(try await ServerRequest(stream: request).message.value) ?? 10_000
             let started = ContinuousClock.now
             let deadline = GRPCTimeout.deadline == nil ? "no deadline" : "deadline set"
-            let cancelled: Void? = await withTaskGroup(of: Void?.self) { group in
+            // Whichever comes first: the RPC's cancellation or the end of its patience.
+            await withTaskGroup(of: Void.self) { group in
                 group.addTask { try? await context.cancellation.cancelled }
                 group.addTask { try? await Task.sleep(for: .milliseconds(patience)) }
-                defer { group.cancelAll() }
-                return await group.next() ?? nil
+                await group.next()
+                group.cancelAll()
             }
-            _ = cancelled
             let answer = context.cancellation.isCancelled
                 ? "cancelled after \(ContinuousClock.now - started), \(deadline)" : "not cancelled, \(deadline)"
             return StreamingServerResponse(single: ServerResponse(message: .with { $0.value = answer }))
@@ -105,7 +105,7 @@ extension GRPCClient {
     func waitForCancellation(metadata: Metadata, patience: Duration = .seconds(10)) async throws -> String {
         try await unary(
             request: ClientRequest(
-                message: Google_Protobuf_StringValue.with { $0.value = "\(patience.components.seconds * 1000 + patience.components.attoseconds / 1_000_000_000_000_000)" },
+                message: Google_Protobuf_StringValue.with { $0.value = "\(patience.inMicroseconds / 1000)" },
                 metadata: metadata),
             descriptor: TestEchoService.waitForCancellation, serializer: ProtobufSerializer<Google_Protobuf_StringValue>(),
             deserializer: ProtobufDeserializer<Google_Protobuf_StringValue>(), options: .defaults

@@ -32,11 +32,14 @@ final class RequestHeaderGuard: ChannelInboundHandler {
         // One pass, allocating nothing unless there is a timeout to move or a fault (this runs for every call).
         var encodings = 0
         var mendTimeouts = false
+        var firstTimeout: String?
         for (name, value, _) in frame.headers {
             if name == "grpc-encoding" {
                 encodings += value.utf8.contains(UInt8(ascii: ",")) ? 2 : 1
             } else if name == "grpc-timeout" {
-                mendTimeouts = mendTimeouts || movesTimeouts || !GRPCTimeout.isWellFormed(value)
+                let wellFormed = GRPCTimeout.isWellFormed(value)
+                if wellFormed, firstTimeout == nil { firstTimeout = value }
+                mendTimeouts = mendTimeouts || movesTimeouts || !wellFormed
             } else if name == GRPCTimeout.receivedKey {
                 mendTimeouts = true
             }
@@ -52,14 +55,12 @@ final class RequestHeaderGuard: ChannelInboundHandler {
             return
         }
         guard mendTimeouts else { return context.fireChannelRead(data) }
-        let kept = frame.headers["grpc-timeout"].filter(GRPCTimeout.isWellFormed)
+        // The bare server's well-formed values stay (only a malformed one brings it here).
+        let kept = movesTimeouts ? [] : frame.headers["grpc-timeout"].filter(GRPCTimeout.isWellFormed)
         frame.headers.remove(name: "grpc-timeout")
         frame.headers.remove(name: GRPCTimeout.receivedKey)
-        if movesTimeouts {
-            if let first = kept.first { frame.headers.add(name: GRPCTimeout.receivedKey, value: first) }
-        } else {
-            for value in kept { frame.headers.add(name: "grpc-timeout", value: value) }
-        }
+        if movesTimeouts, let firstTimeout { frame.headers.add(name: GRPCTimeout.receivedKey, value: firstTimeout) }
+        for value in kept { frame.headers.add(name: "grpc-timeout", value: value) }
         context.fireChannelRead(wrapInboundOut(.headers(frame)))
     }
 }

@@ -8,16 +8,15 @@ import NIOPosix
 /// runtime timer per call (``GRPCTimeout/receivedKey``).
 enum ServerDeadline {
     /// Past this a deadline is as good as none: the timer is set for it (NIO counts in 64-bit nanoseconds,
-    /// and `grpc-timeout` allows 99,999,999 hours).
+    /// and `grpc-timeout` allows 99,999,999 hours). Timed to the microsecond.
     static let longest = Duration.seconds(366 * 24 * 3600)
 
     /// Cancels `handle` after `timeout`, unless the returned timer is cancelled first.
     static func start(after timeout: Duration, cancelling handle: ServerContext.RPCCancellationHandle) -> NIOScheduledCallback? {
-        let (seconds, attoseconds) = min(max(timeout, .zero), longest).components
         let loop = MultiThreadedEventLoopGroup.currentEventLoop ?? MultiThreadedEventLoopGroup.singleton.next()
         // Fails only on a loop that is shutting down: the process is ending, and with it the call.
         return try? loop.scheduleCallback(
-            in: .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000), handler: CancelAtDeadline(handle: handle))
+            in: .microseconds(min(max(timeout, .zero), longest).inMicroseconds), handler: CancelAtDeadline(handle: handle))
     }
 
     private struct CancelAtDeadline: NIOScheduledCallbackHandler, Sendable {
