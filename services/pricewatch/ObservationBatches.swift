@@ -265,6 +265,10 @@ struct ObservationBatches: Sendable {
     /// About how many prices one `daily_prices` row holds (a batch may overfill the last chunk by its own size).
     static let chunkSize = 2_000
 
+    /// The most observations one group commit carries: several callers' batches, so this, not one
+    /// call's size, bounds a chunk's overfill.
+    static let largestCommit = 2_000
+
     /// The first key of price watch's advisory locks ("PRCW"), apart from other services' locks.
     static let lockSpace: Int32 = 0x5052_4357
 

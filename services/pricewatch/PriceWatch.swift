@@ -27,6 +27,6 @@ public enum PriceWatch {
         let batches = ObservationBatches(
             client: client, partitions: MonthPartitions(client: client, logger: logger), rules: rules, checkRules: checkRules,
             logger: logger)
-        return GroupCommitter(maxBatch: 2_000, lanes: 2, commit: batches.commit)
+        return GroupCommitter(maxBatch: ObservationBatches.largestCommit, lanes: 2, commit: batches.commit)
     }
 }
