@@ -105,6 +105,7 @@ public struct GRPCServerService: ListeningService {
                 clientBehavior: .init(minPingIntervalWithoutCalls: .seconds(10), allowWithoutCalls: true))
             config.connection.maxAge = limits.connectionMaxAge
             config.connection.maxGraceTime = limits.connectionMaxGrace
+            config.connection.flushCoalescing = FlushWindow.server
             config.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
                 stream.eventLoop.makeCompletedFuture {
                     try stream.pipeline.syncOperations.addHandler(RequestHeaderGuard(movesTimeouts: movesTimeouts), position: .first)

@@ -27,6 +27,7 @@ public struct PeerClient: Service {
                 // A peer that is down is retried soon, not after minutes of backoff: calls that wait for a
                 // connection (within their deadline) get one within a second of the peer's return.
                 config.backoff = .init(initial: .milliseconds(200), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
+                config.connection.flushCoalescing = FlushWindow.client
             },
             // Every address the name resolves to, in turn: behind a headless Kubernetes Service that is
             // every replica, re-resolved when servers recycle connections (KANGYI_CONNECTION_MAX_AGE_S).
