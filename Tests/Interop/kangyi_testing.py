@@ -24,6 +24,21 @@ KANGYI = os.environ.get("KANGYI_BIN", str(ROOT / ".build/debug/kangyi"))
 
 
 def free_port():
+    """A port nothing listens on now, below the kernel's ephemeral range (as `FreePort.find()` in Swift):
+    a port from binding 0 can become an outgoing connection's local port before the server binds it."""
+    try:
+        ephemeral_start = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_start = 32768
+    for _ in range(100 if ephemeral_start - 20000 >= 1000 else 0):
+        port = secrets.randbelow(ephemeral_start - 20000) + 20000
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

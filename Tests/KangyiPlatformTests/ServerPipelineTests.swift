@@ -223,6 +223,31 @@ import Testing
         }
     }
 
+    /// A server that cannot listen says why: grpc-swift tells whoever waits for its address only that it
+    /// stopped, so the reason (here, its port in use) is in the log and in what it throws.
+    @Test func aServerWhosePortIsTakenSaysWhy() async throws {
+        let first = makeServer()
+        try await withServiceGroup([first]) { _ in
+            let port = Int(try await first.listeningAddress().split(separator: ":").last!)!
+            let second = GRPCServerService(
+                name: "second", services: [echo], host: "127.0.0.1", port: port, limits: .defaults,
+                metrics: metrics, logger: logs.logger())
+            await #expect(throws: (any Error).self) { try await second.run() }
+            let said = logs.all.filter { $0.level == .error && $0.message == "server could not serve" }
+            #expect(said.count == 1 && said.first?.metadata["server"] == "second", "\(said.map(\.text))")
+            #expect(said.first?.metadata["error"]?.contains("in use") == true, "\(said.map(\.text))")
+        }
+    }
+
+    /// Ports for servers that bind them later come from below the kernel's ephemeral range, where no
+    /// outgoing connection takes one meanwhile.
+    @Test func freePortsLieBelowTheEphemeralRange() throws {
+        for _ in 0..<20 {
+            let port = try FreePort.find()
+            #expect(port >= 20_000 && port < FreePort.ephemeralRangeStart() && FreePort.isFree(port), "\(port)")
+        }
+    }
+
     @Test func unexpectedErrorsAreInternalWithTheDetailOnlyInTheLog() async throws {
         try await withEcho { client in
             do {

@@ -198,7 +198,26 @@ public enum FreePort {
         (try? listen(on: port)) != nil
     }
 
-    public static func find() throws -> Int { try listen(on: 0) }
+    /// A port nothing listens on now, for a server that binds it a moment later. Chosen below the
+    /// kernel's ephemeral range: a port from there (what binding port 0 gives) can meanwhile become the
+    /// local port of an outgoing connection — a database connection, say — and the server's bind then
+    /// fails (it did, in CI: `kangyi dev` did not start).
+    public static func find() throws -> Int {
+        let lowest = 20_000, ephemeralStart = ephemeralRangeStart()
+        if ephemeralStart - lowest >= 1_000 {
+            for _ in 0..<100 {
+                let port = Int.random(in: lowest..<ephemeralStart)
+                if isFree(port) { return port }
+            }
+        }
+        return try listen(on: 0)
+    }
+
+    /// The first port the kernel hands out on its own (Linux's `ip_local_port_range`; 32768 elsewhere).
+    static func ephemeralRangeStart() -> Int {
+        let range = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)
+        return range?.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } ?? 32_768
+    }
 
     private static func listen(on port: Int) throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

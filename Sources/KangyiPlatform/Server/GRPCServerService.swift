@@ -17,6 +17,7 @@ public struct GRPCServerService: ListeningService {
     let server: GRPCServer<HTTP2ServerTransport.Posix>
     /// The loop it serves from, if it has one of its own.
     let eventLoop: ServiceEventLoop?
+    let logger: Logger
 
     /// - Parameters:
     ///   - name: the Kangyi service's name (`intake`, ...), used in logs and `dev.json`.
@@ -57,6 +58,7 @@ public struct GRPCServerService: ListeningService {
         self.board = board
         self.inFlight = inFlight
         self.eventLoop = eventLoop
+        self.logger = logger
         self.server = GRPCServer(
             transport: Self.transport(
                 host: host, port: port, limits: limits, tls: tls, group: eventLoop?.group ?? .singletonMultiThreadedEventLoopGroup),
@@ -126,7 +128,14 @@ public struct GRPCServerService: ListeningService {
         try await withGracefulShutdownHandler {
             // The server's tasks — a connection's, a stream's, a handler's — are its children, so they
             // inherit the preference.
-            try await withTaskExecutorPreference(eventLoop?.executor) { try await server.serve() }
+            do {
+                try await withTaskExecutorPreference(eventLoop?.executor) { try await server.serve() }
+            } catch {
+                // Said here because grpc-swift tells whoever waits for the address only that the server
+                // stopped, not why (a port in use, say).
+                logger.error("server could not serve", metadata: ["server": "\(name)", "error": "\(error)"])
+                throw error
+            }
         } onGracefulShutdown: { [board, server] in
             board.shutDown()
             server.beginGracefulShutdown()
