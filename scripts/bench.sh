@@ -63,7 +63,7 @@ POSTMASTER=$(head -1 .data/bench-pg/postmaster.pid)
 
 # Every service of the deployment shares one identity key (it signs the identities they pass each other).
 IDENTITY_KEY=$(head -c 32 /dev/urandom | base64)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { python3 scripts/free_port.py; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; }
 # serve NAME PORT [VAR=VALUE...]: `kangyi serve NAME` in the background; its pid lands in PID_<NAME>.
 serve() {

@@ -6,7 +6,6 @@ import os
 import pathlib
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,32 +15,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / ".build-python"))  # stubs of our protos (scripts/venv.sh)
+sys.path.append(str(ROOT / "scripts"))  # free_port, shared with the bench
 
 from kangyi.intake.v1 import intake_pb2  # noqa: E402
 from signing import signing_channel  # noqa: E402
+from free_port import free_port  # noqa: E402,F401  (the suites import it from here)
 
 KANGYI = os.environ.get("KANGYI_BIN", str(ROOT / ".build/debug/kangyi"))
-
-
-def free_port():
-    """A port nothing listens on now, below the kernel's ephemeral range (as `FreePort.find()` in Swift):
-    a port from binding 0 can become an outgoing connection's local port before the server binds it."""
-    try:
-        ephemeral_start = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        ephemeral_start = 32768
-    for _ in range(100 if ephemeral_start - 20000 >= 1000 else 0):
-        port = secrets.randbelow(ephemeral_start - 20000) + 20000
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(condition, seconds=20, what="condition", every=0.05):
