@@ -239,6 +239,16 @@ import Testing
         }
     }
 
+    /// A server cancelled (the drain over, or a sibling failed) throws the cancellation, but logs no fault.
+    @Test func aCancelledServerLogsNoFault() async throws {
+        let server = makeServer()
+        let serving = Task { try await server.run() }
+        _ = try await server.listeningAddress()
+        serving.cancel()
+        _ = await serving.result
+        #expect(logs.all.filter { $0.message == "server could not serve" }.isEmpty)
+    }
+
     /// Ports for servers that bind them later come from below the kernel's ephemeral range, where no
     /// outgoing connection takes one meanwhile.
     @Test func freePortsLieBelowTheEphemeralRange() throws {

@@ -132,8 +132,11 @@ public struct GRPCServerService: ListeningService {
                 try await withTaskExecutorPreference(eventLoop?.executor) { try await server.serve() }
             } catch {
                 // Said here because grpc-swift tells whoever waits for the address only that the server
-                // stopped, not why (a port in use, say).
-                logger.error("server could not serve", metadata: ["server": "\(name)", "error": "\(error)"])
+                // stopped, not why (a port in use, say). A server cancelled (the drain is over, or another
+                // member failed) throws too, wrapping the cancellation: that is no fault of its own.
+                if !Task.isCancelled {
+                    logger.error("server could not serve", metadata: ["server": "\(name)", "error": "\(error)"])
+                }
                 throw error
             }
         } onGracefulShutdown: { [board, server] in
