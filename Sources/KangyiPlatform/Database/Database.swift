@@ -9,20 +9,31 @@ public enum Database {
     ///   - sessionSettings: settings (GUCs) every connection of the pool starts with.
     ///   - eventLoopGroup: where its connections live; one loop for a pool whose users run on it
     ///     (``EventLoopTaskExecutor``).
+    ///   - holdsConnections: opens all `poolSize` connections and keeps them, with no idle timeout and no
+    ///     keep-alive query, for a pool leased at every commit (a group committer's): postgres-nio then
+    ///     schedules no timer when a connection is leased or returned. Otherwise every return schedules
+    ///     one or two and the next lease cancels them, each a task on Swift's pool and a wake-up of other
+    ///     threads (intake README, item 17). An idle connection still carries traffic: the server sends
+    ///     TCP keep-alives on it (``serverKeepAlive``), which keeps it open through NAT and connection
+    ///     tracking, as the keep-alive query did.
     public static func makeClient(
         url: DatabaseURL, poolSize: Int, sessionSettings: [(String, String)] = [],
-        eventLoopGroup: any EventLoopGroup = PostgresClient.defaultEventLoopGroup, logger: Logger
+        eventLoopGroup: any EventLoopGroup = PostgresClient.defaultEventLoopGroup, holdsConnections: Bool = false,
+        logger: Logger
     ) -> PostgresClient {
         var configuration = PostgresClient.Configuration(
             host: url.host, port: url.port, username: url.user, password: url.password, database: url.database,
             tls: .disable)
         configuration.options.maximumConnections = poolSize
-        configuration.options.minimumConnections = 0
+        configuration.options.minimumConnections = holdsConnections ? poolSize : 0
         configuration.options.connectTimeout = .seconds(3)
-        configuration.options.keepAliveBehavior = .init(frequency: .seconds(30))
-        configuration.options.additionalStartupParameters = sessionSettings
+        configuration.options.keepAliveBehavior = holdsConnections ? nil : .init(frequency: .seconds(30))
+        configuration.options.additionalStartupParameters = sessionSettings + (holdsConnections ? serverKeepAlive : [])
         return PostgresClient(configuration: configuration, eventLoopGroup: eventLoopGroup, backgroundLogger: logger)
     }
+
+    /// TCP keep-alives the server sends on a connection idle for 30 s, every 10 s, giving up after 3.
+    static let serverKeepAlive = [("tcp_keepalives_idle", "30"), ("tcp_keepalives_interval", "10"), ("tcp_keepalives_count", "3")]
 
     /// Runs `body` with a running pool on `url` (for commands and tests, outside a service group), then
     /// closes it.

@@ -84,7 +84,7 @@ public struct ServiceRuntime: Sendable {
         guard let databaseURL else { throw PlatformError(description: "no database URL for a dedicated pool") }
         return Database.makeClient(
             url: databaseURL, poolSize: poolSize, sessionSettings: sessionSettings,
-            eventLoopGroup: eventLoop.eventLoop, logger: logger)
+            eventLoopGroup: eventLoop.eventLoop, holdsConnections: true, logger: logger)
     }
 }
 
