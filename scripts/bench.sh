@@ -7,7 +7,8 @@
 #   no-op      kangyi.bench.v1.Bench/Noop on the platform's server stack: h2load (closed loop; success
 #              proven by the server's own count of OK calls and a sampled `grpc-status: 0`) and the
 #              Kangyi load generator at C — the ceiling of the gRPC layer here; and the same no-op on a
-#              bare grpc-swift server (same transport settings, no interceptors): what the platform costs
+#              bare grpc-swift server (same transport settings, no interceptors), the two taking turns: what
+#              the platform costs
 #   light      one caller, one call at a time (submissions: BENCH_LIGHT_SECONDS, 30, for >= 2,000 calls):
 #              pgbench's 1-client INSERT, the no-op (platform and bare),
 #              SubmitHelpRequest direct and through the gateway — what one citizen's call costs
@@ -122,7 +123,12 @@ TOKEN=$(KANGYI_DATABASE_URL=$DB KANGYI_LOG_LEVEL=error "$BIN" token create --cal
 CHECKPOINT_TOKEN=$(KANGYI_DATABASE_URL=$DB KANGYI_LOG_LEVEL=error "$BIN" token create --caller bench-import \
   --kind checkpoint-operator --scope checkpoint.upload --rate 1000000 --burst 1000000 2>/dev/null)
 
-echo "no-op: h2load, $C streams, ${T}s..."
+# The platform's no-op and the bare server take turns, three rounds each: their ratio is target 4, and two
+# runs one after the other measured the machine's drift as much as the servers (one stop's runs gave 0.72
+# to 0.89 with the same code). Each side's figures are its rounds together (proc.py h2load-merge).
+NOOP_ROUNDS=3
+T_ROUND=$(( T / 2 > 2 ? T / 2 : 2 ))
+echo "no-op: h2load, $C streams, $NOOP_ROUNDS rounds of ${T_ROUND}s, taking turns with a bare grpc-swift server..."
 printf '\0\0\0\0\0' > "$OUT/noop.grpc"   # one gRPC frame: uncompressed, length 0 (an empty message)
 # noop_h2load LABEL PORT PID [METRICS_PORT]: h2load on the no-op at PORT, then one sampled call; success is
 # checked against the server's own count of OK calls when it has metrics ("-" when it counts nothing).
@@ -131,7 +137,7 @@ noop_h2load() {
   noop_ok() { curl -s "http://127.0.0.1:$metrics/metrics" | python3 scripts/bench/proc.py ok-count kangyi.bench.v1.Bench/Noop; }
   [[ -n $metrics ]] && ok_before=$(noop_ok)
   cpu_before=$(cpu_of "$pid")
-  h2load -c 2 -m $((C / 2)) -D "$T" --warm-up-time=2 -d "$OUT/noop.grpc" -H 'content-type: application/grpc' \
+  h2load -c 2 -m $((C / 2)) -D "$T_ROUND" --warm-up-time=2 -d "$OUT/noop.grpc" -H 'content-type: application/grpc' \
     -H 'te: trailers' "http://127.0.0.1:$port/kangyi.bench.v1.Bench/Noop" > "$OUT/$label.txt" 2>&1
   [[ -n $metrics ]] && ok_after=$(noop_ok)
   cpu_after=$(cpu_of "$pid")
@@ -140,10 +146,15 @@ noop_h2load() {
   python3 scripts/bench/proc.py h2load "$OUT/$label.txt" "$OUT/$label-sample.txt" "$ok_before" "$ok_after" \
     "$cpu_before" "$cpu_after" > "$OUT/$label.json"
 }
-noop_h2load noop-h2load "$NOOP" "$PID_noop" "$NOOP_METRICS"
-
-echo "no-op on a bare grpc-swift server (no interceptors, same transport settings): h2load, $C streams, ${T}s..."
-noop_h2load noop-bare-h2load "$BARE" "$PID_bare"   # it counts nothing: its sampled status is the check
+for round in $(seq $NOOP_ROUNDS); do
+  echo "  round $round: the platform's no-op, then the bare server's"
+  noop_h2load "noop-h2load-$round" "$NOOP" "$PID_noop" "$NOOP_METRICS"
+  noop_h2load "noop-bare-h2load-$round" "$BARE" "$PID_bare"   # it counts nothing: its sampled status is the check
+done
+for label in noop-h2load noop-bare-h2load; do
+  python3 scripts/bench/proc.py h2load-merge $(for round in $(seq $NOOP_ROUNDS); do echo "$OUT/$label-$round.json"; done) \
+    > "$OUT/$label.json"
+done
 
 echo "no-op: kangyi-load, $C in flight, ${T}s..."
 run noop "$PID_noop" -- --rpc noop --target "127.0.0.1:$NOOP" --concurrency "$C" --seconds "$T"

@@ -7,6 +7,8 @@
                                         and the load generator's CPU seconds when given) to a run
     proc.py ok-count METHOD < metrics   the server's own count of OK calls of METHOD (Prometheus text)
     proc.py h2load OUT SAMPLE OK0 OK1 CPU0 CPU1   h2load's figures, checked against the server's count
+    proc.py h2load-merge RUN.json...    several h2load runs of one server as one: calls over time, with
+                                        each run's rate kept under "rounds"
     proc.py peak-memory NAME=PID|NAME=tree:PID...  VmHWM of each process (a tree: its largest member)
 """
 import json
@@ -95,6 +97,17 @@ def main(argv):
         # is served too, so the server counts at least as many).
         if not grpc_ok or served_ok < succeeded:
             sys.exit(f"FAILED: h2load claimed {succeeded} successes, server counted {served_ok} OK; sample: {sample!r}")
+        print(json.dumps(result, indent=2, sort_keys=True))
+    elif command == "h2load-merge":
+        runs = [json.load(open(path)) for path in argv[2:]]
+        succeeded = sum(run["succeeded"] for run in runs)
+        seconds = sum(run["succeeded"] / run["rate_per_s"] for run in runs)
+        served_ok = sum(run["server_ok_calls"] for run in runs)
+        result = {"rate_per_s": succeeded / seconds, "succeeded": succeeded, "server_ok_calls": served_ok,
+                  "mean_ms": sum(run["mean_ms"] * run["succeeded"] for run in runs) / succeeded,
+                  "sample_grpc_status_0": all(run["sample_grpc_status_0"] for run in runs),
+                  "cpu_ms_per_call": sum(run["cpu_ms_per_call"] * run["server_ok_calls"] for run in runs) / served_ok,
+                  "rounds": [run["rate_per_s"] for run in runs]}
         print(json.dumps(result, indent=2, sort_keys=True))
     elif command == "peak-memory":
         result = {}

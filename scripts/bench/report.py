@@ -139,7 +139,8 @@ for name, label in (("noop-light", "no-op, platform"), ("bare-light", "no-op, ba
 r = results["ratios"]
 print(f"light: submit p50 - pgbench 1-client p50 = {r['light_submit_p50_over_pgbench1_ms']:+.2f} ms (target <= +0.5); "
       f"the gateway adds {r['light_gateway_added_p50_ms']:+.2f} ms at p50 (target <= 0.3); "
-      f"platform no-op / bare {r['noop_over_bare']:.2f} (target >= 0.8)")
+      f"platform no-op / bare {r['noop_over_bare']:.2f} (target >= 0.8; rounds "
+      f"{', '.join(f'{a / b:.2f}' for a, b in zip(noop_h2load['rounds'], bare_h2load['rounds']))})")
 print(f"ratios: submit/pgbench {r['submit_over_pgbench']:.2f}, submit/no-op {r['submit_over_noop']:.3f}, "
       f"gateway/direct {r['gateway_over_direct']:.2f} (+{r['gateway_added_p50_ms']:.2f} ms p50), "
       f"overload goodput/direct {r['overload_goodput_over_direct']:.2f}")
