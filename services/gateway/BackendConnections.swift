@@ -14,13 +14,17 @@ import NIOPosix
 /// connection that closes, says GOAWAY (a backend recycling its connections, or stopping) or breaks the
 /// protocol (``ClosesOnConnectionError`` closes it) is replaced at once, the name resolved again; a
 /// backend that cannot be reached is tried again after 0.2 s growing to 1 s; every 30 s the name is
-/// resolved again for replicas added. ``pick()`` answers nil while no connection is up, and the call then
+/// resolved again for replicas added. A connection whose backend stops answering PINGs is closed and
+/// replaced too (``PingsBackend``). ``pick()`` answers nil while no connection is up, and the call then
 /// goes the gateway's slower, retrying way. All on `loop`.
 final class BackendConnections: @unchecked Sendable {
     let host: String
     let port: Int
     let loop: any EventLoop
     let logger: Logger
+    /// How often an idle or busy connection is pinged, and how long an answer may take.
+    let pingInterval: TimeAmount
+    let pingTimeout: TimeAmount
 
     // Touched only on `loop`.
     private var ready: [Ready] = []
@@ -36,11 +40,16 @@ final class BackendConnections: @unchecked Sendable {
         let streams: NIOHTTP2Handler.StreamMultiplexer
     }
 
-    init(address: PeerAddress, loop: any EventLoop, logger: Logger) {
+    init(
+        address: PeerAddress, loop: any EventLoop, logger: Logger,
+        pingInterval: TimeAmount = PingsBackend.interval, pingTimeout: TimeAmount = PingsBackend.timeout
+    ) {
         self.host = address.host
         self.port = address.port
         self.loop = loop
         self.logger = logger
+        self.pingInterval = pingInterval
+        self.pingTimeout = pingTimeout
     }
 
     func start() {
@@ -104,6 +113,7 @@ final class BackendConnections: @unchecked Sendable {
                         mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
                     ) { pushed in pushed.close() }
                     try sync.addHandler(GoAwayWatcher { [self] in retire(channel) })
+                    try sync.addHandler(PingsBackend(interval: pingInterval, timeout: pingTimeout))
                     try sync.addHandler(ClosesOnConnectionError())
                 }
             }

@@ -14,6 +14,12 @@ public struct PeerClient: Service {
     public let name: String
     public let grpc: GRPCClient<HTTP2ClientTransport.Posix>
 
+    /// A connection to a peer is pinged after this long without a read, and closed (then made again) when
+    /// the answer takes longer than `timeout`: a peer whose host vanished without a word sends no FIN or
+    /// RST, and its connection would otherwise hold calls until TCP gave up, many minutes later. Servers
+    /// allow a PING every 10 s, with or without calls (``GRPCServerService``).
+    public static let keepalive = (interval: Duration.seconds(20), timeout: Duration.seconds(10))
+
     /// - Parameter eventLoopGroup: where its connections live (``ServiceRuntime/peerClient(_:)`` puts them on
     ///   the service's event loop).
     public init(
@@ -28,6 +34,8 @@ public struct PeerClient: Service {
                 // connection (within their deadline) get one within a second of the peer's return.
                 config.backoff = .init(initial: .milliseconds(200), max: .seconds(1), multiplier: 1.6, jitter: 0.2)
                 config.connection.flushCoalescing = FlushWindow.client
+                config.connection.keepalive = .init(
+                    time: Self.keepalive.interval, timeout: Self.keepalive.timeout, allowWithoutCalls: true)
             },
             // Every address the name resolves to, in turn: behind a headless Kubernetes Service that is
             // every replica, re-resolved when servers recycle connections (KANGYI_CONNECTION_MAX_AGE_S).

@@ -1,0 +1,75 @@
+import KangyiPlatform
+import KangyiTestSupport
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP2
+import NIOPosix
+import Testing
+
+@testable import KangyiGateway
+
+/// The front door's connections to a backend are pinged (``PingsBackend``): one whose backend has gone
+/// silent — accepted, then nothing, as when its host vanished — is closed and made again, and one whose
+/// backend answers stays open through many pings.
+@Suite struct BackendPingTests {
+    /// A listener that records the connections it accepts; `http2` answers as an HTTP/2 server would
+    /// (PINGs included), otherwise it never says a word.
+    final class Backend: Sendable {
+        let accepted = NIOLockedValueBox<[any Channel]>([])
+        let listener: any Channel
+
+        init(http2: Bool) async throws {
+            let accepted = self.accepted
+            listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .childChannelInitializer { channel in
+                    accepted.withLockedValue { $0.append(channel) }
+                    guard http2 else { return channel.eventLoop.makeSucceededVoidFuture() }
+                    return channel.eventLoop.makeCompletedFuture {
+                        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                            mode: .server, connectionConfiguration: .init(), streamConfiguration: .init()
+                        ) { stream in
+                            stream.close()
+                        }
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0).get()
+        }
+
+        var address: String { "127.0.0.1:\(listener.localAddress!.port!)" }
+        var connections: [any Channel] { accepted.withLockedValue { $0 } }
+
+        /// Waits up to `seconds` for `condition`.
+        func waitFor(seconds: Double, _ condition: () -> Bool) async throws -> Bool {
+            for _ in 0..<Int(seconds * 20) where !condition() { try await Task.sleep(for: .milliseconds(50)) }
+            return condition()
+        }
+    }
+
+    func connections(to backend: Backend) throws -> BackendConnections {
+        BackendConnections(
+            address: try PeerAddress(backend.address, of: "backend"), loop: MultiThreadedEventLoopGroup.singleton.next(),
+            logger: TestDatabase.logger, pingInterval: .milliseconds(200), pingTimeout: .milliseconds(300))
+    }
+
+    @Test func aSilentBackendsConnectionIsClosedAndMadeAgain() async throws {
+        let backend = try await Backend(http2: false)
+        let door = try connections(to: backend)
+        door.start()
+        defer { door.close(); backend.listener.close(promise: nil) }
+        #expect(try await backend.waitFor(seconds: 3) { !backend.connections.isEmpty })
+        let first = try #require(backend.connections.first)
+        #expect(try await backend.waitFor(seconds: 3) { !first.isActive }, "closed by the door: no answer to its PING")
+        #expect(try await backend.waitFor(seconds: 3) { backend.connections.count >= 2 }, "and made again")
+    }
+
+    @Test func anAnsweringBackendsConnectionStaysOpen() async throws {
+        let backend = try await Backend(http2: true)
+        let door = try connections(to: backend)
+        door.start()
+        defer { door.close(); backend.listener.close(promise: nil) }
+        #expect(try await backend.waitFor(seconds: 3) { !backend.connections.isEmpty })
+        try await Task.sleep(for: .seconds(2))  // ten pings, each answered
+        #expect(backend.connections.count == 1)
+        #expect(backend.connections.first?.isActive == true)
+    }
+}
