@@ -45,31 +45,32 @@ import Testing
         }
     }
 
-    func connections(to backend: Backend) throws -> BackendConnections {
-        BackendConnections(
+    /// A backend, and the front door's connections to it pinging every 0.2 s with 0.3 s to answer, once
+    /// the first connection is made.
+    func withConnectedDoor(backendSpeaksHTTP2 http2: Bool, _ body: (Backend) async throws -> Void) async throws {
+        let backend = try await Backend(http2: http2)
+        let door = BackendConnections(
             address: try PeerAddress(backend.address, of: "backend"), loop: MultiThreadedEventLoopGroup.singleton.next(),
             logger: TestDatabase.logger, pingInterval: .milliseconds(200), pingTimeout: .milliseconds(300))
+        door.start()
+        defer { door.close(); backend.listener.close(promise: nil) }
+        #expect(try await backend.waitFor(seconds: 3) { !backend.connections.isEmpty })
+        try await body(backend)
     }
 
     @Test func aSilentBackendsConnectionIsClosedAndMadeAgain() async throws {
-        let backend = try await Backend(http2: false)
-        let door = try connections(to: backend)
-        door.start()
-        defer { door.close(); backend.listener.close(promise: nil) }
-        #expect(try await backend.waitFor(seconds: 3) { !backend.connections.isEmpty })
-        let first = try #require(backend.connections.first)
-        #expect(try await backend.waitFor(seconds: 3) { !first.isActive }, "closed by the door: no answer to its PING")
-        #expect(try await backend.waitFor(seconds: 3) { backend.connections.count >= 2 }, "and made again")
+        try await withConnectedDoor(backendSpeaksHTTP2: false) { backend in
+            let first = try #require(backend.connections.first)
+            #expect(try await backend.waitFor(seconds: 3) { !first.isActive }, "closed by the door: no answer to its PING")
+            #expect(try await backend.waitFor(seconds: 3) { backend.connections.count >= 2 }, "and made again")
+        }
     }
 
     @Test func anAnsweringBackendsConnectionStaysOpen() async throws {
-        let backend = try await Backend(http2: true)
-        let door = try connections(to: backend)
-        door.start()
-        defer { door.close(); backend.listener.close(promise: nil) }
-        #expect(try await backend.waitFor(seconds: 3) { !backend.connections.isEmpty })
-        try await Task.sleep(for: .seconds(2))  // ten pings, each answered
-        #expect(backend.connections.count == 1)
-        #expect(backend.connections.first?.isActive == true)
+        try await withConnectedDoor(backendSpeaksHTTP2: true) { backend in
+            try await Task.sleep(for: .seconds(2))  // ten pings, each answered
+            #expect(backend.connections.count == 1)
+            #expect(backend.connections.first?.isActive == true)
+        }
     }
 }
