@@ -45,13 +45,14 @@ import Testing
         }
     }
 
-    /// A backend, and the front door's connections to it pinging every 0.2 s with 0.3 s to answer, once
-    /// the first connection is made.
+    /// A backend, and the front door's connections to it pinging every 0.2 s with 1 s to answer (ample on
+    /// a busy machine: a late answer would close an answering backend's connection), once the first
+    /// connection is made.
     func withConnectedDoor(backendSpeaksHTTP2 http2: Bool, _ body: (Backend) async throws -> Void) async throws {
         let backend = try await Backend(http2: http2)
         let door = BackendConnections(
             address: try PeerAddress(backend.address, of: "backend"), loop: MultiThreadedEventLoopGroup.singleton.next(),
-            logger: TestDatabase.logger, pingInterval: .milliseconds(200), pingTimeout: .milliseconds(300))
+            logger: TestDatabase.logger, pingInterval: .milliseconds(200), pingTimeout: .seconds(1))
         door.start()
         defer { door.close(); backend.listener.close(promise: nil) }
         #expect(try await backend.waitFor(seconds: 3) { !backend.connections.isEmpty })
@@ -61,8 +62,8 @@ import Testing
     @Test func aSilentBackendsConnectionIsClosedAndMadeAgain() async throws {
         try await withConnectedDoor(backendSpeaksHTTP2: false) { backend in
             let first = try #require(backend.connections.first)
-            #expect(try await backend.waitFor(seconds: 3) { !first.isActive }, "closed by the door: no answer to its PING")
-            #expect(try await backend.waitFor(seconds: 3) { backend.connections.count >= 2 }, "and made again")
+            #expect(try await backend.waitFor(seconds: 5) { !first.isActive }, "closed by the door: no answer to its PING")
+            #expect(try await backend.waitFor(seconds: 5) { backend.connections.count >= 2 }, "and made again")
         }
     }
 
