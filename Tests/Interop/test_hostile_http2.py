@@ -243,3 +243,35 @@ def test_random_headers_never_get_internal_or_silence(kangyi, door):
             f"seed {seed}, call {n}: {path} at {address} with {headers[6:]}: {outcome}"
     print(f"header fuzz: seed {seed}, outcomes {outcomes}")
     assert kangyi.process.poll() is None
+
+
+
+def test_answered_calls_whose_callers_leave_free_their_streams(kangyi):
+    """Calls the gateway refuses at once (no token) whose callers leave without ever finishing their
+    requests: the door's stream to the gateway's server must close with each. Left open, they filled that
+    connection's 1,000 concurrent streams, and every later call the door handed to the server went
+    unanswered (the 1,001st, every time)."""
+    address = gateway(kangyi)["grpc"]
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", address),
+               ("content-type", "application/grpc"), ("te", "trailers")]
+    calls = 0
+    for _ in range(22):
+        raw = Raw(address)
+        raw.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            for stream in range(1, 100, 2):
+                raw.h2.send_headers(stream, headers)  # the request is never finished
+                raw.flush()
+                answered = False
+                while not answered:
+                    try:
+                        received = raw.socket.recv(65536)
+                    except TimeoutError:
+                        raise AssertionError(f"no answer after {calls} calls")
+                    for event in raw.h2.receive_data(received):
+                        answered |= isinstance(event, h2.events.StreamEnded) and event.stream_id == stream
+                calls += 1
+                raw.flush()
+        finally:
+            raw.close()  # the caller leaves, its 50 requests unfinished
+    assert call(address, headers, MESSAGE) == ("status", "16")

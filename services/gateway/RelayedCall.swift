@@ -218,7 +218,15 @@ final class RelayedCall {
             callerClosed = true
             caller.call = nil
             finish(.failed(.cancelled, "the caller left before the answer"))
-            if !responseEnded { target?.close() }
+            if !responseEnded {
+                target?.close()
+            } else if !requestEnded {
+                // Answered whole, but its request never ended: the target stream is still open on this
+                // side and would hold one of the connection's concurrent streams for ever (1,000 of them,
+                // and every later call on that connection waited unanswered). Ending the request closes it
+                // without a reset, which the server would count towards its reset-flood limit.
+                target?.endRequest()
+            }
         } else if end === target {
             if responseEnded || callerClosed {
                 caller.flush()
@@ -349,6 +357,11 @@ final class RelayEnd: ChannelDuplexHandler {
     }
 
     func close() { context?.close(promise: nil) }
+    /// Ends the stream's outbound half: an empty DATA frame with END_STREAM.
+    func endRequest() {
+        send(.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true)))
+        flush()
+    }
     var isWritable: Bool { context?.channel.isWritable ?? false }
 }
 
