@@ -245,7 +245,6 @@ def test_random_headers_never_get_internal_or_silence(kangyi, door):
     assert kangyi.process.poll() is None
 
 
-
 def test_answered_calls_whose_callers_leave_free_their_streams(kangyi):
     """Calls the gateway refuses at once (no token) whose callers leave without ever finishing their
     requests: the door's stream to the gateway's server must close with each. Left open, they filled that

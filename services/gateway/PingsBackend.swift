@@ -23,7 +23,7 @@ final class PingsBackend: ChannelDuplexHandler {
     private var unanswered: (data: HTTP2PingData, deadline: Scheduled<Void>)?
     private var sent: UInt64 = 0
 
-    init(interval: TimeAmount = PingsBackend.interval, timeout: TimeAmount = PingsBackend.timeout) {
+    init(interval: TimeAmount, timeout: TimeAmount) {
         self.interval = interval
         self.timeout = timeout
     }

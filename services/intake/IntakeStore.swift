@@ -30,7 +30,8 @@ struct IntakeStore: Sendable {
     ///   deployment, each bench run) hash-joined a scan of the whole table, and kept it as the table grew
     ///   (7 ms a batch at 11,000 rows).
     /// Its own pool, because settings apply to every statement of a connection, and the service's reads
-    /// want plans for their values.
+    /// want plans for their values. (`intake.submit_batch` also carries the first setting itself since
+    /// migration 11, for sessions that are not the committer's.)
     static let committerSessionSettings = [("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off")]
 
     let client: PostgresClient

@@ -203,7 +203,7 @@ public enum FreePort {
     /// local port of an outgoing connection — a database connection, say — and the server's bind then
     /// fails (it did, in CI: `kangyi dev` did not start).
     public static func find() throws -> Int {
-        let lowest = 20_000, ephemeralStart = ephemeralRangeStart()
+        let ephemeralStart = ephemeralRangeStart()
         if ephemeralStart - lowest >= 1_000 {
             for _ in 0..<100 {
                 let port = Int.random(in: lowest..<ephemeralStart)
@@ -212,6 +212,9 @@ public enum FreePort {
         }
         return try listen(on: 0)
     }
+
+    /// Where ``find()`` starts looking (`scripts/free_port.py` too).
+    static let lowest = 20_000
 
     /// The first port the kernel hands out on its own (Linux's `ip_local_port_range`; 32768 elsewhere).
     static func ephemeralRangeStart() -> Int {
