@@ -245,11 +245,14 @@ def test_random_headers_never_get_internal_or_silence(kangyi, door):
     assert kangyi.process.poll() is None
 
 
-def test_answered_calls_whose_callers_leave_free_their_streams(kangyi):
+@pytest.mark.parametrize("leaving", ["closing", "resetting"])
+def test_answered_calls_whose_callers_leave_free_their_streams(kangyi, leaving):
     """Calls the gateway refuses at once (no token) whose callers leave without ever finishing their
-    requests: the door's stream to the gateway's server must close with each. Left open, they filled that
-    connection's 1,000 concurrent streams, and every later call the door handed to the server went
-    unanswered (the 1,001st, every time)."""
+    requests — closing the connection, or resetting each answered stream as grpc-core does. The door's
+    stream to the gateway's server must close with each, and without a reset of its own. Left open, they
+    filled that connection's 1,000 concurrent streams, and the 1,001st call went unanswered; the callers'
+    resets passed on made the server end the door's one connection at the 201st (NIOHTTP2 allows 200 in
+    30 s), and the call racing that end was reset."""
     address = gateway(kangyi)["grpc"]
     headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", address),
                ("content-type", "application/grpc"), ("te", "trailers")]
@@ -268,9 +271,48 @@ def test_answered_calls_whose_callers_leave_free_their_streams(kangyi):
                     except TimeoutError:
                         raise AssertionError(f"no answer after {calls} calls")
                     for event in raw.h2.receive_data(received):
+                        if isinstance(event, h2.events.StreamReset) and event.stream_id == stream:
+                            raise AssertionError(f"call {calls + 1} was reset ({event.error_code!r})")
                         answered |= isinstance(event, h2.events.StreamEnded) and event.stream_id == stream
                 calls += 1
+                if leaving == "resetting":
+                    raw.h2.reset_stream(stream)
                 raw.flush()
         finally:
-            raw.close()  # the caller leaves, its 50 requests unfinished
+            raw.close()  # the caller leaves, its requests unfinished
     assert call(address, headers, MESSAGE) == ("status", "16")
+
+
+def test_callers_cancelling_calls_cost_no_other_call(kangyi):
+    """500 calls cancelled by their callers before any answer, on ten connections: the door passes each
+    cancellation on to intake, so intake stops waiting. They all travel the door's one connection to
+    intake, where 200 resets in 30 s make intake's HTTP/2 end it (a rapid-reset guard), losing every call
+    still on it. The door retires that connection before, so a call that was open all along is answered."""
+    address = gateway(kangyi)["grpc"]
+    token = new_token(kangyi, "--kind", "citizen-frontend", "--caller", "hostile-h2-cancels", "--rate", "10000", "--burst", "10000")
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", address),
+               ("content-type", "application/grpc"), ("te", "trailers"), ("authorization", f"Bearer {token}")]
+    witness = Raw(address)
+    try:
+        witness.h2.send_headers(1, headers)
+        witness.h2.send_data(1, MESSAGE)  # intake waits for the request's end
+        witness.flush()
+        for _ in range(10):
+            raw = Raw(address)
+            raw.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                for stream in range(1, 100, 2):
+                    raw.h2.send_headers(stream, headers)
+                    raw.h2.send_data(stream, MESSAGE)
+                    raw.flush()
+                    time.sleep(0.003)  # the door has opened the call's stream to intake
+                    raw.h2.reset_stream(stream, error_code=8)  # CANCEL, as a gRPC client cancels
+                    raw.flush()
+            finally:
+                raw.close()
+            assert call(address, headers, MESSAGE) == ("status", "0")
+        witness.h2.send_data(1, b"", end_stream=True)
+        witness.flush()
+        assert witness.outcome() == ("status", "0")
+    finally:
+        witness.close()

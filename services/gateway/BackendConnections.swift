@@ -15,8 +15,9 @@ import NIOPosix
 /// protocol (``ClosesOnConnectionError`` closes it) is replaced at once, the name resolved again; a
 /// backend that cannot be reached is tried again after 0.2 s growing to 1 s; every 30 s the name is
 /// resolved again for replicas added. A connection whose backend stops answering PINGs is closed and
-/// replaced too (``PingsBackend``). ``pick()`` answers nil while no connection is up, and the call then
-/// goes the gateway's slower, retrying way. All on `loop`.
+/// replaced too (``PingsBackend``), and one on which the door has reset many streams is retired before the
+/// backend would end it (``BackendLink``). ``pick()`` answers nil while no connection is up, and the call
+/// then goes the gateway's slower, retrying way. All on `loop`.
 final class BackendConnections: @unchecked Sendable {
     let host: String
     let port: Int
@@ -36,8 +37,7 @@ final class BackendConnections: @unchecked Sendable {
 
     private struct Ready {
         let address: SocketAddress
-        let channel: any Channel
-        let streams: NIOHTTP2Handler.StreamMultiplexer
+        let link: BackendLink
     }
 
     init(
@@ -62,11 +62,11 @@ final class BackendConnections: @unchecked Sendable {
     }
 
     /// A connection to open the next call's stream on, in turn; nil while none is up.
-    func pick() -> NIOHTTP2Handler.StreamMultiplexer? {
+    func pick() -> BackendLink? {
         loop.preconditionInEventLoop()
         guard !ready.isEmpty else { return nil }
         cursor &+= 1
-        return ready[cursor % ready.count].streams
+        return ready[cursor % ready.count].link
     }
 
     func close() {
@@ -107,12 +107,8 @@ final class BackendConnections: @unchecked Sendable {
             .connectTimeout(.seconds(5))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try BackendLink(channel: channel) { [self] in retire(channel) }.configure()
                     let sync = channel.pipeline.syncOperations
-                    // Backends never open streams of their own; a pushed stream is refused.
-                    _ = try sync.configureHTTP2Pipeline(
-                        mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
-                    ) { pushed in pushed.close() }
-                    try sync.addHandler(GoAwayWatcher { [self] in retire(channel) })
                     try sync.addHandler(PingsBackend(interval: pingInterval, timeout: pingTimeout))
                     try sync.addHandler(ClosesOnConnectionError())
                 }
@@ -122,11 +118,11 @@ final class BackendConnections: @unchecked Sendable {
                 connecting.remove(address)
                 switch result {
                 case .success(let channel):
-                    guard !stopped, let streams = try? channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self).syncMultiplexer()
+                    guard !stopped, let link = try? channel.pipeline.syncOperations.handler(type: BackendLink.self), !link.retired
                     else { return channel.close(promise: nil) }
                     failures = 0
                     all[ObjectIdentifier(channel)] = channel
-                    ready.append(Ready(address: address, channel: channel, streams: streams))
+                    ready.append(Ready(address: address, link: link))
                     channel.closeFuture.whenComplete { [self] _ in
                         all[ObjectIdentifier(channel)] = nil
                         retire(channel)
@@ -141,7 +137,7 @@ final class BackendConnections: @unchecked Sendable {
     /// Takes no new calls; its open ones finish. Another connection is made at once.
     private func retire(_ channel: any Channel) {
         let before = ready.count
-        ready.removeAll { $0.channel === channel }
+        ready.removeAll { $0.link.channel === channel }
         if ready.count < before { reconcile() }
     }
 
@@ -178,20 +174,5 @@ final class BackendConnections: @unchecked Sendable {
         }
         var seen = Set<SocketAddress>()
         return addresses.filter { seen.insert($0).inserted }
-    }
-}
-
-/// Tells its connection's owner when the backend says GOAWAY.
-private final class GoAwayWatcher: ChannelInboundHandler {
-    typealias InboundIn = HTTP2Frame
-    typealias InboundOut = HTTP2Frame
-
-    let onGoAway: () -> Void
-
-    init(onGoAway: @escaping () -> Void) { self.onGoAway = onGoAway }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .goAway = unwrapInboundIn(data).payload { onGoAway() }
-        context.fireChannelRead(data)
     }
 }

@@ -237,7 +237,7 @@ struct DirectCall {
     /// It holds a slot of the in-flight count (not a server stream).
     let counted: Bool
     let identity: CallerIdentity
-    let backend: NIOHTTP2Handler.StreamMultiplexer
+    let backend: BackendLink
     /// The caller's headers as the backend receives them.
     let headers: HPACKHeaders
     let start = ContinuousClock.now

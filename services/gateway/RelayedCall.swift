@@ -31,8 +31,12 @@ final class RelayedCall {
     private var requestEnded = false
     private var responseEnded = false
     private var callerClosed = false
+    /// The connection the target stream is on.
+    private var link: BackendLink?
     /// How the backend reset the target stream, if it did.
     private var targetReset: HTTP2ErrorCode?
+    /// The door has reset the target stream (the caller's cancellation, passed on).
+    private var targetCancelled = false
 
     private enum Phase { case awaitingHeaders, lookingUp, opening, relaying }
 
@@ -56,6 +60,11 @@ final class RelayedCall {
     }
 
     private func fromCaller(_ frame: HTTP2Frame.FramePayload) {
+        if case .rstStream(let code) = frame {
+            // Not kept or queued: a stream not yet open to the target closes with the caller's (``closed(_:)``).
+            if phase == .relaying { cancelTarget(code) }
+            return
+        }
         if frame.endsStream { requestEnded = true }
         switch phase {
         case .awaitingHeaders:
@@ -86,6 +95,10 @@ final class RelayedCall {
             kept = nil
             if data.endStream { responseEnded = true }
             caller.send(frame)
+        case .rstStream(let code):
+            // Only a reset the backend sent: a stream dropped as its connection went away closes with an
+            // error too (``RelayEnd/errorCaught``), and is answered as a lost connection.
+            targetReset = code
         default:
             break
         }
@@ -109,9 +122,9 @@ final class RelayedCall {
                 call.route(frame, request, lookedUp: true)
             }
         case .server:
-            if let connection = own.pick() {
+            if let link = own.pick() {
                 door.serverCalls.increment()
-                open(on: connection, first: frame)
+                open(on: link, first: frame)
             } else {
                 caller.send(Self.trailersOnly(code: .unavailable, message: "the gateway is not ready; retry shortly"))
                 caller.flush()
@@ -128,17 +141,18 @@ final class RelayedCall {
 
     // MARK: The target stream
 
-    private func open(on connection: NIOHTTP2Handler.StreamMultiplexer, first: HTTP2Frame.FramePayload) {
+    private func open(on link: BackendLink, first: HTTP2Frame.FramePayload) {
         phase = .opening
         let end = RelayEnd()
         end.call = self
         target = end
-        let opened = door.loop.makePromise(of: (any Channel).self)
+        self.link = link
+        targetCancelled = false
         let handler = NIOLoopBound(end, eventLoop: door.loop)
-        connection.createStreamChannel(promise: opened) { channel in
+        let opened = link.createStream { channel in
             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler.value) }
         }
-        opened.futureResult.assumeIsolated().whenComplete { [self] result in
+        opened.assumeIsolated().whenComplete { [self] result in
             guard end === target else { return }
             switch result {
             case .success where callerClosed:
@@ -170,13 +184,13 @@ final class RelayedCall {
             caller.close()
             return
         }
-        if !answered, direct != nil, let request = kept, requestEnded, !callerClosed, let connection = own.pick() {
+        if !answered, direct != nil, let request = kept, requestEnded, !callerClosed, let link = own.pick() {
             // Nothing came back: the gateway's server takes the call as the caller sent it.
             finish(.handedOver)
             direct = nil
             kept = nil
             pending = Array(request.dropFirst())
-            open(on: connection, first: request[0])
+            open(on: link, first: request[0])
             return
         }
         let message = "the backend's connection was lost"
@@ -208,10 +222,6 @@ final class RelayedCall {
         if end === caller { target?.resumeReading() } else { caller.resumeReading() }
     }
 
-    func reset(_ end: RelayEnd, code: HTTP2ErrorCode) {
-        if end === target { targetReset = code }
-    }
-
     /// Each end's handler lets go of the call when its stream closes, and the call of the target's.
     func closed(_ end: RelayEnd) {
         if end === caller {
@@ -219,16 +229,21 @@ final class RelayedCall {
             caller.call = nil
             finish(.failed(.cancelled, "the caller left before the answer"))
             if !responseEnded {
+                if phase == .relaying { cancelTarget(.cancel) }
                 target?.close()
             } else if !requestEnded {
                 // Answered whole, but its request never ended: the target stream is still open on this
                 // side and would hold one of the connection's concurrent streams for ever (1,000 of them,
                 // and every later call on that connection waited unanswered). Ending the request closes it
-                // without a reset, which the server would count towards its reset-flood limit.
+                // without a reset, which the backend would count towards its reset-flood limit.
                 target?.endRequest()
             }
         } else if end === target {
-            if responseEnded || callerClosed {
+            if targetCancelled {
+                finish(.failed(.cancelled, "the caller cancelled the call"))
+                target?.call = nil
+                target = nil
+            } else if responseEnded || callerClosed {
                 caller.flush()
                 finish(.failed(.internalError, "the backend ended the call without a status"))
                 target?.call = nil
@@ -238,6 +253,17 @@ final class RelayedCall {
                 targetFailed()
             }
         }
+    }
+
+    /// Passes the caller's cancellation on, once, while the backend still owes an answer: the backend
+    /// stops its work. A caller's reset after the answer is not passed on; ``closed(_:)`` ends the target
+    /// stream without one. Each reset counts towards its link's budget (``BackendLink``).
+    private func cancelTarget(_ code: HTTP2ErrorCode) {
+        guard !responseEnded, !targetCancelled, let target else { return }
+        targetCancelled = true
+        target.send(.rstStream(code))
+        target.flush()
+        link?.resetSent()
     }
 
     // MARK: The direct call's log line and metrics
@@ -327,7 +353,6 @@ final class RelayEnd: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let closed = error as? NIOHTTP2Errors.StreamClosed { call?.reset(self, code: closed.errorCode) }
         context.close(promise: nil)
     }
 

@@ -1,0 +1,99 @@
+import NIOCore
+import NIOHTTP2
+
+/// One of ``BackendConnections``' connections, as the calls the ``FrontDoor`` relays over it use it: its
+/// streams, and the streams the door has reset on it.
+///
+/// A backend's HTTP/2 stack ends a connection whose peer resets more than 200 streams in 30 s (NIOHTTP2's
+/// guard against rapid-reset floods, in every grpc-swift server) with GOAWAY ENHANCE_YOUR_CALM, losing
+/// every call still on it. The door funnels many callers' calls onto one connection, so their
+/// cancellations add up there: seven citizens a second giving up would be enough. So after
+/// ``resetBudget`` resets within ``resetWindow`` the link is retired: new calls take a fresh connection,
+/// and this one closes once its last stream has (its calls may still spend the other half of the limit).
+///
+/// Also in the connection's pipeline, after the HTTP/2 handler, to see the backend's GOAWAY: the link is
+/// then retired too, its open calls finishing. All on the connection's event loop.
+final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTP2Frame
+    typealias InboundOut = HTTP2Frame
+
+    static let resetBudget = 100
+    static let resetWindow = TimeAmount.seconds(30)
+
+    let channel: any Channel
+    private let budget: Int
+    /// Told once, when the link should take no new calls.
+    private let onRetire: () -> Void
+
+    // Touched only on the channel's event loop.
+    /// Set once, by ``configure()``.
+    private var multiplexer: NIOHTTP2Handler.StreamMultiplexer?
+    /// Streams asked for and not yet closed.
+    private var openStreams = 0
+    private var resets = CircularBuffer<NIODeadline>()
+    private(set) var retired = false
+
+    init(channel: any Channel, resetBudget: Int = BackendLink.resetBudget, onRetire: @escaping () -> Void) {
+        self.channel = channel
+        self.budget = resetBudget
+        self.onRetire = onRetire
+    }
+
+    /// Adds the client's HTTP/2 handler to `channel`'s pipeline, and this link after it. A stream the
+    /// backend pushes is refused: backends never open streams of their own.
+    func configure() throws {
+        let sync = channel.pipeline.syncOperations
+        multiplexer = try sync.configureHTTP2Pipeline(
+            mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+        ) { pushed in pushed.close() }
+        try sync.addHandler(self)
+    }
+
+    /// Opens a stream for a call. It counts as open from now until its channel closes: a retired link
+    /// must not close under a stream whose first frame is not yet written.
+    func createStream(_ initializer: @escaping NIOChannelInitializer) -> EventLoopFuture<any Channel> {
+        let opened = channel.eventLoop.makePromise(of: (any Channel).self)
+        guard let multiplexer else {
+            opened.fail(ChannelError.ioOnClosedChannel)
+            return opened.futureResult
+        }
+        openStreams += 1
+        multiplexer.createStreamChannel(promise: opened, initializer)
+        opened.futureResult.assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let stream): stream.closeFuture.assumeIsolated().whenComplete { _ in self.streamEnded() }
+            case .failure: streamEnded()
+            }
+        }
+        return opened.futureResult
+    }
+
+    private func streamEnded() {
+        openStreams -= 1
+        if retired, openStreams == 0 { channel.close(promise: nil) }
+    }
+
+    /// A call has reset its stream to the backend.
+    func resetSent() {
+        let now = NIODeadline.now()
+        while let first = resets.first, first + Self.resetWindow <= now { resets.removeFirst() }
+        resets.append(now)
+        if resets.count >= budget { retire() }
+    }
+
+    /// Takes no new calls, and closes once its last stream has.
+    func retire() {
+        guard !retired else { return }
+        retired = true
+        onRetire()
+        if openStreams == 0 { channel.close(promise: nil) }
+    }
+
+    // MARK: ChannelInboundHandler
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .goAway = unwrapInboundIn(data).payload { retire() }
+        context.fireChannelRead(data)
+    }
+
+}
