@@ -11,14 +11,21 @@ import NIOHTTP2
 /// ``resetBudget`` resets within ``resetWindow`` the link is retired: new calls take a fresh connection,
 /// and this one closes once its last stream has (its calls may still spend the other half of the limit).
 ///
-/// Also in the connection's pipeline, after the HTTP/2 handler, to see the backend's GOAWAY: the link is
-/// then retired too, its open calls finishing. All on the connection's event loop.
+/// Also in the connection's pipeline, after the HTTP/2 handler, to see the backend's GOAWAY and the
+/// connection's errors: the link is then retired too, its open calls finishing. All on the connection's
+/// event loop.
 final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTP2Frame
     typealias InboundOut = HTTP2Frame
 
     static let resetBudget = 100
     static let resetWindow = TimeAmount.seconds(30)
+    /// How many streams the door has reset whose late frames are still recognised and dropped.
+    /// NIOHTTP2 remembers 32; a frame for a stream reset before those is a connection error (STREAM_CLOSED)
+    /// that ends every call on the connection. A backend answering a burst of calls whose callers all left
+    /// (a client's connection lost with many calls on it) outruns 32 within one round trip; a link carries
+    /// at most the backend's concurrent streams (1,000 by default) at once.
+    static let recentlyResetStreams = 4096
 
     let channel: any Channel
     private let budget: Int
@@ -43,8 +50,10 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     /// backend pushes is refused: backends never open streams of their own.
     func configure() throws {
         let sync = channel.pipeline.syncOperations
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.maximumRecentlyResetStreams = Self.recentlyResetStreams
         multiplexer = try sync.configureHTTP2Pipeline(
-            mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+            mode: .client, connectionConfiguration: connection, streamConfiguration: .init()
         ) { pushed in pushed.close() }
         try sync.addHandler(self)
     }
@@ -96,4 +105,10 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
         context.fireChannelRead(data)
     }
 
+    /// Any error but one stream's leaves the connection unfit for new calls: after a connection error
+    /// NIOHTTP2 has said GOAWAY, and a stream opened after it is never answered.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if !(error is NIOHTTP2Errors.StreamError) { retire() }
+        context.fireErrorCaught(error)
+    }
 }
