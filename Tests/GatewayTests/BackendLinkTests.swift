@@ -8,12 +8,18 @@ import Testing
 /// A ``BackendLink`` on which the door has reset its budget of streams is retired — told once — and its
 /// connection closes only when the last of its streams has, so the calls still on it are answered.
 @Suite struct BackendLinkTests {
-    final class Told { var times = 0 }
+    final class Told {
+        var times = 0
+        var reason: BackendLink.Retirement?
+    }
 
     @Test func aLinkRetiredForItsResetsClosesWithItsLastStream() throws {
         let channel = EmbeddedChannel()
         let told = Told()
-        let link = BackendLink(channel: channel, resetBudget: 3) { told.times += 1 }
+        let link = BackendLink(channel: channel, resetBudget: 3) { reason in
+            told.times += 1
+            told.reason = reason
+        }
         try link.configure()
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         let opened = link.createStream { $0.eventLoop.makeSucceededVoidFuture() }
@@ -26,10 +32,11 @@ import Testing
         link.resetSent()
         #expect(link.retired)
         #expect(told.times == 1)
+        #expect(told.reason == .resets)
         #expect(channel.isActive, "a stream is still open on it")
 
         link.resetSent()
-        link.retire()
+        link.retire(because: .goAway)
         #expect(told.times == 1, "retired once")
 
         stream.close(promise: nil)
@@ -39,7 +46,7 @@ import Testing
 
     @Test func aLinkWithNoStreamClosesAsItRetires() throws {
         let channel = EmbeddedChannel()
-        let link = BackendLink(channel: channel, resetBudget: 1) {}
+        let link = BackendLink(channel: channel, resetBudget: 1) { _ in }
         try link.configure()
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         link.resetSent()

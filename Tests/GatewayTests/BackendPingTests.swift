@@ -52,7 +52,7 @@ import Testing
         let backend = try await Backend(http2: http2)
         let door = BackendConnections(
             address: try PeerAddress(backend.address, of: "backend"), loop: MultiThreadedEventLoopGroup.singleton.next(),
-            logger: TestDatabase.logger, pingInterval: .milliseconds(200), pingTimeout: .seconds(1))
+            logger: TestDatabase.logger, metrics: nil, pingInterval: .milliseconds(200), pingTimeout: .seconds(1))
         door.start()
         defer { door.close(); backend.listener.close(promise: nil) }
         #expect(try await backend.waitFor(seconds: 3) { !backend.connections.isEmpty })

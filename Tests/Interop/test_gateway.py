@@ -155,12 +155,16 @@ def test_per_caller_metrics(kangyi):
 
 def gateway_calls(kangyi, path):
     """`kangyi_gateway_calls_total{path=...}` from the dev process's metrics."""
+    return metric(kangyi, "kangyi_gateway_calls_total", path=path)
+
+
+def metric(kangyi, name, **labels):
+    """The sum of `name`'s samples carrying `labels`, from the dev process's metrics (0 if none)."""
     import urllib.request
     with urllib.request.urlopen(f"http://{kangyi.info['metrics']}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(f'kangyi_gateway_calls_total{{path="{path}"}}'):
-                return float(line.split()[-1])
-    return 0.0
+        lines = response.read().decode().splitlines()
+    return sum(float(line.split()[-1]) for line in lines
+               if line.startswith(name + "{") and all(f'{k}="{v}"' in line.split("}")[0] for k, v in labels.items()))
 
 
 def test_an_admitted_call_goes_straight_to_its_backend_under_the_same_rules(kangyi):

@@ -17,7 +17,7 @@ import pytest
 
 from kangyi.intake.v1 import intake_pb2_grpc
 from kangyi_testing import help_request
-from test_gateway import gateway, new_token
+from test_gateway import gateway, metric, new_token
 
 PATH = "/kangyi.intake.v1.IntakeService/SubmitHelpRequest"
 
@@ -316,3 +316,6 @@ def test_callers_cancelling_calls_cost_no_other_call(kangyi):
         assert witness.outcome() == ("status", "0")
     finally:
         witness.close()
+    assert metric(kangyi, "kangyi_gateway_backend_connections_retired_total", reason="resets") >= 2, \
+        "the door's connection to intake retired, twice or more, for its resets"
+

@@ -26,6 +26,8 @@ final class BackendConnections: @unchecked Sendable {
     /// How often an idle or busy connection is pinged, and how long an answer may take.
     let pingInterval: TimeAmount
     let pingTimeout: TimeAmount
+    /// For `kangyi_gateway_backend_connections_retired_total{backend, reason}`.
+    let metrics: RPCMetrics?
 
     // Touched only on `loop`.
     private var ready: [Ready] = []
@@ -41,7 +43,7 @@ final class BackendConnections: @unchecked Sendable {
     }
 
     init(
-        address: PeerAddress, loop: any EventLoop, logger: Logger,
+        address: PeerAddress, loop: any EventLoop, logger: Logger, metrics: RPCMetrics?,
         pingInterval: TimeAmount = PingsBackend.interval, pingTimeout: TimeAmount = PingsBackend.timeout
     ) {
         self.host = address.host
@@ -50,6 +52,7 @@ final class BackendConnections: @unchecked Sendable {
         self.logger = logger
         self.pingInterval = pingInterval
         self.pingTimeout = pingTimeout
+        self.metrics = metrics
     }
 
     func start() {
@@ -99,7 +102,8 @@ final class BackendConnections: @unchecked Sendable {
         loop.scheduleTask(in: .milliseconds(delay)) { [self] in reconcile() }
     }
 
-    private func connect(_ address: SocketAddress) {
+    /// Connects to `address`; the new connection takes `replacing`'s place once it is up.
+    private func connect(_ address: SocketAddress, replacing: (any Channel)? = nil) {
         guard !stopped else { return }
         connecting.insert(address)
         ClientBootstrap(group: loop)
@@ -107,7 +111,7 @@ final class BackendConnections: @unchecked Sendable {
             .connectTimeout(.seconds(5))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try BackendLink(channel: channel) { [self] in retire(channel) }.configure()
+                    try BackendLink(channel: channel) { [self] reason in retired(channel, because: reason) }.configure()
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(PingsBackend(interval: pingInterval, timeout: pingTimeout))
                     try sync.addHandler(ClosesOnConnectionError())
@@ -122,6 +126,7 @@ final class BackendConnections: @unchecked Sendable {
                     else { return channel.close(promise: nil) }
                     failures = 0
                     all[ObjectIdentifier(channel)] = channel
+                    if let replacing { ready.removeAll { $0.link.channel === replacing } }
                     ready.append(Ready(address: address, link: link))
                     channel.closeFuture.whenComplete { [self] _ in
                         all[ObjectIdentifier(channel)] = nil
@@ -129,9 +134,26 @@ final class BackendConnections: @unchecked Sendable {
                     }
                 case .failure(let error):
                     logger.debug("backend not reached", metadata: ["backend": "\(address)", "error": "\(error)"])
+                    if let replacing { retire(replacing) }
                     retryLater()
                 }
             }
+    }
+
+    /// A link's own account of why it takes no new calls: logged (a backend recycling its connections is
+    /// routine; a budget of resets spent or a broken connection is worth a look) and counted.
+    private func retired(_ channel: any Channel, because reason: BackendLink.Retirement) {
+        let metadata: Logger.Metadata = ["backend": "\(host):\(port)", "reason": "\(reason.rawValue)"]
+        logger.log(level: reason == .goAway ? .debug : .notice, "backend connection retired", metadata: metadata)
+        metrics?.counter("kangyi_gateway_backend_connections_retired_total", dimensions: [("backend", host), ("reason", reason.rawValue)])
+            .increment()
+        if reason == .resets, let spent = ready.first(where: { $0.link.channel === channel }), !connecting.contains(spent.address) {
+            // Still good for the other half of the backend's limit: it takes calls until its replacement
+            // is up, so that none goes the gateway's slower way meanwhile.
+            connect(spent.address, replacing: channel)
+        } else {
+            retire(channel)
+        }
     }
 
     /// Takes no new calls; its open ones finish. Another connection is made at once.

@@ -8,8 +8,9 @@ import NIOHTTP2
 /// guard against rapid-reset floods, in every grpc-swift server) with GOAWAY ENHANCE_YOUR_CALM, losing
 /// every call still on it. The door funnels many callers' calls onto one connection, so their
 /// cancellations add up there: seven citizens a second giving up would be enough. So after
-/// ``resetBudget`` resets within ``resetWindow`` the link is retired: new calls take a fresh connection,
-/// and this one closes once its last stream has (its calls may still spend the other half of the limit).
+/// ``resetBudget`` resets within ``resetWindow`` the link is retired: new calls take a fresh connection
+/// as soon as it is up, and this one closes once its last stream has (its calls may still spend the other
+/// half of the limit).
 ///
 /// Also in the connection's pipeline, after the HTTP/2 handler, to see the backend's GOAWAY and the
 /// connection's errors: the link is then retired too, its open calls finishing. All on the connection's
@@ -27,10 +28,20 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     /// at most the backend's concurrent streams (1,000 by default) at once.
     static let recentlyResetStreams = 4096
 
+    /// Why a link takes no new calls.
+    enum Retirement: String {
+        /// The backend said GOAWAY: it is recycling its connections, or stopping.
+        case goAway = "goaway"
+        /// The door reset its budget of streams on it.
+        case resets
+        /// The connection failed (NIOHTTP2 has said GOAWAY on it, or the socket broke).
+        case error
+    }
+
     let channel: any Channel
     private let budget: Int
     /// Told once, when the link should take no new calls.
-    private let onRetire: () -> Void
+    private let onRetire: (Retirement) -> Void
 
     // Touched only on the channel's event loop.
     /// Set once, by ``configure()``.
@@ -40,7 +51,7 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     private var resets = CircularBuffer<NIODeadline>()
     private(set) var retired = false
 
-    init(channel: any Channel, resetBudget: Int = BackendLink.resetBudget, onRetire: @escaping () -> Void) {
+    init(channel: any Channel, resetBudget: Int = BackendLink.resetBudget, onRetire: @escaping (Retirement) -> Void) {
         self.channel = channel
         self.budget = resetBudget
         self.onRetire = onRetire
@@ -87,28 +98,28 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
         let now = NIODeadline.now()
         while let first = resets.first, first + Self.resetWindow <= now { resets.removeFirst() }
         resets.append(now)
-        if resets.count >= budget { retire() }
+        if resets.count >= budget { retire(because: .resets) }
     }
 
     /// Takes no new calls, and closes once its last stream has.
-    func retire() {
+    func retire(because reason: Retirement) {
         guard !retired else { return }
         retired = true
-        onRetire()
+        onRetire(reason)
         if openStreams == 0 { channel.close(promise: nil) }
     }
 
     // MARK: ChannelInboundHandler
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .goAway = unwrapInboundIn(data).payload { retire() }
+        if case .goAway = unwrapInboundIn(data).payload { retire(because: .goAway) }
         context.fireChannelRead(data)
     }
 
     /// Any error but one stream's leaves the connection unfit for new calls: after a connection error
     /// NIOHTTP2 has said GOAWAY, and a stream opened after it is never answered.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if !(error is NIOHTTP2Errors.StreamError) { retire() }
+        if !(error is NIOHTTP2Errors.StreamError) { retire(because: .error) }
         context.fireErrorCaught(error)
     }
 }

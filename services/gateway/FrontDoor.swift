@@ -27,6 +27,7 @@ final class FrontDoor: ListeningService, Sendable {
     let observer: CallObserverInterceptor
     /// Calls relayed straight to a backend, and calls handed to the gateway's server
     /// (`kangyi_gateway_calls_total{path="direct"|"server"}`).
+    let metrics: RPCMetrics
     let directCalls: Metrics.Counter
     let serverCalls: Metrics.Counter
     let logger: Logger
@@ -53,7 +54,10 @@ final class FrontDoor: ListeningService, Sendable {
         self.directCalls = metrics.counter("kangyi_gateway_calls_total", dimensions: [("path", "direct")])
         self.serverCalls = metrics.counter("kangyi_gateway_calls_total", dimensions: [("path", "server")])
         self.logger = logger
-        self.backends = backendAddresses.mapValues { BackendConnections(address: $0, loop: loop, logger: logger) }
+        self.metrics = metrics
+        self.backends = backendAddresses.mapValues {
+            BackendConnections(address: $0, loop: loop, logger: logger, metrics: metrics)
+        }
         self.bound = loop.makePromise()
         self.drained = loop.makePromise()
     }
@@ -71,7 +75,8 @@ final class FrontDoor: ListeningService, Sendable {
         let listener: any Channel
         do {
             own = BackendConnections(
-                address: try PeerAddress(await placement.server(), of: "the gateway's own server"), loop: loop, logger: logger)
+                address: try PeerAddress(await placement.server(), of: "the gateway's own server"), loop: loop, logger: logger,
+                metrics: metrics)
             listener = try await ServerBootstrap(group: loop)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
