@@ -143,9 +143,11 @@ final class BackendConnections: @unchecked Sendable {
     /// A link's own account of why it takes no new calls: logged (a backend recycling its connections is
     /// routine; a budget of resets spent or a broken connection is worth a look) and counted.
     private func retired(_ channel: any Channel, because reason: BackendLink.Retirement) {
-        let metadata: Logger.Metadata = ["backend": "\(host):\(port)", "reason": "\(reason.rawValue)"]
-        logger.log(level: reason == .goAway ? .debug : .notice, "backend connection retired", metadata: metadata)
-        metrics?.counter("kangyi_gateway_backend_connections_retired_total", dimensions: [("backend", host), ("reason", reason.rawValue)])
+        let backend = "\(host):\(port)"
+        logger.log(
+            level: reason == .goAway ? .debug : .notice, "backend connection retired",
+            metadata: ["backend": "\(backend)", "reason": "\(reason.rawValue)"])
+        metrics?.counter("kangyi_gateway_backend_connections_retired_total", dimensions: [("backend", backend), ("reason", reason.rawValue)])
             .increment()
         if reason == .resets, let spent = ready.first(where: { $0.link.channel === channel }), !connecting.contains(spent.address) {
             // Still good for the other half of the backend's limit: it takes calls until its replacement
