@@ -18,11 +18,10 @@ import Testing
     @Test func aLinkRetiredForItsResetsClosesWithItsLastStream() throws {
         let channel = EmbeddedChannel()
         let told = Told()
-        let link = BackendLink(channel: channel, resetBudget: 3) { reason in
+        let link = try BackendLink.attach(to: channel, resetBudget: 3) { reason in
             told.times += 1
             told.reason = reason
         }
-        try link.configure()
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         let opened = link.createStream { $0.eventLoop.makeSucceededVoidFuture() }
         channel.embeddedEventLoop.run()
@@ -48,8 +47,7 @@ import Testing
 
     @Test func aLinkWithNoStreamClosesAsItRetires() throws {
         let channel = EmbeddedChannel()
-        let link = BackendLink(channel: channel, resetBudget: 1) { _ in }
-        try link.configure()
+        let link = try BackendLink.attach(to: channel, resetBudget: 1) { _ in }
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         link.resetSent()
         channel.embeddedEventLoop.run()

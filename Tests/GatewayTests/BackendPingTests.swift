@@ -1,9 +1,4 @@
-import KangyiPlatform
-import KangyiTestSupport
-import NIOConcurrencyHelpers
 import NIOCore
-import NIOHTTP2
-import NIOPosix
 import Testing
 
 @testable import KangyiGateway

@@ -96,9 +96,14 @@ class Raw:
 def door(kangyi):
     token = new_token(kangyi, "--kind", "citizen-frontend", "--caller", "hostile-h2")
     address = gateway(kangyi)["grpc"]
-    headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", address),
-               ("content-type", "application/grpc"), ("te", "trailers"), ("authorization", f"Bearer {token}")]
-    return address, headers, token
+    return address, grpc_headers(address, PATH, token), token
+
+
+def grpc_headers(address, path, token=None):
+    """A gRPC call's request headers for `path` at `address`, with the bearer `token` if one is given."""
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", address),
+               ("content-type", "application/grpc"), ("te", "trailers")]
+    return headers + [("authorization", f"Bearer {token}")] if token else headers
 
 
 def send(raw, headers, *data, end=True):
@@ -229,8 +234,7 @@ def test_random_headers_never_get_internal_or_silence(kangyi, door):
     for n in range(300):
         address = rng.choice([gateway(kangyi)["grpc"], kangyi.addresses["intake"], kangyi.addresses["checkpoint"]])
         path = rng.choice(HEADER_PATHS)
-        headers = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", address),
-                   ("content-type", "application/grpc"), ("te", "trailers"), ("authorization", f"Bearer {token}")]
+        headers = grpc_headers(address, path, token)
         for _ in range(rng.randint(1, 5)):
             name = rng.choice(HEADER_NAMES)
             if rng.random() < 0.5:
@@ -254,8 +258,7 @@ def test_answered_calls_whose_callers_leave_free_their_streams(kangyi, leaving):
     resets passed on made the server end the door's one connection at the 201st (NIOHTTP2 allows 200 in
     30 s), and the call racing that end was reset."""
     address = gateway(kangyi)["grpc"]
-    headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", address),
-               ("content-type", "application/grpc"), ("te", "trailers")]
+    headers = grpc_headers(address, PATH)
     calls = 0
     for _ in range(22):
         raw = Raw(address)
@@ -290,8 +293,7 @@ def test_callers_cancelling_calls_cost_no_other_call(kangyi):
     still on it. The door retires that connection before, so a call that was open all along is answered."""
     address = gateway(kangyi)["grpc"]
     token = new_token(kangyi, "--kind", "citizen-frontend", "--caller", "hostile-h2-cancels", "--rate", "10000", "--burst", "10000")
-    headers = [(":method", "POST"), (":scheme", "http"), (":path", PATH), (":authority", address),
-               ("content-type", "application/grpc"), ("te", "trailers"), ("authorization", f"Bearer {token}")]
+    headers = grpc_headers(address, PATH, token)
     witness = Raw(address)
     try:
         witness.h2.send_headers(1, headers)

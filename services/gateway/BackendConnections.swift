@@ -111,7 +111,7 @@ final class BackendConnections: @unchecked Sendable {
             .connectTimeout(.seconds(5))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try BackendLink(channel: channel) { [self] reason in retired(channel, because: reason) }.configure()
+                    try BackendLink.attach(to: channel) { [self] reason in linkRetired(channel, because: reason) }
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(PingsBackend(interval: pingInterval, timeout: pingTimeout))
                     try sync.addHandler(ClosesOnConnectionError())
@@ -142,7 +142,7 @@ final class BackendConnections: @unchecked Sendable {
 
     /// A link's own account of why it takes no new calls: logged (a backend recycling its connections is
     /// routine; a budget of resets spent or a broken connection is worth a look) and counted.
-    private func retired(_ channel: any Channel, because reason: BackendLink.Retirement) {
+    private func linkRetired(_ channel: any Channel, because reason: BackendLink.Retirement) {
         let backend = "\(host):\(port)"
         logger.log(
             level: reason == .goAway ? .debug : .notice, "backend connection retired",

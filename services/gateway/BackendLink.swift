@@ -40,43 +40,48 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
 
     let channel: any Channel
     private let budget: Int
-    /// Told once, when the link should take no new calls.
+    /// Told once, when the link should take no new calls (``BackendConnections`` decides when it stops).
     private let onRetire: (Retirement) -> Void
 
+    private let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+
     // Touched only on the channel's event loop.
-    /// Set once, by ``configure()``.
-    private var multiplexer: NIOHTTP2Handler.StreamMultiplexer?
     /// Streams asked for and not yet closed.
     private var openStreams = 0
     private var resets = CircularBuffer<NIODeadline>()
     private(set) var retired = false
 
-    init(channel: any Channel, resetBudget: Int = BackendLink.resetBudget, onRetire: @escaping (Retirement) -> Void) {
-        self.channel = channel
-        self.budget = resetBudget
-        self.onRetire = onRetire
-    }
-
-    /// Adds the client's HTTP/2 handler to `channel`'s pipeline, and this link after it. A stream the
-    /// backend pushes is refused: backends never open streams of their own.
-    func configure() throws {
+    /// Adds the client's HTTP/2 handler to `channel`'s pipeline, and a link after it. A stream the backend
+    /// pushes is refused: backends never open streams of their own.
+    @discardableResult
+    static func attach(
+        to channel: any Channel, resetBudget: Int = BackendLink.resetBudget, onRetire: @escaping (Retirement) -> Void
+    ) throws -> BackendLink {
         let sync = channel.pipeline.syncOperations
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
-        connection.maximumRecentlyResetStreams = Self.recentlyResetStreams
-        multiplexer = try sync.configureHTTP2Pipeline(
+        connection.maximumRecentlyResetStreams = recentlyResetStreams
+        let multiplexer = try sync.configureHTTP2Pipeline(
             mode: .client, connectionConfiguration: connection, streamConfiguration: .init()
         ) { pushed in pushed.close() }
-        try sync.addHandler(self)
+        let link = BackendLink(channel: channel, multiplexer: multiplexer, resetBudget: resetBudget, onRetire: onRetire)
+        try sync.addHandler(link)
+        return link
+    }
+
+    private init(
+        channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer, resetBudget: Int,
+        onRetire: @escaping (Retirement) -> Void
+    ) {
+        self.channel = channel
+        self.multiplexer = multiplexer
+        self.budget = resetBudget
+        self.onRetire = onRetire
     }
 
     /// Opens a stream for a call. It counts as open from now until its channel closes: a retired link
     /// must not close under a stream whose first frame is not yet written.
     func createStream(_ initializer: @escaping NIOChannelInitializer) -> EventLoopFuture<any Channel> {
         let opened = channel.eventLoop.makePromise(of: (any Channel).self)
-        guard let multiplexer else {
-            opened.fail(ChannelError.ioOnClosedChannel)
-            return opened.futureResult
-        }
         openStreams += 1
         multiplexer.createStreamChannel(promise: opened, initializer)
         opened.futureResult.assumeIsolated().whenComplete { [self] result in
@@ -101,7 +106,8 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
         if resets.count >= budget { retire(because: .resets) }
     }
 
-    /// Takes no new calls, and closes once its last stream has.
+    /// Tells its owner to give it no new calls (after a spent budget of resets, once a replacement is up),
+    /// and closes once its last stream has.
     func retire(because reason: Retirement) {
         guard !retired else { return }
         retired = true

@@ -25,9 +25,10 @@ final class FrontDoor: ListeningService, Sendable {
     /// run on it, so a call's frames are never handed between threads.
     let loop: any EventLoop
     let observer: CallObserverInterceptor
+    /// The process's metrics, which the door's connections to backends count in too.
+    let metrics: RPCMetrics
     /// Calls relayed straight to a backend, and calls handed to the gateway's server
     /// (`kangyi_gateway_calls_total{path="direct"|"server"}`).
-    let metrics: RPCMetrics
     let directCalls: Metrics.Counter
     let serverCalls: Metrics.Counter
     let logger: Logger

@@ -239,13 +239,11 @@ final class RelayedCall {
                 target?.endRequest()
             }
         } else if end === target {
-            if targetCancelled {
-                finish(.failed(.cancelled, "the caller cancelled the call"))
-                target?.call = nil
-                target = nil
-            } else if responseEnded || callerClosed {
+            if targetCancelled || responseEnded || callerClosed {
                 caller.flush()
-                finish(.failed(.internalError, "the backend ended the call without a status"))
+                finish(targetCancelled
+                    ? .failed(.cancelled, "the caller cancelled the call")
+                    : .failed(.internalError, "the backend ended the call without a status"))
                 target?.call = nil
                 target = nil
                 if !requestEnded { caller.close() }
