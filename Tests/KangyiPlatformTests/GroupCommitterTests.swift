@@ -113,6 +113,39 @@ import Testing
         }
     }
 
+    /// A commit that never ends — a statement whose answer never comes, deaf to cancellation — holds
+    /// neither its caller (no deadline, as a terminal's upload stream) past ``GroupCommitter/patience``,
+    /// nor its lane: the caller is answered UNAVAILABLE and may retry, and the next caller is committed.
+    @Test func aCallerIsAnsweredUnavailableOnceItsCommitOutlastsThePatience() async throws {
+        let stuck = Mutex(true)
+        let committer = GroupCommitter<Int, Int>(maxBatch: 8, lanes: 1, patience: .milliseconds(400)) { items in
+            if stuck.withLock({ $0 }) {
+                await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }  // never resumed
+            }
+            return items.map { .success($0) }
+        }
+        try await withServiceGroup([committer]) { group in
+            let start = ContinuousClock.now
+            let caller = Task { try await committer.submit(1) }
+            let watchdog = Task {  // without the patience the caller would wait for ever
+                try await Task.sleep(for: .seconds(10))
+                caller.cancel()
+            }
+            defer { watchdog.cancel() }
+            await #expect {
+                try await caller.value
+            } throws: {
+                ($0 as? ServiceError)?.code == .unavailable && ($0 as? ServiceError)?.reason == "DATABASE_UNAVAILABLE"
+            }
+            let waited = ContinuousClock.now - start
+            #expect(waited >= .milliseconds(400) && waited < .seconds(5), "answered after \(waited)")
+            stuck.withLock { $0 = false }
+            let next = try await committer.submit(2)
+            #expect(next == 2, "the lane took the next batch")
+            await group.triggerGracefulShutdown()
+        }
+    }
+
     @Test func afterShutdownNewItemsAreRefusedAsUnavailable() async throws {
         let committer = GroupCommitter<Int, Int>(maxBatch: 8, lanes: 1) { items in items.map { .success($0) } }
         try await withServiceGroup([committer]) { group in

@@ -28,6 +28,10 @@ public struct TokenStore: Sendable {
     let cache = Cache()
     /// How long an answer (a holder, or "no such token") is reused.
     static let cacheLifetime: Duration = .seconds(10)
+    /// How long a call waits for its token's look-up at most. While the database is away postgres-nio's
+    /// pool holds a look-up until it gives up reconnecting (a minute), and once the database is back until
+    /// its next attempt: a terminal's upload stream, which has no deadline, was held 27 s unanswered.
+    static let lookUpPatience: Duration = .seconds(5)
 
     public init(client: PostgresClient, logger: Logger) {
         self.client = client
@@ -87,6 +91,16 @@ public struct TokenStore: Sendable {
     public func authenticate(_ token: String) async throws -> TokenHolder? {
         guard token.hasPrefix("kyt_"), token.utf8.count <= 100 else { return nil }
         if let cached = cache.get(token) { return cached }
+        guard let found = try await abandoning(after: Self.lookUpPatience, { [self] in try await lookUp(token) }) else {
+            try Task.checkCancellation()
+            throw ServiceError.unavailable(
+                reason: "TOKENS_UNAVAILABLE", "the gateway could not check the token within \(Self.lookUpPatience); retry later")
+        }
+        cache.put(token, found)
+        return found
+    }
+
+    private func lookUp(_ token: String) async throws -> TokenHolder? {
         var found: TokenHolder?
         for try await row in try await client.query(
             """
@@ -96,7 +110,6 @@ public struct TokenStore: Sendable {
         {
             found = try Self.decode(row)
         }
-        cache.put(token, found)
         return found
     }
 

@@ -17,6 +17,11 @@ import Synchronization
 ///   passed, or it went away) is answered at once and dropped from the queue; a batch whose callers have
 ///   all gone is cancelled, so a commit stuck on an unreachable database ends with them. A write
 ///   cancelled after it reached the database may still have committed: retries are idempotent.
+/// - **Nobody waits on the database for ever.** A caller not answered within ``patience`` (a terminal's
+///   upload stream has no deadline) is answered UNAVAILABLE and may retry. When the database goes away
+///   postgres-nio's pool holds a commit's lease until it gives up reconnecting (after a minute), and once
+///   the database is back until its next attempt (its backoff grows to a minute): seen as a terminal
+///   told nothing for 30 s after a crash (Tests/Faults/test_terminal.py).
 ///
 /// A caller with many items (a feed's batch, a terminal's stream) hands them over together with
 /// `submit(contentsOf:)`: one ticket and one wait for all of them, each still committed — or isolated and
@@ -31,13 +36,17 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
 
     private struct State {
         var queue: [Ticket] = []
+        /// Each lane's batch being committed (for ``answerOverdue()``).
+        var committing: [[Ticket]]
         var idleLanes: [CheckedContinuation<Void, Never>] = []
         var closed = false
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let maxBatch: Int
     private let lanes: Int
+    /// How long a caller waits for its commit at most (see the type).
+    public let patience: Duration
     private let commit: Commit
     private let executor: (any TaskExecutor)?
 
@@ -45,10 +54,16 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
     ///   - maxBatch: the most items in one commit (a single ticket with more is committed alone).
     ///   - lanes: batches committed concurrently (each on its own connection).
     ///   - executor: where the lanes and their commits run (``EventLoopTaskExecutor``); the global pool when nil.
+    ///   - patience: how long a caller waits for its commit at most; then it is answered UNAVAILABLE.
     ///   - commit: writes a batch and returns one result per item, in order (see ``Commit``).
-    public init(maxBatch: Int = 500, lanes: Int = 2, executor: (any TaskExecutor)? = nil, commit: @escaping Commit) {
+    public init(
+        maxBatch: Int = 500, lanes: Int = 2, executor: (any TaskExecutor)? = nil, patience: Duration = .seconds(10),
+        commit: @escaping Commit
+    ) {
+        self.state = Mutex(State(committing: Array(repeating: [], count: lanes)))
         self.maxBatch = maxBatch
         self.lanes = lanes
+        self.patience = patience
         self.executor = executor
         self.commit = commit
     }
@@ -99,8 +114,12 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
 
     public func run() async {
         await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                for _ in 0..<lanes { group.addTask(executorPreference: executor) { await self.lane() } }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.answeringOverdue() }
+                await withDiscardingTaskGroup { group in
+                    for lane in 0..<lanes { group.addTask(executorPreference: executor) { await self.lane(lane) } }
+                }
+                group.cancelAll()
             }
         } onGracefulShutdown: {
             let idle = self.state.withLock { state in
@@ -112,12 +131,28 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         }
     }
 
-    /// Takes the next batch of callers still waiting, or nil when closed and drained; parks while there
-    /// is nothing to do.
-    private func nextBatch() async -> [Ticket]? {
+    /// Answers every caller waiting longer than ``patience`` (queued or committing) until cancelled, looking
+    /// a few times within it: a clock read per submission and one wake-up a second, not a timer per call.
+    private func answeringOverdue() async {
+        let tick = min(.seconds(1), patience / 4)
+        let error = ServiceError.unavailable(
+            reason: "DATABASE_UNAVAILABLE", "the database did not commit this within \(patience); retry later")
+        while (try? await Task.sleep(for: tick)) != nil {
+            let due = ContinuousClock.now - patience
+            let overdue = state.withLock { state in
+                (state.queue + state.committing.joined()).filter { $0.submitted < due }
+            }
+            for ticket in overdue { ticket.finish(.failure(error)) }
+        }
+    }
+
+    /// Takes the next batch of callers still waiting for `lane`, or nil when closed and drained; parks
+    /// while there is nothing to do.
+    private func nextBatch(for lane: Int) async -> [Ticket]? {
         while true {
             // Callers answered early (gone) are still queued: ``InFlight`` leaves them out of the commit.
             let batch: [Ticket]?? = state.withLock { state in
+                state.committing[lane] = []
                 if !state.queue.isEmpty {
                     var count = 0, items = 0
                     for ticket in state.queue {
@@ -125,8 +160,9 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
                         count += 1
                         items += ticket.items.count
                     }
-                    defer { state.queue.removeFirst(count) }
-                    return .some(Array(state.queue.prefix(count)))
+                    state.committing[lane] = Array(state.queue.prefix(count))
+                    state.queue.removeFirst(count)
+                    return .some(state.committing[lane])
                 }
                 return state.closed ? .some(nil) : .none
             }
@@ -142,8 +178,8 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         }
     }
 
-    private func lane() async {
-        while let queued = await nextBatch() {
+    private func lane(_ lane: Int) async {
+        while let queued = await nextBatch(for: lane) {
             let batch = InFlight()
             let tickets = queued.filter { $0.join(batch) }
             guard !tickets.isEmpty else { continue }
@@ -198,6 +234,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
         }
 
         let items: [Item]
+        let submitted = ContinuousClock.now
         private let state = Mutex<(phase: Phase, batch: InFlight?)>((.new, nil))
 
         init(_ items: [Item]) { self.items = items }
