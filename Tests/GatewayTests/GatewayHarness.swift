@@ -34,9 +34,12 @@ struct GatewayHarness: Sendable {
                 name: "relay", services: [RelayService()], host: "127.0.0.1", port: 0, limits: .defaults,
                 metrics: RPCMetrics(), logger: logger, identity: RequestContextInterceptor(key: TestIdentity.key))
             try await withServiceGroup([relay]) { _ in
-                let relayPeer = try PeerClient(name: "relay", address: try await relay.listeningAddress(), key: TestIdentity.key)
+                let relayAddress = try await relay.listeningAddress()
+                let relayPeer = BackendClients {
+                    try PeerClient.makeClient(name: "relay", address: relayAddress, key: TestIdentity.key)
+                }
                 let down = try ReservedPort()
-                let downPeer = try PeerClient(name: "down", address: down.address, key: TestIdentity.key)
+                let downPeer = BackendClients { try PeerClient.makeClient(name: "down", address: down.address, key: TestIdentity.key) }
                 let metrics = RPCMetrics()
                 var settings = Settings()
                 settings.httpPort = 0
@@ -51,7 +54,7 @@ struct GatewayHarness: Sendable {
                 var files = Google_Protobuf_FileDescriptorSet()
                 files.file = Array(DescriptorIndex.embedded.files.values) + [RelayService.descriptorFile]
                 let assembled = try Gateway.assemble(
-                    backends: ["relay": relayPeer.grpc, "down": downPeer.grpc], routes: routes, scopes: scopes,
+                    backends: ["relay": relayPeer, "down": downPeer], routes: routes, scopes: scopes,
                     runtime: runtime, index: DescriptorIndex(files))
                 let gateway = GRPCServerService(
                     name: "gateway", services: assembled.rpcServices, host: "127.0.0.1", port: 0, limits: .defaults,

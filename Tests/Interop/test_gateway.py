@@ -3,6 +3,7 @@ gateway that `kangyi dev` runs in front of intake and verification."""
 import json
 import os
 import subprocess
+import time
 import uuid
 
 import grpc
@@ -134,6 +135,92 @@ def test_json_over_http(kangyi):
     assert status == 200 and "application/x-ndjson" in head
     lines = [json.loads(line) for line in body.strip().split("\n") if line]
     assert lines and all("helpRequest" in line and "cursor" in line for line in lines)
+
+
+def test_json_watchers_who_leave_cost_no_other_watch(kangyi):
+    """250 JSON watches whose callers have gone (their sockets reset), woken together by one new help
+    request: the gateway cancels each call to intake, and intake's HTTP/2 ends a connection whose peer
+    resets more than 200 streams in 30 s. No client of the gateway carries more than 100 calls, so the
+    watch of the one caller who stayed is not lost with them: it sees that request and the next."""
+    import http.client
+    import socket
+    host, port = gateway(kangyi)["http"].rsplit(":", 1)
+    token = new_token(kangyi, "--kind", "department-system", "--caller", "json-leavers", "--rate", "10000", "--burst", "10000")
+    retired_before = metric(kangyi, "kangyi_gateway_backend_connections_retired_total", reason="resets")
+
+    def watch():
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.request("POST", f"/{INTAKE}/WatchHelpRequests", body="{}",
+                           headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200
+        return connection, response
+
+    def submitted():
+        status, _, body = curl(kangyi, f"{INTAKE}/SubmitHelpRequest", submission(f"137{uuid.uuid4().int % 10**8:08d}"), token)
+        assert status == 200, body
+        return json.loads(body)["helpRequest"]["id"]
+
+    def seen_by(response, request_id):
+        lines = b""
+        while request_id.encode() not in lines:
+            line = response.fp.readline()
+            assert line and b'"error"' not in line, f"the watch ended: {(lines + line)[-300:]!r}"
+            lines += line
+
+    submitted()  # a watch then starts with a line at once
+    witness, watching = watch()
+    try:
+        watching.fp.readline()
+        for _ in range(250):
+            connection, response = watch()
+            response.fp.readline()  # its call to intake is open
+            connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            connection.sock.close()  # reset: the caller is gone
+        seen_by(watching, submitted())  # wakes every watch: 250 writes fail, 250 calls cancelled
+        time.sleep(1)
+        seen_by(watching, submitted())
+    finally:
+        witness.close()
+    assert metric(kangyi, "kangyi_gateway_backend_connections_retired_total", reason="resets") > retired_before, \
+        "a client whose callers cancelled 100 calls was replaced"
+
+
+def test_grpc_watchers_who_leave_cost_no_other_watch(kangyi):
+    """250 gRPC watches through the door, cancelled together (a front end's connections lost at once):
+    the door passes each cancellation on to intake, whose HTTP/2 ends a connection whose peer resets more
+    than 200 streams in 30 s. No connection of the door carries more than 100 calls, so the watch of
+    the one caller who stayed is not lost with them."""
+    token = new_token(kangyi, "--kind", "department-system", "--caller", "grpc-leavers", "--rate", "10000", "--burst", "10000")
+    metadata = [("authorization", f"Bearer {token}")]
+    address = gateway(kangyi)["grpc"]
+    # Each channel its own connection (grpcio shares them otherwise), 50 cancels on each: the door's own
+    # guard ends a caller's connection after 200 resets, as the backend's does.
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    intake = intake_pb2_grpc.IntakeServiceStub(grpc.insecure_channel(address, options=own))
+
+    def submitted():
+        return intake.SubmitHelpRequest(grpc_submission(f"136{uuid.uuid4().int % 10**8:08d}"), metadata=metadata, timeout=10).help_request.id
+
+    submitted()  # a watch then starts with a message at once
+    witness = intake.WatchHelpRequests(ipb.WatchHelpRequestsRequest(), metadata=metadata, timeout=60)
+    next(witness)
+    channels = [grpc.insecure_channel(address, options=own) for _ in range(5)]
+    leavers = []
+    for n in range(250):
+        watch = intake_pb2_grpc.IntakeServiceStub(channels[n % 5]).WatchHelpRequests(
+            ipb.WatchHelpRequestsRequest(), metadata=metadata, timeout=60)
+        next(watch)  # its call to intake is open
+        leavers.append(watch)
+    for watch in leavers:
+        watch.cancel()
+    for channel in channels:
+        channel.close()
+    for _ in range(2):
+        wanted = submitted()
+        assert any(event.help_request.id == wanted for event in witness), "the witness's watch ended"
+        time.sleep(1)
+    witness.cancel()
 
 
 def test_rate_limit_over_http(kangyi):

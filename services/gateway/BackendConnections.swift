@@ -10,7 +10,8 @@ import NIOHTTP2
 import NIOPosix
 
 /// Plaintext HTTP/2 connections from the ``FrontDoor`` to one backend (`host:port`): one to each address
-/// the name resolves to — behind a headless Kubernetes Service, each replica — taken in turn. A
+/// the name resolves to — behind a headless Kubernetes Service, each replica — taken in turn, and more
+/// while those carry their most calls (``BackendLink/streamsPerLink``). A
 /// connection that closes, says GOAWAY (a backend recycling its connections, or stopping) or breaks the
 /// protocol (``ClosesOnConnectionError`` closes it) is replaced at once, the name resolved again; a
 /// backend that cannot be reached is tried again after 0.2 s growing to 1 s; every 30 s the name is
@@ -64,12 +65,18 @@ final class BackendConnections: @unchecked Sendable {
         }
     }
 
-    /// A connection to open the next call's stream on, in turn; nil while none is up.
+    /// A connection to open the next call's stream on, in turn, among those with room
+    /// (``BackendLink/streamsPerLink``); nil while none is up or has room. When every one is full another
+    /// is made beside them.
     func pick() -> BackendLink? {
         loop.preconditionInEventLoop()
-        guard !ready.isEmpty else { return nil }
-        cursor &+= 1
-        return ready[cursor % ready.count].link
+        for _ in ready.indices {
+            cursor &+= 1
+            let link = ready[cursor % ready.count].link
+            if link.openStreams < BackendLink.streamsPerLink { return link }
+        }
+        if let full = ready.first, connecting.isEmpty { connect(full.address) }
+        return nil
     }
 
     func close() {

@@ -21,6 +21,9 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
 
     static let resetBudget = 100
     static let resetWindow = TimeAmount.seconds(30)
+    /// The most calls a link carries: all of them may be cancelled at once (their callers' client gone)
+    /// without reaching the backend's limit of resets. ``BackendConnections`` opens another link beside it.
+    static let streamsPerLink = 100
     /// How many streams the door has reset whose late frames are still recognised and dropped.
     /// NIOHTTP2 remembers 32; a frame for a stream reset before those is a connection error (STREAM_CLOSED)
     /// that ends every call on the connection. A backend answering a burst of calls whose callers all left
@@ -47,7 +50,7 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
 
     // Touched only on the channel's event loop.
     /// Streams asked for and not yet closed.
-    private var openStreams = 0
+    private(set) var openStreams = 0
     private var resets = CircularBuffer<NIODeadline>()
     private(set) var retired = false
 

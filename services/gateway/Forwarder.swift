@@ -9,7 +9,7 @@ import KangyiPlatform
 /// status come back unchanged.
 struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
     /// Routed methods with the client of the backend that serves each.
-    let routes: [(method: Routes.Method, backend: GRPCClient<Transport>)]
+    let routes: [(method: Routes.Method, backend: BackendClients<Transport>)]
 
     func registerMethods<Server: ServerTransport>(with router: inout RPCRouter<Server>) {
         for (method, backend) in routes {
@@ -22,7 +22,7 @@ struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
     }
 
     static func forward(
-        _ request: StreamingServerRequest<[UInt8]>, method: Routes.Method, to backend: GRPCClient<Transport>
+        _ request: StreamingServerRequest<[UInt8]>, method: Routes.Method, to backend: BackendClients<Transport>
     ) async throws -> StreamingServerResponse<[UInt8]> {
         let options = CallOptions.forwarding(timeout: GRPCTimeout.remaining)
         let metadata = ForwardedMetadata.filter(request.metadata)
@@ -55,18 +55,20 @@ struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
     /// large part of the gateway's CPU per submission. UNAVAILABLE before an answer is retried as
     /// ``BackendCall/open`` does.
     private static func forwardUnary(
-        _ message: [UInt8], metadata: Metadata, method: Routes.Method, to backend: GRPCClient<Transport>, options: CallOptions
+        _ message: [UInt8], metadata: Metadata, method: Routes.Method, to backend: BackendClients<Transport>, options: CallOptions
     ) async throws -> StreamingServerResponse<[UInt8]> {
         do {
             let answer = try await BackendCall<Transport>.retryingUnavailable(retryable: true) {
-                try await backend.unary(
-                    request: ClientRequest(message: message, metadata: metadata), descriptor: method.descriptor,
-                    serializer: RawBytes(), deserializer: RawBytes(), options: options
-                ) { response in
-                    let contents = try response.accepted.get()
-                    return ServerResponse(
-                        message: try contents.message.get(), metadata: ForwardedMetadata.filter(contents.metadata),
-                        trailingMetadata: ForwardedMetadata.filter(contents.trailingMetadata))
+                try await backend.call { client in
+                    try await client.unary(
+                        request: ClientRequest(message: message, metadata: metadata), descriptor: method.descriptor,
+                        serializer: RawBytes(), deserializer: RawBytes(), options: options
+                    ) { response in
+                        let contents = try response.accepted.get()
+                        return ServerResponse(
+                            message: try contents.message.get(), metadata: ForwardedMetadata.filter(contents.metadata),
+                            trailingMetadata: ForwardedMetadata.filter(contents.trailingMetadata))
+                    }
                 }
             }
             return StreamingServerResponse(single: answer)
@@ -154,7 +156,7 @@ final class BackendCall<Transport: ClientTransport>: Sendable {
     private let parts: AsyncThrowingStream<StreamingClientResponse<[UInt8]>.Contents.BodyPart, any Error>
 
     init(
-        backend: GRPCClient<Transport>, method: MethodDescriptor, request: StreamingClientRequest<[UInt8]>,
+        backend: BackendClients<Transport>, method: MethodDescriptor, request: StreamingClientRequest<[UInt8]>,
         options: CallOptions
     ) {
         let (headerStream, headerSink) = AsyncThrowingStream.makeStream(of: Metadata.self)
@@ -165,14 +167,16 @@ final class BackendCall<Transport: ClientTransport>: Sendable {
         task = Task {
             do {
                 try await CallerIdentity.$current.withValue(identity) {
-                    try await backend.bidirectionalStreaming(
-                        request: request, descriptor: method, serializer: RawBytes(), deserializer: RawBytes(),
-                        options: options
-                    ) { response in
-                        let contents = try response.accepted.get()
-                        headerSink.yield(contents.metadata)
-                        headerSink.finish()
-                        for try await part in contents.bodyParts { partSink.yield(part) }
+                    try await backend.call { client in
+                        try await client.bidirectionalStreaming(
+                            request: request, descriptor: method, serializer: RawBytes(), deserializer: RawBytes(),
+                            options: options
+                        ) { response in
+                            let contents = try response.accepted.get()
+                            headerSink.yield(contents.metadata)
+                            headerSink.finish()
+                            for try await part in contents.bodyParts { partSink.yield(part) }
+                        }
                     }
                 }
                 partSink.finish()
@@ -191,7 +195,7 @@ final class BackendCall<Transport: ClientTransport>: Sendable {
 
     /// Starts the call and waits for the backend's response headers (retried as ``retryingUnavailable``).
     static func open(
-        backend: GRPCClient<Transport>, method: MethodDescriptor, request: StreamingClientRequest<[UInt8]>,
+        backend: BackendClients<Transport>, method: MethodDescriptor, request: StreamingClientRequest<[UInt8]>,
         options: CallOptions, retryable: Bool
     ) async throws -> (BackendCall, Metadata) {
         try await retryingUnavailable(retryable: retryable) {

@@ -1,4 +1,5 @@
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import KangyiAPI
 import KangyiPlatform
 
@@ -13,18 +14,23 @@ public enum Gateway {
         // A forwarded call is short steps between two connections — the caller's and the backend's — so
         // both, and the handlers between them, share one event loop: a call is never handed to another
         // thread on its way through (services/gateway/README.md, Performance).
-        var peers: [String: PeerClient] = [:]
-        for backend in Set(Routes.backends.values) { peers[backend] = try runtime.peerClient(backend) }
-        var assembled = try assemble(
-            backends: peers.mapValues(\.grpc), routes: Routes.backends, scopes: Scopes.required, runtime: runtime)
-        assembled.background = Array(peers.values)
+        var backends: [String: BackendClients<HTTP2ClientTransport.Posix>] = [:]
+        for backend in Set(Routes.backends.values) {
+            // Counted with the front door's connections (BackendConnections), by the same labels.
+            let retired = runtime.metrics.counter(
+                "kangyi_gateway_backend_connections_retired_total",
+                dimensions: [("backend", runtime.peers[backend] ?? backend), ("reason", BackendLink.Retirement.resets.rawValue)])
+            backends[backend] = BackendClients(onRetire: { retired.increment() }, make: try runtime.peerClientMaker(backend))
+        }
+        var assembled = try assemble(backends: backends, routes: Routes.backends, scopes: Scopes.required, runtime: runtime)
+        assembled.background = Array(backends.values)
         return assembled
     }
 
     /// The gateway over the given backend clients: `routes` maps each fronted service to a backend name,
     /// `scopes` each method to the scope it needs. (Tests assemble it with routes of their own.)
     static func assemble<Transport: ClientTransport>(
-        backends: [String: GRPCClient<Transport>], routes: [String: String], scopes: [String: String],
+        backends: [String: BackendClients<Transport>], routes: [String: String], scopes: [String: String],
         runtime: ServiceRuntime, index: DescriptorIndex = .embedded
     ) throws -> AssembledService {
         let tokens = TokenStore(client: runtime.database, logger: runtime.logger)

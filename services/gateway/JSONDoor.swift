@@ -19,7 +19,7 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
 
     /// - Parameter maxBodyBytes: the largest request body accepted (the gRPC door's message limit).
     init(
-        methods: [String: (method: Routes.Method, backend: GRPCClient<Transport>)], identity: BearerIdentity,
+        methods: [String: (method: Routes.Method, backend: BackendClients<Transport>)], identity: BearerIdentity,
         admission: Admission, metrics: RPCMetrics, host: String, port: Int, maxBodyBytes: Int, logger: Logger
     ) {
         let types = Dictionary(
@@ -43,7 +43,7 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
     public func run() async throws { try await application.run() }
 
     struct Handler: Sendable {
-        let methods: [String: (method: Routes.Method, backend: GRPCClient<Transport>)]
+        let methods: [String: (method: Routes.Method, backend: BackendClients<Transport>)]
         let types: [String: any SwiftProtobuf.Message.Type]
         let identity: BearerIdentity
         let admission: Admission

@@ -26,6 +26,16 @@ public struct PeerClient: Service {
         name: String, address: String, key: IdentityKey,
         eventLoopGroup: any EventLoopGroup = .singletonMultiThreadedEventLoopGroup
     ) throws {
+        self.name = name
+        self.grpc = try Self.makeClient(name: name, address: address, key: key, eventLoopGroup: eventLoopGroup)
+    }
+
+    /// The client a ``PeerClient`` holds, for a caller that runs its connections itself (the gateway
+    /// replaces its backends' clients before their cancelled calls cost a connection).
+    public static func makeClient(
+        name: String, address: String, key: IdentityKey,
+        eventLoopGroup: any EventLoopGroup = .singletonMultiThreadedEventLoopGroup
+    ) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
         let peer = try PeerAddress(address, of: name)
         let transport = try HTTP2ClientTransport.Posix(
             target: .dns(host: peer.host, port: peer.port), transportSecurity: .plaintext,
@@ -40,8 +50,7 @@ public struct PeerClient: Service {
             // Every address the name resolves to, in turn: behind a headless Kubernetes Service that is
             // every replica, re-resolved when servers recycle connections (KANGYI_CONNECTION_MAX_AGE_S).
             serviceConfig: ServiceConfig(loadBalancingConfig: [.roundRobin]), eventLoopGroup: eventLoopGroup)
-        self.name = name
-        self.grpc = GRPCClient(transport: transport, interceptors: [IdentityPropagationInterceptor(key: key)])
+        return GRPCClient(transport: transport, interceptors: [IdentityPropagationInterceptor(key: key)])
     }
 
     public func run() async throws {
@@ -90,6 +99,20 @@ extension ServiceRuntime {
     /// ``eventLoop``: for a service that serves from one event loop, a call to the peer is then made,
     /// answered and resumed on the thread its handler runs on.
     public func peerClient(_ name: String) throws -> PeerClient {
+        let (address, key) = try peer(name)
+        return try PeerClient(name: name, address: address, key: key, eventLoopGroup: eventLoop.eventLoop)
+    }
+
+    /// Makes clients to the named peer as ``peerClient(_:)`` does, each with connections of its own, which
+    /// whoever made it runs (``PeerClient/makeClient(name:address:key:eventLoopGroup:)``).
+    public func peerClientMaker(_ name: String) throws -> @Sendable () throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+        let (address, key) = try peer(name)
+        _ = try PeerAddress(address, of: name)  // refused now, not at the first call
+        let loop = eventLoop.eventLoop
+        return { try PeerClient.makeClient(name: name, address: address, key: key, eventLoopGroup: loop) }
+    }
+
+    private func peer(_ name: String) throws -> (address: String, key: IdentityKey) {
         guard let address = peers[name] else {
             throw PlatformError(
                 description: "no address for peer service \(name): list it in the definition's `calls` and set KANGYI_\(name.uppercased())_ADDRESS")
@@ -97,6 +120,6 @@ extension ServiceRuntime {
         guard let key = settings.identityKey else {
             throw PlatformError(description: "calls to peer service \(name) need KANGYI_IDENTITY_KEY")
         }
-        return try PeerClient(name: name, address: address, key: key, eventLoopGroup: eventLoop.eventLoop)
+        return (address, key)
     }
 }
