@@ -36,7 +36,7 @@ public final class GroupCommitter<Item: Sendable, Output: Sendable>: Service, Se
 
     private struct State {
         var queue: [Ticket] = []
-        /// Each lane's batch being committed (for ``answerOverdue()``).
+        /// Each lane's batch being committed (for ``answeringOverdue()``).
         var committing: [[Ticket]]
         var idleLanes: [CheckedContinuation<Void, Never>] = []
         var closed = false
