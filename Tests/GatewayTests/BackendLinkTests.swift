@@ -59,7 +59,7 @@ import Testing
             let (spent, pickedNext) = try await door.loop.submit {
                 let link = door.pick()!
                 _ = link.createStream { $0.eventLoop.makeSucceededVoidFuture() }  // a call still on it
-                for _ in 0..<BackendLink.resetBudget { link.resetSent() }
+                for _ in 0..<ResetBudget.resets { link.resetSent() }
                 return (ObjectIdentifier(link), door.pick().map(ObjectIdentifier.init))
             }.get()
             #expect(pickedNext == spent, "no gap: the spent link takes calls while its replacement connects")

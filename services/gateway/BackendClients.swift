@@ -4,7 +4,7 @@ import Synchronization
 
 /// A backend's gRPC clients as the gateway's server and its JSON door use them: each client its own
 /// connections, none carrying more than ``callsPerClient`` calls, and none kept for new calls once its
-/// callers have cancelled ``BackendLink/resetBudget`` of them within ``BackendLink/resetWindow``.
+/// callers' cancellations have spent its ``ResetBudget``.
 ///
 /// A call whose caller leaves before the answer resets its stream to the backend, and a backend ends a
 /// connection whose peer resets more than 200 streams in 30 s, losing every call still on it
@@ -22,8 +22,7 @@ final class BackendClients<Transport: ClientTransport>: Service, Sendable {
     private struct Member {
         let client: GRPCClient<Transport>
         var calls = 0
-        /// When its calls were cancelled, within the window.
-        var resets: [ContinuousClock.Instant] = []
+        var resets: ResetBudget
         var retired = false
     }
 
@@ -35,8 +34,7 @@ final class BackendClients<Transport: ClientTransport>: Service, Sendable {
 
     private let make: Make
     private let callsPerClient: Int
-    private let budget: Int
-    private let window: Duration
+    private let resetBudget: Int
     private let state = Mutex(State())
     /// Clients whose connections ``run()`` is to run, as they are made.
     private let clients: AsyncStream<GRPCClient<Transport>>
@@ -45,14 +43,12 @@ final class BackendClients<Transport: ClientTransport>: Service, Sendable {
     private let onRetire: @Sendable () -> Void
 
     init(
-        callsPerClient: Int = BackendClients.callsPerClient, resetBudget: Int = BackendLink.resetBudget,
-        window: Duration = .nanoseconds(BackendLink.resetWindow.nanoseconds), onRetire: @escaping @Sendable () -> Void = {},
-        make: @escaping Make
+        callsPerClient: Int = BackendClients.callsPerClient, resetBudget: Int = ResetBudget.resets,
+        onRetire: @escaping @Sendable () -> Void = {}, make: @escaping Make
     ) {
         self.make = make
         self.callsPerClient = callsPerClient
-        self.budget = resetBudget
-        self.window = window
+        self.resetBudget = resetBudget
         self.onRetire = onRetire
         (clients, starting) = AsyncStream.makeStream()
     }
@@ -74,7 +70,7 @@ final class BackendClients<Transport: ClientTransport>: Service, Sendable {
             starting.yield(client)
             let id = state.nextID
             state.nextID += 1
-            state.members[id] = Member(client: client, calls: 1)
+            state.members[id] = Member(client: client, calls: 1, resets: ResetBudget(resets: resetBudget))
             return (id, client)
         }
         do {
@@ -93,10 +89,7 @@ final class BackendClients<Transport: ClientTransport>: Service, Sendable {
             member.calls -= 1
             var retiring = false
             if cancelled, !member.retired {
-                let now = ContinuousClock.now
-                member.resets.removeAll { $0 + window <= now }
-                member.resets.append(now)
-                retiring = member.resets.count >= budget
+                retiring = member.resets.spend()
                 member.retired = retiring
             }
             if member.retired, member.calls == 0 {

@@ -7,8 +7,8 @@ import NIOHTTP2
 /// A backend's HTTP/2 stack ends a connection whose peer resets more than 200 streams in 30 s (NIOHTTP2's
 /// guard against rapid-reset floods, in every grpc-swift server) with GOAWAY ENHANCE_YOUR_CALM, losing
 /// every call still on it. The door funnels many callers' calls onto one connection, so their
-/// cancellations add up there: seven citizens a second giving up would be enough. So after
-/// ``resetBudget`` resets within ``resetWindow`` the link is retired: new calls take a fresh connection
+/// cancellations add up there: seven citizens a second giving up would be enough. So once its
+/// ``ResetBudget`` is spent the link is retired: new calls take a fresh connection
 /// as soon as it is up, and this one closes once its last stream has (its calls may still spend the other
 /// half of the limit).
 ///
@@ -19,8 +19,6 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTP2Frame
     typealias InboundOut = HTTP2Frame
 
-    static let resetBudget = 100
-    static let resetWindow = TimeAmount.seconds(30)
     /// The most calls a link carries: all of them may be cancelled at once (their callers' client gone)
     /// without reaching the backend's limit of resets. ``BackendConnections`` opens another link beside it.
     static let streamsPerLink = 100
@@ -42,7 +40,6 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     }
 
     let channel: any Channel
-    private let budget: Int
     /// Told once, when the link should take no new calls (``BackendConnections`` decides when it stops).
     private let onRetire: (Retirement) -> Void
 
@@ -51,14 +48,14 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     // Touched only on the channel's event loop.
     /// Streams asked for and not yet closed.
     private(set) var openStreams = 0
-    private var resets = CircularBuffer<NIODeadline>()
+    private var resets: ResetBudget
     private(set) var retired = false
 
     /// Adds the client's HTTP/2 handler to `channel`'s pipeline, and a link after it. A stream the backend
     /// pushes is refused: backends never open streams of their own.
     @discardableResult
     static func attach(
-        to channel: any Channel, resetBudget: Int = BackendLink.resetBudget, onRetire: @escaping (Retirement) -> Void
+        to channel: any Channel, resetBudget: Int = ResetBudget.resets, onRetire: @escaping (Retirement) -> Void
     ) throws -> BackendLink {
         let sync = channel.pipeline.syncOperations
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
@@ -77,7 +74,7 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     ) {
         self.channel = channel
         self.multiplexer = multiplexer
-        self.budget = resetBudget
+        self.resets = ResetBudget(resets: resetBudget)
         self.onRetire = onRetire
     }
 
@@ -103,10 +100,7 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
 
     /// A call has reset its stream to the backend.
     func resetSent() {
-        let now = NIODeadline.now()
-        while let first = resets.first, first + Self.resetWindow <= now { resets.removeFirst() }
-        resets.append(now)
-        if resets.count >= budget { retire(because: .resets) }
+        if resets.spend() { retire(because: .resets) }
     }
 
     /// Tells its owner to give it no new calls (after a spent budget of resets, once a replacement is up),
@@ -130,5 +124,26 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if !(error is NIOHTTP2Errors.StreamError) { retire(because: .error) }
         context.fireErrorCaught(error)
+    }
+}
+
+/// The resets a connection may send a backend: the backend's HTTP/2 ends a connection whose peer resets
+/// more than 200 streams in 30 s, so the budget is half of that, counted over the same sliding window.
+/// One for the door's links (``BackendLink``) and the server way's clients (``BackendClients``).
+struct ResetBudget {
+    static let resets = 100
+    static let window = Duration.seconds(30)
+
+    private let budget: Int
+    private var times = CircularBuffer<ContinuousClock.Instant>()
+
+    init(resets: Int = ResetBudget.resets) { self.budget = resets }
+
+    /// Counts a reset sent now; true once the budget is spent within the window.
+    mutating func spend() -> Bool {
+        let now = ContinuousClock.now
+        while let first = times.first, first + Self.window <= now { times.removeFirst() }
+        times.append(now)
+        return times.count >= budget
     }
 }
