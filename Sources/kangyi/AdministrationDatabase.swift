@@ -6,7 +6,7 @@ import PostgresNIO
 /// What the administrative subcommands (`kangyi token`, `kangyi reference`) share: the database at
 /// `KANGYI_DATABASE_URL`, with the migrations they rely on applied first.
 func withAdministrationDatabase<T: Sendable>(
-    label: String, migrations: [Migration], _ body: @Sendable (PostgresClient, Logger) async throws -> T
+    label: String, migrations: [Migration], _ body: @Sendable (DatabasePool, Logger) async throws -> T
 ) async throws -> T {
     let startup = try Startup(label: label)
     guard let url = startup.settings.databaseURL else { throw ValidationError("KANGYI_DATABASE_URL must be set") }
@@ -14,8 +14,8 @@ func withAdministrationDatabase<T: Sendable>(
 }
 
 func withMigratedDatabase<T: Sendable>(
-    url: DatabaseURL, migrations: [Migration], logger: Logger, _ body: @Sendable (PostgresClient, Logger) async throws -> T
+    url: DatabaseURL, migrations: [Migration], logger: Logger, _ body: @Sendable (DatabasePool, Logger) async throws -> T
 ) async throws -> T {
     _ = try await MigrationRunner(logger: logger).apply(migrations, url: url)
-    return try await Database.withClient(url: url, logger: logger) { client in try await body(client, logger) }
+    return try await Database.withPool(url: url, logger: logger) { client in try await body(client, logger) }
 }

@@ -58,6 +58,6 @@ struct ReferenceCommand: AsyncParsableCommand {
 }
 
 /// Runs `body` on `KANGYI_DATABASE_URL`, the `common` schema migrated first.
-private func withReferenceDatabase<T: Sendable>(_ body: @Sendable (PostgresClient, Logger) async throws -> T) async throws -> T {
+private func withReferenceDatabase<T: Sendable>(_ body: @Sendable (DatabasePool, Logger) async throws -> T) async throws -> T {
     try await withAdministrationDatabase(label: "kangyi.reference", migrations: CommonSchema.migrations, body)
 }

@@ -12,7 +12,7 @@ import SwiftProtobuf
 /// running), served over real HTTP/2, with a terminal `T1` registered at checkpoint ZZ-YAOJIA.
 struct CheckpointHarness: Sendable {
     let service: CheckpointService
-    let client: PostgresClient
+    let client: DatabasePool
     let grpc: Kangyi_Checkpoint_V1_CheckpointService.Client<HTTP2ClientTransport.Posix>
 
     static let checkpoint = "ZZ-YAOJIA"
@@ -20,7 +20,7 @@ struct CheckpointHarness: Sendable {
 
     static func run(_ label: String, retentionDays: Int = 30, _ body: @Sendable (CheckpointHarness) async throws -> Void) async throws {
         let url = try await TestDatabase.migrated(label, Checkpoint.definition.migrations)
-        try await withPostgresClient(url, poolSize: 20) { client in
+        try await withDatabasePool(url, poolSize: 20) { client in
             // Partitions are made by the first batch (the keeper's own loop is not running here).
             let partitions = PartitionKeeper(client: client, retentionDays: retentionDays, logger: TestDatabase.logger)
             let logs = VehicleLogStore(client: client, partitions: partitions, logger: TestDatabase.logger)

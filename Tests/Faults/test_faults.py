@@ -61,6 +61,28 @@ def test_database_killed_under_load_then_sigterm(cluster, deployment):
     assert seconds <= GRACE + 2 and code == 0
 
 
+def test_service_answers_soon_after_a_long_outage(cluster, deployment):
+    """After a minute away, postgres-nio's pool would try again only at its next back-off (which grows
+    to a quarter of the outage: 16 s after a 90-s one), failing every call while health said SERVING. The
+    probe's return replaces the pools (DatabasePool), so calls succeed within a few probes."""
+    env, url, serve = deployment
+    intake = serve("intake")
+    with Load(intake.address, intake.key, callers=2) as load:
+        wait_for(lambda: load.ok_count() > 50, what="load running")
+        cluster.kill()
+        time.sleep(60)
+        cluster.url = cluster.start()
+        restarted = time.time()
+        wait_for(lambda: intake.health() == "SERVING", seconds=10, what="SERVING again")
+        ok_before = load.ok_count()
+        wait_for(lambda: load.ok_count() > ok_before + 20, seconds=60, what="submissions succeed again")
+        succeeding = time.time() - restarted
+    rows = assert_every_ack_stored_once(url, load)
+    figure("database away 60 s", submissions_succeed_again_s=round(succeeding, 2), acknowledged=len(load.acked), stored=rows)
+    assert "database pool replaced" in intake.log_path.read_text()
+    assert succeeding <= 5, f"submissions failed for {succeeding:.1f} s after the database was back"
+
+
 def test_kangyi_dev_restarts_its_embedded_database(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "KANGYI_DATABASE_URL"}
     process = subprocess.Popen([KANGYI, "dev", "--ephemeral-ports"], stdout=subprocess.DEVNULL,

@@ -28,7 +28,7 @@ struct GatewayHarness: Sendable {
 
     static func run(_ label: String, door: Door = .front, _ body: @Sendable (GatewayHarness) async throws -> Void) async throws {
         let url = try await TestDatabase.migrated(label, Gateway.definition.migrations)
-        try await withPostgresClient(url) { client in
+        try await withDatabasePool(url) { client in
             let logger = TestDatabase.logger
             let relay = GRPCServerService(
                 name: "relay", services: [RelayService()], host: "127.0.0.1", port: 0, limits: .defaults,

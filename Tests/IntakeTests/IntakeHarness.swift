@@ -8,15 +8,15 @@ import PostgresNIO
 /// An intake service over a fresh, migrated database of its own, with its group committer running.
 struct IntakeHarness: Sendable {
     let service: IntakeService
-    let client: PostgresClient
+    let client: DatabasePool
 
     func store() -> IntakeStore { service.store }
 
     static func run(_ label: String, _ body: @Sendable (IntakeHarness) async throws -> Void) async throws {
         let url = try await TestDatabase.migrated(label, Intake.definition.migrations)
-        try await withPostgresClient(url, poolSize: 20) { client in
+        try await withDatabasePool(url, poolSize: 20) { client in
             // The committer's own pool, as the service runs it.
-            try await Database.withClient(
+            try await Database.withPool(
                 url: url, poolSize: IntakeStore.lanes, sessionSettings: IntakeStore.committerSessionSettings,
                 logger: TestDatabase.logger
             ) { committerClient in

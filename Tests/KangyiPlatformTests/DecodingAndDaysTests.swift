@@ -46,7 +46,7 @@ import Testing
     /// NULL elements are refused.
     @Test func int64ArrayDecodesWhatPostgresNIODecodes() async throws {
         let url = try await TestDatabase.fresh("int64array")
-        try await withPostgresClient(url, poolSize: 1) { client in
+        try await withDatabasePool(url, poolSize: 1) { client in
             for sql in [
                 "SELECT '{}'::int8[], '{}'::int8[]",
                 "SELECT ARRAY[1, -1, 9223372036854775807, -9223372036854775808]::int8[], ARRAY[1, -1, 9223372036854775807, -9223372036854775808]::int8[]",
@@ -75,7 +75,7 @@ import Testing
             + (0..<2_000).map { _ in
                 Date(timeIntervalSince1970: Double(Int64.random(in: -631_152_000_000_000...4_102_444_800_000_000, using: &generator)) / 1e6)
             }
-        try await withPostgresClient(url, poolSize: 1) { client in
+        try await withDatabasePool(url, poolSize: 1) { client in
             try await client.query(
                 "CREATE TABLE copied (id int PRIMARY KEY, t text, n int8, b bool, at timestamptz, ns int[], ts text[])",
                 logger: TestDatabase.logger)
@@ -120,7 +120,7 @@ import Testing
             ([], [], []), ([""], [], []), (["豫A12345", "blue", "tab\there"], [-1, 0, 373], ["red", "green"]),
             (["\u{1F}", ",", "NULL"], [Int.max, Int.min], [""]), (["é", "e\u{301}"], [7], ["a,b", "c"]),
         ]
-        try await withPostgresClient(url, poolSize: 1) { client in
+        try await withDatabasePool(url, poolSize: 1) { client in
             for record in records {
                 var hash = ContentHash()
                 record.texts.forEach { hash.field($0) }

@@ -162,7 +162,7 @@ import Testing
     @Test func onAnEventLoopExecutorCommitsAndTheirRoundTripsStayOnTheLoop() async throws {
         let url = try await TestDatabase.fresh("loop")
         let executor = EventLoopTaskExecutor()
-        let client = Database.makeClient(
+        let client = Database.makePool(
             url: url, poolSize: 1, eventLoopGroup: executor.eventLoop, logger: TestDatabase.logger)
         let offLoop = Mutex(0)
         let ledger = Ledger()

@@ -3,21 +3,21 @@ import KangyiTestSupport
 import PostgresNIO
 import Testing
 
-/// A pool that holds its connections (`Database.makeClient(holdsConnections:)`, a group committer's):
+/// A pool that holds its connections (`Database.makePool(holdsConnections:)`, a group committer's):
 /// all of them open before the first lease, the server keeping them alive with TCP keep-alives in place
 /// of postgres-nio's keep-alive query, and one the server ends replaced without anyone asking.
 @Suite struct HoldingPoolTests {
     static let name = "holding-pool-test"
 
     /// The pool's sessions on the server (their process ids), seen from another pool.
-    func sessions(_ observer: PostgresClient) async throws -> Set<Int32> {
+    func sessions(_ observer: DatabasePool) async throws -> Set<Int32> {
         let pids = try await observer.scalar(
             "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity WHERE application_name = \(Self.name)", as: [Int32].self)
         return Set(pids ?? [])
     }
 
     /// The sessions once there are `count` of them, none in `gone` (or what there is after 5 s).
-    func waitFor(_ count: Int, sessionsOn observer: PostgresClient, besides gone: Set<Int32> = []) async throws -> Set<Int32> {
+    func waitFor(_ count: Int, sessionsOn observer: DatabasePool, besides gone: Set<Int32> = []) async throws -> Set<Int32> {
         var seen = try await sessions(observer)
         for _ in 0..<100 where seen.count != count || !seen.isDisjoint(with: gone) {
             try await Task.sleep(for: .milliseconds(50))
@@ -28,10 +28,10 @@ import Testing
 
     @Test func itOpensItsConnectionsAtOnceKeepsThemAliveFromTheServerAndReplacesOneThatEnds() async throws {
         let url = try await TestDatabase.fresh("holding")
-        let holding = Database.makeClient(
+        let holding = Database.makePool(
             url: url, poolSize: 2, sessionSettings: [("application_name", Self.name)], holdsConnections: true,
             logger: TestDatabase.logger)
-        try await withPostgresClient(url, poolSize: 2) { observer in
+        try await withDatabasePool(url, poolSize: 2) { observer in
             try await withServiceGroup([holding]) { _ in
                 let first = try await waitFor(2, sessionsOn: observer)
                 #expect(first.count == 2, "both open before any lease")

@@ -20,7 +20,7 @@ import Testing
         let second = try await runner.apply(CommonSchema.migrations + Self.steps, url: url)
         #expect(second.isEmpty)
 
-        try await withPostgresClient(url) { client in
+        try await withDatabasePool(url) { client in
             let rows = try await client.query(
                 "SELECT schema_name, version FROM public.kangyi_schema_migrations ORDER BY schema_name, version",
                 logger: logger)
@@ -44,7 +44,7 @@ import Testing
         await #expect(throws: (any Error).self) {
             try await MigrationRunner(logger: logger).apply([broken], url: url)
         }
-        try await withPostgresClient(url) { client in
+        try await withDatabasePool(url) { client in
             let rows = try await client.query(
                 "SELECT count(*)::int FROM pg_namespace WHERE nspname = 'demo'", logger: logger)
             for try await count in rows.decode(Int.self) { #expect(count == 0) }
@@ -80,13 +80,13 @@ import Testing
     @Test func theOwnerHandsEachSchemaToItsRoleAndThatRoleMayNotMigrate() async throws {
         let url = try await TestDatabase.fresh("migrateroles")
         // Made by the owner before roles existed: the next run hands it over all the same.
-        try await withPostgresClient(url) { client in
+        try await withDatabasePool(url) { client in
             try await client.query("CREATE SCHEMA demo", logger: logger)
             try await client.query("CREATE TABLE demo.early (id int)", logger: logger)
         }
         let steps = [Migration(schema: "demo", version: 1, name: "create", statements: ["CREATE TABLE demo.things (id int PRIMARY KEY)"])]
         try await MigrationRunner(logger: logger).apply(CommonSchema.migrations + steps, url: url)
-        try await withPostgresClient(url) { client in
+        try await withDatabasePool(url) { client in
             let owners = try await client.query(
                 """
                 SELECT string_agg(DISTINCT owner, ',') FROM (
@@ -107,7 +107,7 @@ import Testing
         }
         // Connected as that role with a step pending, start-up refuses and names the command that migrates.
         let pending = steps + [Migration(schema: "demo", version: 2, name: "more", statements: ["CREATE TABLE demo.more (id int)"])]
-        _ = try await withPostgresClient(url) { client in
+        _ = try await withDatabasePool(url) { client in
             try await client.query("ALTER ROLE kangyi_demo LOGIN", logger: logger)
         }
         var asRole = url

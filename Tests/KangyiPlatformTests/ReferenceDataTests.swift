@@ -10,9 +10,9 @@ import Testing
         try ReferenceDataFile.decode(Data(contentsOf: URL(fileURLWithPath: TestDatabase.repositoryRoot + "/reference/zhengzhou.json")))
     }
 
-    static func withCommon(_ label: String, _ body: @Sendable (PostgresClient) async throws -> Void) async throws {
+    static func withCommon(_ label: String, _ body: @Sendable (DatabasePool) async throws -> Void) async throws {
         let url = try await TestDatabase.migrated(label)
-        try await withPostgresClient(url, poolSize: 4) { client in try await body(client) }
+        try await withDatabasePool(url, poolSize: 4) { client in try await body(client) }
     }
 
     @Test func theMigrationsSeedZhengzhouExactlyAsTheExampleFileSays() async throws {

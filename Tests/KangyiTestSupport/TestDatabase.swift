@@ -67,13 +67,13 @@ public enum TestDatabase {
 }
 
 /// Runs `body` with a running pool on `url`, closing it afterwards.
-public func withPostgresClient<T: Sendable>(
-    _ url: DatabaseURL, poolSize: Int = 10, _ body: @Sendable (PostgresClient) async throws -> T
+public func withDatabasePool<T: Sendable>(
+    _ url: DatabaseURL, poolSize: Int = 10, _ body: @Sendable (DatabasePool) async throws -> T
 ) async throws -> T {
-    try await Database.withClient(url: url, poolSize: poolSize, logger: TestDatabase.logger, body)
+    try await Database.withPool(url: url, poolSize: poolSize, logger: TestDatabase.logger, body)
 }
 
-extension PostgresClient {
+extension DatabasePool {
     /// The first column of the first row `query` answers, or nil when it answers none: the one-value
     /// look-ups tests make (counts, flags, a figure PostgreSQL computes to compare with).
     public func scalar<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as: T.Type = Int.self) async throws -> T? {

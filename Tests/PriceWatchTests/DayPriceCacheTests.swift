@@ -11,7 +11,7 @@ import Testing
     /// on an older snapshot), one deleted, and another district's chunks it must not mix in.
     @Test func theWindowIsTheTableAfterEveryChange() async throws {
         let url = try await TestDatabase.migrated("daypricecache", PriceWatch.definition.migrations)
-        try await withPostgresClient(url, poolSize: 2) { client in
+        try await withDatabasePool(url, poolSize: 2) { client in
             let cache = DayPriceCache()
             let pairs = [["410102", "pork"], ["410105", "pork"]]
             func check(_ step: String) async throws {

@@ -11,14 +11,14 @@ import SwiftProtobuf
 /// A price-watch service over a fresh, migrated database of its own, its group commit running, with two
 /// outlets (a pharmacy in 中原区, a wet-market stall in 金水区). Tests call its handlers directly.
 struct PriceWatchHarness: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let service: PriceWatchService
 
     static func run(_ label: String, settings: Settings = Settings(), _ body: @Sendable (PriceWatchHarness) async throws -> Void)
         async throws
     {
         let url = try await TestDatabase.migrated(label, PriceWatch.definition.migrations)
-        try await withPostgresClient(url, poolSize: 20) { client in
+        try await withDatabasePool(url, poolSize: 20) { client in
             let logger = TestDatabase.logger
             let committer = PriceWatch.observationCommitter(client: client, settings: settings, checkRules: true, logger: logger)
             let service = PriceWatchService(

@@ -12,7 +12,7 @@ import SwiftProtobuf
 /// A tracing service over a fresh, migrated database of its own, with fresh personal-data keys; tests
 /// call its handlers directly as an investigator (``asInvestigator``) and read the tables with SQL.
 struct TracingHarness: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let keys: PersonalDataKeys
     let tasks: TaskStore
     let service: TracingService
@@ -22,12 +22,12 @@ struct TracingHarness: Sendable {
         extraMigrations: [Migration] = [], _ body: @Sendable (TracingHarness) async throws -> Void
     ) async throws {
         let url = try await TestDatabase.migrated(label, extraMigrations + Tracing.definition.migrations)
-        try await withPostgresClient(url, poolSize: 20) { client in
+        try await withDatabasePool(url, poolSize: 20) { client in
             try await body(harness(client: client, keys: keys, rules: rules))
         }
     }
 
-    static func harness(client: PostgresClient, keys: PersonalDataKeys, rules: Settings.TracingRules = .defaults) -> TracingHarness {
+    static func harness(client: DatabasePool, keys: PersonalDataKeys, rules: Settings.TracingRules = .defaults) -> TracingHarness {
         let logger = TestDatabase.logger
         let tasks = TaskStore(
             client: client, persons: PersonStore(client: client, keys: keys, logger: logger), rules: rules, logger: logger)

@@ -13,7 +13,7 @@ import ServiceLifecycle
 /// intake server that tests start (and stop) with ``withIntakeServer(_:)`` on a fixed port, so they can
 /// make intake unreachable in the middle of a transition.
 struct VerificationHarness: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let store: CaseStore
     let service: VerificationService
     let sync: IntakeSync
@@ -25,7 +25,7 @@ struct VerificationHarness: Sendable {
 
     static func run(_ label: String, _ body: @Sendable (VerificationHarness) async throws -> Void) async throws {
         let url = try await TestDatabase.migrated(label, Intake.definition.migrations + Verification.definition.migrations)
-        try await withPostgresClient(url, poolSize: 20) { client in
+        try await withDatabasePool(url, poolSize: 20) { client in
             let logger = TestDatabase.logger
             let intakeStore = IntakeStore(client: client, logger: logger)
             let reference = ReferenceDataCache(client: client, logger: logger)

@@ -5,7 +5,7 @@ import PostgresNIO
 
 /// Checkpoints, terminals, risk areas and watched plates: what operators set and ingest reads.
 struct AdministrationStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let logger: Logger
 
     struct CheckpointRecord: Sendable, Equatable {

@@ -24,12 +24,12 @@ import PostgresNIO
 /// PostgreSQL's time for the ledger 13.5 → 7.5 µs a log (`pg_stat_statements` under four terminals'
 /// upload). The content hash is the server's (``ContentHash``), so PostgreSQL hashes nothing either way.
 struct IngestBatches: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let partitions: PartitionKeeper
     let logger: Logger
     private let claims = LedgerClaims(constraint: "log_sequences_pkey")
 
-    init(client: PostgresClient, partitions: PartitionKeeper, logger: Logger) {
+    init(client: DatabasePool, partitions: PartitionKeeper, logger: Logger) {
         self.client = client
         self.partitions = partitions
         self.logger = logger

@@ -10,14 +10,14 @@ import Synchronization
 /// ledger rows. Run by the first batch that needs it and then hourly; replicas take turns under an
 /// advisory lock.
 struct PartitionKeeper: Service {
-    let client: PostgresClient
+    let client: DatabasePool
     let retentionDays: Int
     let logger: Logger
     var interval: Duration = .seconds(3600)
     /// The days [first, end) whose partitions the last round left in place.
     private let covered = Coverage()
 
-    init(client: PostgresClient, retentionDays: Int, logger: Logger, interval: Duration = .seconds(3600)) {
+    init(client: DatabasePool, retentionDays: Int, logger: Logger, interval: Duration = .seconds(3600)) {
         self.client = client
         self.retentionDays = retentionDays
         self.logger = logger

@@ -6,11 +6,11 @@ import PostgresNIO
 /// Vehicle logs in schema `checkpoint`: ingest through a ``GroupCommitter`` (``IngestBatches``), and
 /// the reads — listings, a plate's history, the flagged feed, statistics, exports.
 struct VehicleLogStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let committer: GroupCommitter<NewVehicleLog, IngestOutcome>
     let logger: Logger
 
-    init(client: PostgresClient, partitions: PartitionKeeper, logger: Logger, maxBatch: Int = 2000, lanes: Int = 2) {
+    init(client: DatabasePool, partitions: PartitionKeeper, logger: Logger, maxBatch: Int = 2000, lanes: Int = 2) {
         self.client = client
         self.logger = logger
         let batches = IngestBatches(client: client, partitions: partitions, logger: logger)

@@ -23,7 +23,7 @@ public struct TokenHolder: Sendable, Equatable {
 /// trip (the gateway checks a call's token twice: for its identity and for admission), and a revocation
 /// takes effect within the lifetime. The cache lives in memory only, where the token already is.
 public struct TokenStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let logger: Logger
     let cache = Cache()
     /// How long an answer (a holder, or "no such token") is reused.
@@ -33,7 +33,7 @@ public struct TokenStore: Sendable {
     /// its next attempt: a terminal's upload stream, which has no deadline, was held 27 s unanswered.
     static let lookUpPatience: Duration = .seconds(5)
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: DatabasePool, logger: Logger) {
         self.client = client
         self.logger = logger
     }

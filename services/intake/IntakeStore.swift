@@ -34,14 +34,14 @@ struct IntakeStore: Sendable {
     /// migration 11, for sessions that are not the committer's.)
     static let committerSessionSettings = [("plan_cache_mode", "force_generic_plan"), ("enable_seqscan", "off")]
 
-    let client: PostgresClient
+    let client: DatabasePool
     let committer: GroupCommitter<NewHelpRequest, SubmitOutcome>
     let logger: Logger
 
     /// - Parameter committerClient: the group commit's pool (``committerSessionSettings``); `client` when nil.
     ///   and `committerExecutor` where its lanes run (see ``GroupCommitter``).
     init(
-        client: PostgresClient, committerClient: PostgresClient? = nil, committerExecutor: (any TaskExecutor)? = nil,
+        client: DatabasePool, committerClient: DatabasePool? = nil, committerExecutor: (any TaskExecutor)? = nil,
         logger: Logger, maxBatch: Int = 500, lanes: Int = lanes
     ) {
         self.client = client

@@ -16,7 +16,7 @@ import PostgresNIO
 /// 3. One INSERT of the new items (ON CONFLICT DO NOTHING guards a race with another replica).
 /// 4. The repeated requests gain repeat counts and priority.
 struct SubmissionBatches: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let logger: Logger
 
     /// The first key of intake's advisory locks ("INTK"), apart from other services' locks; taken per

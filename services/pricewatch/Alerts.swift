@@ -98,7 +98,7 @@ enum AlertMove: Sendable {
 
 /// `pricewatch.alerts` and their audit trail (`alert_events`, append-only).
 struct AlertStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let logger: Logger
 
     /// Applies `move` once per (caller, request id): the status change and its audit event together.

@@ -32,7 +32,7 @@ public struct PriceImport: Sendable {
 
     let batches: ObservationBatches
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: DatabasePool, logger: Logger) {
         batches = ObservationBatches(
             client: client, partitions: MonthPartitions(client: client, logger: logger), rules: .defaults, checkRules: false,
             logger: logger)

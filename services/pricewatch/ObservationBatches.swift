@@ -20,7 +20,7 @@ import Synchronization
 /// Rules consult what was committed before the batch; `checkRules: false` (a historical import) stores
 /// and aggregates without raising alerts.
 struct ObservationBatches: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let partitions: MonthPartitions
     let rules: Rules.Settings
     let checkRules: Bool
@@ -455,11 +455,11 @@ struct ObservationBatches: Sendable {
 /// needs one — a historical import reaches back years — outside the batch's transaction, under an
 /// advisory lock so replicas do not race. Known months are remembered.
 final class MonthPartitions: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let logger: Logger
     private let known = Mutex<Set<String>>([])
 
-    init(client: PostgresClient, logger: Logger) {
+    init(client: DatabasePool, logger: Logger) {
         self.client = client
         self.logger = logger
     }

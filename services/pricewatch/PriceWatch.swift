@@ -19,7 +19,7 @@ public enum PriceWatch {
 
     /// The group commit of observations (the service's, and `kangyi pricewatch import`'s without rules).
     static func observationCommitter(
-        client: PostgresClient, settings: Settings, checkRules: Bool, logger: Logger
+        client: DatabasePool, settings: Settings, checkRules: Bool, logger: Logger
     ) -> GroupCommitter<NewObservation, ObservationOutcome> {
         let rules = Rules.Settings(
             baseDate: settings.priceWatch.baseDate, markupCapBasisPoints: Int64(settings.priceWatch.markupCapPercent) * 100,

@@ -5,7 +5,7 @@ import PostgresNIO
 
 /// The regulators' reference data: commodities, outlets, price controls and baselines.
 struct PriceReferenceStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let logger: Logger
 
     struct Commodity: Sendable {

@@ -6,7 +6,7 @@ import PostgresNIO
 /// What analysts read: series and indicators (from the day aggregates, never a scan of the
 /// observations), and the observations themselves.
 struct SeriesStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let logger: Logger
 
     struct Point: Sendable, Equatable {

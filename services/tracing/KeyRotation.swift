@@ -10,12 +10,12 @@ public struct KeyRotation: Sendable {
     let persons: PersonStore
     let batch: Int
 
-    public init(client: PostgresClient, keys: PersonalDataKeys, batch: Int = 200, logger: Logger) {
+    public init(client: DatabasePool, keys: PersonalDataKeys, batch: Int = 200, logger: Logger) {
         persons = PersonStore(client: client, keys: keys, logger: logger)
         self.batch = batch
     }
 
-    var client: PostgresClient { persons.client }
+    var client: DatabasePool { persons.client }
     var keys: PersonalDataKeys { persons.keys }
     var logger: Logger { persons.logger }
 

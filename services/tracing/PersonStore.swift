@@ -7,7 +7,7 @@ import PostgresNIO
 /// before it is written and opened here after it is read; phones and ID numbers are found through their
 /// blind indexes. Nothing in this file logs a value.
 struct PersonStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let keys: PersonalDataKeys
     let logger: Logger
 

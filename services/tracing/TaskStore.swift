@@ -7,7 +7,7 @@ import PostgresNIO
 /// `tracing.tasks`, `tracing.attempts`. Each write is one transaction; retried writes (same caller and
 /// request id) find what the first one did.
 struct TaskStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let persons: PersonStore
     let rules: Settings.TracingRules
     let logger: Logger

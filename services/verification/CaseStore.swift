@@ -6,7 +6,7 @@ import PostgresNIO
 /// `verification.cases` and its audit trail: the queue, the transitions, the reads. Every write that
 /// changes a case's state also writes its audit event and its intake outbox row, in one transaction.
 struct CaseStore: Sendable {
-    let client: PostgresClient
+    let client: DatabasePool
     let logger: Logger
 
     // MARK: The queue

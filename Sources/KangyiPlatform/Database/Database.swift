@@ -2,9 +2,25 @@ import Logging
 import NIOCore
 import PostgresNIO
 
-/// Builds the PostgreSQL pool from a ``DatabaseURL``. The pool (`PostgresClient`) is itself a lifecycle
+/// Builds the PostgreSQL pool from a ``DatabaseURL``. The pool (``DatabasePool``) is itself a lifecycle
 /// service: run it in the process's service group before the first query.
 public enum Database {
+    /// A pool of `makeClient`'s configuration that replaces itself when the database returns from an
+    /// outage (``DatabasePool``); `pools` is where the health probe finds it.
+    public static func makePool(
+        url: DatabaseURL, poolSize: Int, sessionSettings: [(String, String)] = [],
+        eventLoopGroup: any EventLoopGroup = PostgresClient.defaultEventLoopGroup, holdsConnections: Bool = false,
+        registeringIn pools: DatabasePools? = nil, logger: Logger
+    ) -> DatabasePool {
+        let pool = DatabasePool(logger: logger) {
+            makeClient(
+                url: url, poolSize: poolSize, sessionSettings: sessionSettings, eventLoopGroup: eventLoopGroup,
+                holdsConnections: holdsConnections, logger: logger)
+        }
+        pools?.add(pool)
+        return pool
+    }
+
     /// - Parameters:
     ///   - sessionSettings: settings (GUCs) every connection of the pool starts with.
     ///   - eventLoopGroup: where its connections live; one loop for a pool whose users run on it
@@ -16,7 +32,7 @@ public enum Database {
     ///     threads (intake README, item 17). An idle connection still carries traffic: the server sends
     ///     TCP keep-alives on it (``serverKeepAlive``), which keeps it open through NAT and connection
     ///     tracking, as the keep-alive query did.
-    public static func makeClient(
+    static func makeClient(
         url: DatabaseURL, poolSize: Int, sessionSettings: [(String, String)] = [],
         eventLoopGroup: any EventLoopGroup = PostgresClient.defaultEventLoopGroup, holdsConnections: Bool = false,
         logger: Logger
@@ -37,18 +53,18 @@ public enum Database {
 
     /// Runs `body` with a running pool on `url` (for commands and tests, outside a service group), then
     /// closes it.
-    public static func withClient<T: Sendable>(
+    public static func withPool<T: Sendable>(
         url: DatabaseURL, poolSize: Int = 4, sessionSettings: [(String, String)] = [], logger: Logger,
-        _ body: @Sendable (PostgresClient) async throws -> T
+        _ body: @Sendable (DatabasePool) async throws -> T
     ) async throws -> T {
-        let client = makeClient(url: url, poolSize: poolSize, sessionSettings: sessionSettings, logger: logger)
+        let pool = makePool(url: url, poolSize: poolSize, sessionSettings: sessionSettings, logger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
-                await client.run()
+                await pool.run()
                 return nil
             }
             defer { group.cancelAll() }
-            return try await body(client)
+            return try await body(pool)
         }
     }
 

@@ -26,7 +26,7 @@ public final class LedgerClaims: Sendable {
 
     /// `body` in one transaction, given how to claim; at most twice (see the type).
     public func transaction<Result: Sendable>(
-        on client: PostgresClient, logger: Logger, _ body: (ClaimMode, PostgresConnection) async throws -> sending Result
+        on client: DatabasePool, logger: Logger, _ body: (ClaimMode, PostgresConnection) async throws -> sending Result
     ) async throws -> sending Result {
         if !lastUsedKey.withLock({ $0.map { .now - $0 < .seconds(1) } ?? false }) {
             do {

@@ -96,7 +96,7 @@ public struct ReferenceData: Sendable, Equatable, Codable {
     public func department(_ code: String) -> Department? { departments.first { $0.code == code } }
     public func category(_ code: String) -> Category? { categories.first { $0.code == code } }
 
-    public static func load(from client: PostgresClient, logger: Logger) async throws -> ReferenceData {
+    public static func load(from client: DatabasePool, logger: Logger) async throws -> ReferenceData {
         var districts: [District] = []
         for try await (code, name, nameEn, kind) in try await client.query(
             "SELECT code, name, name_en, kind FROM common.districts ORDER BY code", logger: logger
@@ -133,12 +133,12 @@ public final class ReferenceDataCache: Sendable {
     /// How long a loaded copy is used before the next call loads it again.
     public static let lifetime: Duration = .seconds(30)
 
-    private let client: PostgresClient
+    private let client: DatabasePool
     private let logger: Logger
     private let lifetime: Duration
     private let loaded = Mutex<(data: ReferenceData, until: ContinuousClock.Instant)?>(nil)
 
-    public init(client: PostgresClient, logger: Logger, lifetime: Duration = ReferenceDataCache.lifetime) {
+    public init(client: DatabasePool, logger: Logger, lifetime: Duration = ReferenceDataCache.lifetime) {
         self.client = client
         self.logger = logger
         self.lifetime = lifetime

@@ -116,7 +116,7 @@ public enum ReferenceDataFile {
 
     /// Checks `reference`, then replaces what `common` holds with it in one transaction. Throws
     /// ``Problems`` for a bad file or for codes still referenced (nothing changed then).
-    public static func replace(with reference: ReferenceData, on client: PostgresClient, logger: Logger) async throws {
+    public static func replace(with reference: ReferenceData, on client: DatabasePool, logger: Logger) async throws {
         let problems = check(reference)
         guard problems.isEmpty else { throw Problems(problems) }
         guard let city = reference.city else { throw Problems(["city: required"]) }

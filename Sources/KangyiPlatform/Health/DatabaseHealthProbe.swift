@@ -5,24 +5,38 @@ import ServiceLifecycle
 /// Probes PostgreSQL every `interval` on its own connection (not the pool, whose reconnect back-off could
 /// hide the database's return) and sets every service on each server's ``HealthBoard`` SERVING or NOT_SERVING.
 /// A probe that takes longer than `timeout` counts as a failure, so a hung network is noticed too.
+///
+/// When the database is reachable again after being unreachable for `renewingAfter` or longer, the probe
+/// tells `pools` (``DatabasePools/databaseReturned()``), whose own reconnect back-off would otherwise keep
+/// failing calls for a quarter of the outage, up to a minute (``DatabasePool``).
 public struct DatabaseHealthProbe: Service {
     let url: DatabaseURL
     let boards: [HealthBoard]
+    let pools: DatabasePools
     let interval: Duration
     let timeout: Duration
+    let renewingAfter: Duration
     let logger: Logger
 
-    public init(url: DatabaseURL, boards: [HealthBoard], interval: Duration, timeout: Duration = .seconds(2), logger: Logger) {
+    /// - Parameter renewingAfter: below this an outage leaves the pools alone: their back-off is still
+    ///   short (about 0.75 s after 3 s of failed connects).
+    public init(
+        url: DatabaseURL, boards: [HealthBoard], pools: DatabasePools = DatabasePools(), interval: Duration,
+        timeout: Duration = .seconds(2), renewingAfter: Duration = .seconds(3), logger: Logger
+    ) {
         self.url = url
         self.boards = boards
+        self.pools = pools
         self.interval = interval
         self.timeout = timeout
+        self.renewingAfter = renewingAfter
         self.logger = logger
     }
 
     public func run() async throws {
         var connection: PostgresConnection?
         var wasHealthy: Bool?
+        var unreachableSince: ContinuousClock.Instant?
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             // The whole probe, connecting included, is bounded by `timeout` and abandoned past it, never
             // awaited: postgres-nio does not end a query on cancellation, so a probe waiting on a frozen
@@ -49,6 +63,12 @@ public struct DatabaseHealthProbe: Service {
                 // Closing fails a query still waiting on it; not awaited, for the same reason.
                 connection = nil
                 Task { try? await stale.close() }
+            }
+            if !healthy, unreachableSince == nil {
+                unreachableSince = .now
+            } else if healthy, let since = unreachableSince {
+                unreachableSince = nil
+                if since.duration(to: .now) >= renewingAfter { pools.databaseReturned() }
             }
             for board in boards { board.setAll(healthy ? .serving : .notServing) }
             if healthy != wasHealthy {

@@ -60,12 +60,15 @@ public struct KangyiProcess: Sendable {
         }
         try await MigrationRunner(logger: logger).apply(Self.migrations(of: services), url: databaseURL)
 
-        let database = Database.makeClient(url: databaseURL, poolSize: settings.databasePoolSize, logger: logger)
+        let pools = DatabasePools()
+        let database = Database.makePool(
+            url: databaseURL, poolSize: settings.databasePoolSize, registeringIn: pools, logger: logger)
         let metrics = RPCMetrics()
         let metricsServer = MetricsHTTPServer(
             metrics: metrics, host: settings.host, port: settings.metricsPort, logger: logger)
         let runtime = ServiceRuntime(
-            database: database, settings: settings, logger: logger, peers: peers, metrics: metrics, databaseURL: databaseURL)
+            database: database, settings: settings, logger: logger, peers: peers, metrics: metrics, databaseURL: databaseURL,
+            pools: pools)
 
         var servers: [GRPCServerService] = []
         var background: [any Service] = []
@@ -99,7 +102,8 @@ public struct KangyiProcess: Sendable {
             }
         }
         let probe = DatabaseHealthProbe(
-            url: databaseURL, boards: servers.map(\.board), interval: settings.healthProbeInterval, logger: logger)
+            url: databaseURL, boards: servers.map(\.board), pools: pools, interval: settings.healthProbeInterval,
+            logger: logger)
 
         // Started in this order, stopped in reverse: front doors drain first (they hand calls to their
         // servers), then the servers, and the pool closes last.

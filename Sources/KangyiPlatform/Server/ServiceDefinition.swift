@@ -47,7 +47,7 @@ public struct ServiceDefinition: Sendable {
 
 /// What a service's `assemble` receives: the database pool, settings, a logger, and where its peers are.
 public struct ServiceRuntime: Sendable {
-    public var database: PostgresClient
+    public var database: DatabasePool
     public var settings: Settings
     public var logger: Logger
     /// gRPC addresses (`host:port`) of the other services in this deployment, by name.
@@ -62,10 +62,14 @@ public struct ServiceRuntime: Sendable {
     /// connections live (``peerClient(_:)``): its server's loop when it serves from one event loop, else a
     /// loop of NIO's shared group.
     public var eventLoop: EventLoopTaskExecutor
+    /// The process's pools, which the database health probe tells when the database returns from an
+    /// outage; ``dedicatedDatabase(poolSize:sessionSettings:)`` adds each pool it makes.
+    public var pools: DatabasePools
 
     public init(
-        database: PostgresClient, settings: Settings, logger: Logger, peers: [String: String],
-        metrics: RPCMetrics = RPCMetrics(), databaseURL: DatabaseURL? = nil, eventLoop: EventLoopTaskExecutor = EventLoopTaskExecutor()
+        database: DatabasePool, settings: Settings, logger: Logger, peers: [String: String],
+        metrics: RPCMetrics = RPCMetrics(), databaseURL: DatabaseURL? = nil, eventLoop: EventLoopTaskExecutor = EventLoopTaskExecutor(),
+        pools: DatabasePools = DatabasePools()
     ) {
         self.database = database
         self.settings = settings
@@ -74,17 +78,18 @@ public struct ServiceRuntime: Sendable {
         self.metrics = metrics
         self.databaseURL = databaseURL
         self.eventLoop = eventLoop
+        self.pools = pools
     }
 
     /// A pool of the service's own whose connections start with `sessionSettings` — settings that must not
     /// reach the shared pool's other users. The service runs it: list it in `background` before what
     /// uses it, so that it closes after them. Its connections all live on ``eventLoop``, where the work
     /// that uses them runs.
-    public func dedicatedDatabase(poolSize: Int, sessionSettings: [(String, String)]) throws -> PostgresClient {
+    public func dedicatedDatabase(poolSize: Int, sessionSettings: [(String, String)]) throws -> DatabasePool {
         guard let databaseURL else { throw PlatformError(description: "no database URL for a dedicated pool") }
-        return Database.makeClient(
+        return Database.makePool(
             url: databaseURL, poolSize: poolSize, sessionSettings: sessionSettings,
-            eventLoopGroup: eventLoop.eventLoop, holdsConnections: true, logger: logger)
+            eventLoopGroup: eventLoop.eventLoop, holdsConnections: true, registeringIn: pools, logger: logger)
     }
 }
 

@@ -1,18 +1,6 @@
 import Logging
 import PostgresNIO
 
-extension PostgresClient {
-    /// A transaction on a connection of the pool (see ``PostgresConnection/transaction(logger:isolation:_:)``).
-    public func transaction<Result: Sendable>(
-        logger: Logger, isolation: isolated (any Actor)? = #isolation,
-        _ body: (PostgresConnection) async throws -> sending Result
-    ) async throws -> sending Result {
-        try await withConnection(isolation: isolation) { connection in
-            try await connection.transaction(logger: logger, isolation: isolation, body)
-        }
-    }
-}
-
 extension PostgresConnection {
     /// BEGIN, `body`, COMMIT — or ROLLBACK when `body` throws, and `body`'s error rethrown as itself (so a
     /// ``ServiceError`` thrown inside reaches the caller as that error).
