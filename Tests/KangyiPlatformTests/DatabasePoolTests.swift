@@ -54,9 +54,12 @@ import Testing
                 var heldPids = held.makeAsyncIterator()
                 let old = try #require(await heldPids.next())
 
+                let replaced = pool.currentClient
                 pool.databaseReturned()
-                #expect(try await eventually { try await sessions(name, on: observer).count == 2 }, "the fresh pool connects")
-                try await Task.sleep(for: .milliseconds(100))  // it proves its connection, then takes new calls
+                // Once the fresh pool has proved a connection it takes new calls (not before: on the old
+                // pool this call would wait for the held connection, which waits for this call).
+                try #require(try await eventually { pool.currentClient !== replaced }, "the pool is replaced")
+                #expect(try await sessions(name, on: observer).count == 2, "both pools' connections")
                 let fresh = try await pool.withConnection { try await backend($0) }
                 #expect(fresh != old, "a new call goes to the fresh pool, not waiting for the held connection")
 

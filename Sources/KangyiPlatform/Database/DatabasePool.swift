@@ -96,6 +96,9 @@ public final class DatabasePool: Service, Sendable {
         self.logger = logger
     }
 
+    /// The client new work goes to (for tests).
+    var currentClient: PostgresClient { current.withLock { $0.client } }
+
     /// The database is reachable again after an outage: replace the pool (see the type's comment).
     public func databaseReturned() {
         returnsContinuation.yield()
