@@ -153,7 +153,7 @@ struct IngestBatches: Sendable {
         var found: [String: Terminal] = [:]
         var checkpoints: [String] = []
         var now = Date()
-        let rows = try await connection.query(
+        let rows = try await connection.queryWhenOpen(
             """
             SELECT terminal_id, checkpoint, retired_at, now() FROM checkpoint.terminals WHERE terminal_id = ANY(\(Array(ids)))
             ORDER BY checkpoint, terminal_id
@@ -208,7 +208,7 @@ struct IngestBatches: Sendable {
                 leaders.map(\.checkpoint), logs.map(\.terminalID), logs.map(\.sequence), logs.map(\.observedAt),
                 leaders.map { batch.hashes[$0.index] }))
         var claimed: Set<Key> = []
-        for try await (terminal, sequence) in try await connection.query(query, logger: logger).decode((String, Int64).self) {
+        for try await (terminal, sequence) in try await connection.queryWhenOpen(query, logger: logger).decode((String, Int64).self) {
             claimed.insert(Key(terminalID: terminal, sequence: sequence))
         }
         return claimed
@@ -232,7 +232,7 @@ struct IngestBatches: Sendable {
                 Array(0..<leaders.count), leaders.map(\.checkpoint), logs.map(\.terminalID), logs.map(\.sequence),
                 leaders.map { batch.hashes[$0.index] }))
         var found: [Int: (VehicleLogKey, Bool)] = [:]
-        for try await (position, observedAt, same) in try await connection.query(query, logger: logger).decode((Int, Date, Bool).self) {
+        for try await (position, observedAt, same) in try await connection.queryWhenOpen(query, logger: logger).decode((Int, Date, Bool).self) {
             let log = logs[position]
             found[position] = (
                 VehicleLogKey(
@@ -324,7 +324,7 @@ struct BatchFlags {
     static func look(up logs: [NewVehicleLog], on connection: PostgresConnection, logger: Logger) async throws -> BatchFlags {
         var flags = BatchFlags()
         let codes = Array(Set(logs.flatMap(codes(of:))))
-        let areas = try await connection.query(
+        let areas = try await connection.queryWhenOpen(
             """
             SELECT code, ((extract(epoch FROM effective_from) - 946684800) * 1000000)::int8,
                    ((extract(epoch FROM effective_until) - 946684800) * 1000000)::int8
@@ -334,7 +334,7 @@ struct BatchFlags {
         for try await (code, from, until) in areas.decode((String, Int64, Int64?).self) {
             flags.riskAreas[code, default: []].append((from, until))
         }
-        let plates = try await connection.query(
+        let plates = try await connection.queryWhenOpen(
             "SELECT plate FROM checkpoint.watched_plates WHERE plate = ANY(\(Array(Set(logs.map(\.plate)))))", logger: logger)
         for try await plate in plates.decode(String.self) { flags.watchedPlates.insert(plate) }
         return flags

@@ -48,9 +48,9 @@ struct PartitionKeeper: Service {
     @discardableResult
     func maintain(now: Date = Date()) async throws -> (created: [String], dropped: [String]) {
         try await client.transaction(logger: logger) { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(hashtext('checkpoint.partitions'))", logger: logger)
+            try await connection.queryWhenOpen("SELECT pg_advisory_xact_lock(hashtext('checkpoint.partitions'))", logger: logger)
             var existing: Set<String> = []
-            let rows = try await connection.query(
+            let rows = try await connection.queryWhenOpen(
                 """
                 SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                 WHERE i.inhparent = 'checkpoint.vehicle_logs'::regclass
@@ -65,7 +65,7 @@ struct PartitionKeeper: Service {
                 let name = Self.name(of: day)
                 if !existing.contains(name) {
                     let next = Self.calendar.date(byAdding: .day, value: 1, to: day)!
-                    try await connection.query(
+                    try await connection.queryWhenOpen(
                         PostgresQuery(unsafeSQL: """
                             CREATE TABLE checkpoint.\(name) PARTITION OF checkpoint.vehicle_logs
                             FOR VALUES FROM ('\(Self.literal(day))') TO ('\(Self.literal(next))')
@@ -78,9 +78,9 @@ struct PartitionKeeper: Service {
             let oldest = Self.name(of: first)
             let dropped = existing.filter { $0.hasPrefix("vehicle_logs_") && $0 < oldest }.sorted()
             for name in dropped {
-                try await connection.query(PostgresQuery(unsafeSQL: "DROP TABLE checkpoint.\(name)"), logger: logger)
+                try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: "DROP TABLE checkpoint.\(name)"), logger: logger)
             }
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 "DELETE FROM checkpoint.log_sequences WHERE observed_at < \(first)", logger: logger)
             let end = Self.calendar.date(byAdding: .day, value: Self.daysAhead + 1, to: today)!
             covered.days.withLock { $0 = first..<end }

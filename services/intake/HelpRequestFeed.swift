@@ -94,7 +94,7 @@ extension IntakeStore {
         async throws -> (StoredHelpRequest, replayed: Bool)
     {
         try await client.transaction(logger: logger) { connection in
-            let earlier = try await connection.query(
+            let earlier = try await connection.queryWhenOpen(
                 "SELECT help_request_id, to_status FROM intake.status_transitions WHERE transition_id = \(transitionID)",
                 logger: logger)
             for try await (requestID, toStatus) in earlier.decode((UUID, String).self) {
@@ -116,9 +116,9 @@ extension IntakeStore {
                     "a \(current.status.rawValue) help request cannot become \(status.rawValue)",
                     metadata: ["current_status": current.status.rawValue, "requested_status": status.rawValue])
             }
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 "UPDATE intake.help_requests SET status = \(status.rawValue) WHERE id = \(id)", logger: logger)
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 INSERT INTO intake.status_transitions (transition_id, help_request_id, district, from_status, to_status, actor, reason)
                 VALUES (\(transitionID), \(id), \(current.district), \(current.status.rawValue), \(status.rawValue), \(actor), \(reason))
@@ -134,7 +134,7 @@ extension IntakeStore {
         -> StoredHelpRequest?
     {
         let sql = "SELECT \(HelpRequestRow.columns) FROM intake.help_requests WHERE id = $1\(forUpdate ? " FOR UPDATE" : "")"
-        for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds(id)), logger: logger) {
+        for try await row in try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: sql, binds: binds(id)), logger: logger) {
             return try HelpRequestRow.decode(row)
         }
         return nil

@@ -37,7 +37,7 @@ struct SubmissionBatches: Sendable {
             let replayed = answers.compactMap { $0 }.filter { $0.created == nil }.map(\.id)
             var earlier: [UUID: StoredHelpRequest] = [:]
             if !replayed.isEmpty {
-                let rows = try await connection.query(
+                let rows = try await connection.queryWhenOpen(
                     "SELECT \(unescaped: HelpRequestRow.columns) FROM intake.help_requests WHERE id = ANY(\(replayed))",
                     logger: logger)
                 for try await row in rows {

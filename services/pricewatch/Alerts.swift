@@ -109,7 +109,7 @@ struct AlertStore: Sendable {
             guard let alert = try await Self.fetch(id, forUpdate: true, on: connection, logger: logger) else {
                 throw ServiceError.notFound("alert")
             }
-            for try await (alertID, action) in try await connection.query(
+            for try await (alertID, action) in try await connection.queryWhenOpen(
                 "SELECT alert_id, action FROM pricewatch.alert_events WHERE actor = \(actor.caller) AND request_id = \(requestID)",
                 logger: logger
             ).decode((UUID, String).self) {
@@ -134,14 +134,14 @@ struct AlertStore: Sendable {
             case .refer(let number): caseNumber = number
             case .recordOutcome(let result, let fen): (outcome, fine) = (result, fen)
             }
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 UPDATE pricewatch.alerts SET status = \(target), case_number = COALESCE(\(caseNumber), case_number),
                     outcome = COALESCE(\(outcome), outcome), fine_fen = COALESCE(\(fine), fine_fen),
                     dismiss_reason = COALESCE(\(dismissReason), dismiss_reason), updated_at = now()
                 WHERE id = \(id)
                 """, logger: logger)
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 INSERT INTO pricewatch.alert_events (alert_id, district, action, from_status, to_status, actor, actor_department,
                     note, request_id)
@@ -156,7 +156,7 @@ struct AlertStore: Sendable {
         -> AlertRecord?
     {
         let sql = "SELECT \(AlertRecord.columns) FROM pricewatch.alerts a WHERE a.id = $1" + (forUpdate ? " FOR UPDATE" : "")
-        for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds(id)), logger: logger) {
+        for try await row in try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: sql, binds: binds(id)), logger: logger) {
             return try AlertRecord.decode(row)
         }
         return nil

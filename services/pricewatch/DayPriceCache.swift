@@ -47,7 +47,7 @@ final class DayPriceCache: Sendable {
         let entries = Array(cached)
         let keys = entries.map(\.key)
         var window: [Chunk: SortedPrices] = [:]
-        let rows = try await connection.query(
+        let rows = try await connection.queryWhenOpen(
             """
             SELECT d.district, d.commodity, d.day::text, d.chunk, d.count,
                    CASE WHEN k.count IS NULL OR d.count < k.count THEN d.prices

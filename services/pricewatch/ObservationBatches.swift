@@ -53,7 +53,7 @@ struct ObservationBatches: Sendable {
         // no known commodity stores nothing.
         var commodities: [String: (commodityClass: String, unitQuantity: Int64)] = [:]
         var now = Date()
-        for try await (code, commodityClass, quantity, start) in try await connection.query(
+        for try await (code, commodityClass, quantity, start) in try await connection.queryWhenOpen(
             "SELECT code, class, unit_quantity, now() FROM pricewatch.commodities WHERE code = ANY(\(Array(Set(items.map(\.commodity)))))",
             logger: logger
         ).decode((String, String, Int64, Date).self) {
@@ -61,7 +61,7 @@ struct ObservationBatches: Sendable {
             now = start
         }
         var districts: [String: String] = [:]
-        for try await (code, district) in try await connection.query(
+        for try await (code, district) in try await connection.queryWhenOpen(
             "SELECT code, district FROM pricewatch.outlets WHERE code = ANY(\(Array(Set(items.map(\.outlet)))))", logger: logger
         ).decode((String, String).self) {
             districts[code] = district
@@ -181,7 +181,7 @@ struct ObservationBatches: Sendable {
                 indices.map { items[$0].submitter }, indices.map { items[$0].observationID },
                 firsts.map(\.subject.district), indices.map { items[$0].observedAt }, indices.map { hashes[$0] }))
         var claimed: Set<Key> = []
-        for try await (submitter, id) in try await connection.query(query, logger: logger).decode((String, String).self) {
+        for try await (submitter, id) in try await connection.queryWhenOpen(query, logger: logger).decode((String, String).self) {
             claimed.insert(Key(submitter: submitter, observationID: id))
         }
         return claimed
@@ -193,7 +193,7 @@ struct ObservationBatches: Sendable {
     {
         guard !indices.isEmpty else { return [] }
         var same: Set<Int> = []
-        let rows = try await connection.query(
+        let rows = try await connection.queryWhenOpen(
             """
             SELECT n.index FROM pricewatch.observation_keys k
             JOIN unnest(\(indices)::int[], \(indices.map { items[$0].submitter })::text[],
@@ -244,7 +244,7 @@ struct ObservationBatches: Sendable {
         guard !subjects.isEmpty else { return }
         try await connection.lockKeys(
             subjects.map { "\($0.district)|\($0.commodity)|\($0.day)" }, space: Self.lockSpace, logger: logger)
-        try await connection.query(
+        try await connection.queryWhenOpen(
             """
             INSERT INTO pricewatch.daily_prices AS d (district, commodity, day, chunk, count, prices)
             SELECT n.district, n.commodity, n.day,
@@ -288,7 +288,7 @@ struct ObservationBatches: Sendable {
         }
         guard !rows.isEmpty else { return records }
         let alerts = rows.map(\.record)
-        let created = try await connection.query(
+        let created = try await connection.queryWhenOpen(
             """
             INSERT INTO pricewatch.alerts (id, kind, commodity, outlet, district, submitter, observation_id, observed_at, figures,
                 price_control_id)
@@ -318,7 +318,7 @@ struct ObservationBatches: Sendable {
         guard !subjects.isEmpty else { return [] }
         let times = subjects.map(\.observedAt)
         var controls: [Rules.Control] = []
-        for try await row in try await connection.query(
+        for try await row in try await connection.queryWhenOpen(
             """
             SELECT id, kind, commodity, class, district, ceiling_fen, (max_markup * 10000)::int8, effective_from, effective_until
             FROM pricewatch.price_controls
@@ -330,14 +330,14 @@ struct ObservationBatches: Sendable {
                 maxMarkupBasisPoints: row.6, effectiveFrom: row.7, effectiveUntil: row.8))
         }
         var thresholds: [String: Int64] = [:]
-        for try await (commodityClass, basisPoints) in try await connection.query(
+        for try await (commodityClass, basisPoints) in try await connection.queryWhenOpen(
             "SELECT class, (rise_over_baseline * 10000)::int8 FROM pricewatch.class_thresholds", logger: logger
         ).decode((String, Int64).self) {
             thresholds[commodityClass] = basisPoints
         }
         let pairs = Array(Set(subjects.map { "\($0.district)|\($0.commodity)" })).sorted().map { $0.split(separator: "|").map(String.init) }
         var baselines: [String: Int64] = [:]
-        for try await (district, commodity, price) in try await connection.query(
+        for try await (district, commodity, price) in try await connection.queryWhenOpen(
             """
             SELECT b.district, b.commodity, b.price_fen FROM pricewatch.baselines b
             JOIN unnest(\(pairs.map { $0[0] })::text[], \(pairs.map { $0[1] })::text[]) AS k(district, commodity)
@@ -387,7 +387,7 @@ struct ObservationBatches: Sendable {
         guard !subjects.isEmpty, let baseDay = CalendarDay.start(of: rules.baseDate) else { return [:] }
         let pairs = Array(Set(subjects.map { "\($0.outlet)|\($0.commodity)" })).sorted().map { $0.split(separator: "|").map(String.init) }
         var found: [String: (Int64, Int64)] = [:]
-        for try await (outlet, commodity, price, cost) in try await connection.query(
+        for try await (outlet, commodity, price, cost) in try await connection.queryWhenOpen(
             """
             SELECT k.outlet, k.commodity, b.unit_price_fen, b.unit_cost_fen
             FROM unnest(\(pairs.map { $0[0] })::text[], \(pairs.map { $0[1] })::text[]) AS k(outlet, commodity)
@@ -424,7 +424,7 @@ struct ObservationBatches: Sendable {
         guard !keys.isEmpty else { return [:] }
         let list = Array(keys)
         var found: [FreezeKey: Int64] = [:]
-        for try await (outlet, commodity, control, price) in try await connection.query(
+        for try await (outlet, commodity, control, price) in try await connection.queryWhenOpen(
             """
             SELECT k.outlet, k.commodity, k.control, b.unit_price_fen
             FROM unnest(\(list.map(\.outlet))::text[], \(list.map(\.commodity))::text[], \(list.map(\.control))::uuid[],
@@ -469,12 +469,12 @@ final class MonthPartitions: Sendable {
         let missing = known.withLock { months.subtracting($0) }
         guard !missing.isEmpty else { return }
         try await client.transaction(logger: logger) { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(hashtext('pricewatch.partitions'))", logger: logger)
+            try await connection.queryWhenOpen("SELECT pg_advisory_xact_lock(hashtext('pricewatch.partitions'))", logger: logger)
             for month in missing.sorted() {
                 let parts = month.split(separator: "-").compactMap { Int($0) }
                 let next = parts[1] == 12 ? String(format: "%04d-01", parts[0] + 1) : String(format: "%04d-%02d", parts[0], parts[1] + 1)
                 let name = "observations_" + month.replacingOccurrences(of: "-", with: "")
-                try await connection.query(
+                try await connection.queryWhenOpen(
                     PostgresQuery(unsafeSQL: """
                         CREATE TABLE IF NOT EXISTS pricewatch.\(name) PARTITION OF pricewatch.observations
                         FOR VALUES FROM ('\(month)-01 00:00:00+08') TO ('\(next)-01 00:00:00+08')

@@ -43,12 +43,12 @@ struct PriceReferenceStore: Sendable {
     /// Creates or updates a commodity. Its unit cannot change once prices were observed in it.
     func set(_ commodity: Commodity) async throws -> Commodity {
         try await client.transaction(logger: logger) { connection in
-            for try await (unit, quantity) in try await connection.query(
+            for try await (unit, quantity) in try await connection.queryWhenOpen(
                 "SELECT base_unit, unit_quantity FROM pricewatch.commodities WHERE code = \(commodity.code) FOR UPDATE",
                 logger: logger
             ).decode((String, Int64).self) where unit != commodity.baseUnit || quantity != commodity.unitQuantity {
                 var used = false
-                for try await _ in try await connection.query(
+                for try await _ in try await connection.queryWhenOpen(
                     "SELECT 1 FROM pricewatch.daily_prices WHERE commodity = \(commodity.code) LIMIT 1", logger: logger
                 ) { used = true }
                 if used {
@@ -56,7 +56,7 @@ struct PriceReferenceStore: Sendable {
                         reason: "UNIT_IN_USE", "prices were observed in this commodity's unit; create a new commodity instead")
                 }
             }
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 INSERT INTO pricewatch.commodities (code, name, name_en, class, base_unit, unit_quantity, epidemic_related)
                 VALUES (\(commodity.code), \(commodity.name), \(commodity.nameEn), \(commodity.commodityClass),
@@ -142,7 +142,7 @@ struct PriceReferenceStore: Sendable {
     /// Ends a control at `end` (not later than it would have ended anyway).
     func end(_ id: UUID, at end: Date) async throws -> Control {
         try await client.transaction(logger: logger) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.queryWhenOpen(
                 """
                 UPDATE pricewatch.price_controls
                 SET effective_until = LEAST(COALESCE(effective_until, \(end)), GREATEST(\(end), effective_from + interval '1 second')),
@@ -202,7 +202,7 @@ struct PriceReferenceStore: Sendable {
             var price = priceFen
             var count: Int64 = 0
             if let window {
-                for try await (median, observations) in try await connection.query(
+                for try await (median, observations) in try await connection.queryWhenOpen(
                     """
                     SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY p))::int8, count(p)
                     FROM pricewatch.daily_prices d, unnest(d.prices) AS p
@@ -218,7 +218,7 @@ struct PriceReferenceStore: Sendable {
                         reason: "NO_OBSERVATIONS_IN_WINDOW", "no observation of this commodity in this district in the window")
                 }
             }
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 INSERT INTO pricewatch.baselines (district, commodity, price_fen, computed, window_start, window_end, observations,
                     set_by, set_by_department)
@@ -245,7 +245,7 @@ struct PriceReferenceStore: Sendable {
                 updated_at FROM pricewatch.baselines \(sql.whereClause) ORDER BY commodity, district
             """
         var found: [Baseline] = []
-        for try await row in try await connection.query(PostgresQuery(unsafeSQL: query, binds: sql.bindings), logger: logger)
+        for try await row in try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: query, binds: sql.bindings), logger: logger)
             .decode((String, String, Int64, Bool, Date?, Date?, Int64, String, String, Date).self)
         {
             found.append(Baseline(

@@ -109,7 +109,7 @@ struct SeriesStore: Sendable {
             sql.add("d.commodity = \(sql.bind(commodity))")
             if let district { sql.add("d.district = \(sql.bind(district))") }
             var monthly: [String: [SpikeIndicators.Month]] = [:]
-            for try await (district, month, median) in try await connection.query(
+            for try await (district, month, median) in try await connection.queryWhenOpen(
                 PostgresQuery(unsafeSQL: """
                     SELECT d.district, to_char(d.day, 'YYYY-MM'), percentile_cont(0.5) WITHIN GROUP (ORDER BY p)
                     FROM pricewatch.daily_prices d, unnest(d.prices) AS p \(sql.whereClause) GROUP BY 1, 2 ORDER BY 1, 2
@@ -118,7 +118,7 @@ struct SeriesStore: Sendable {
                 monthly[district, default: []].append(SpikeIndicators.Month(month, price: median))
             }
             var daily: [String: [(day: String, median: Double)]] = [:]
-            for try await (district, day, median) in try await connection.query(
+            for try await (district, day, median) in try await connection.queryWhenOpen(
                 PostgresQuery(unsafeSQL: """
                     SELECT d.district, d.day::text, percentile_cont(0.5) WITHIN GROUP (ORDER BY p)
                     FROM pricewatch.daily_prices d, unnest(d.prices) AS p
@@ -129,7 +129,7 @@ struct SeriesStore: Sendable {
                 daily[district, default: []].append((day, median))
             }
             var baselines: [String: Int64] = [:]
-            for try await (district, price) in try await connection.query(
+            for try await (district, price) in try await connection.queryWhenOpen(
                 "SELECT district, price_fen FROM pricewatch.baselines WHERE commodity = \(commodity)", logger: logger
             ).decode((String, Int64).self) {
                 baselines[district] = price

@@ -93,7 +93,7 @@ extension TaskStore {
                 let district = try await knownDistrict(vehicle.district, on: connection)
                 let person = try await persons.resolve(vehicle.driver, on: connection)
                 let day = CalendarDay.of(vehicle.origin.observedAt)
-                try await connection.query(
+                try await connection.queryWhenOpen(
                     """
                     INSERT INTO tracing.tasks (id, source, person_id, last_exposure, follow_up_until, district,
                         callable_from, due_at, checkpoint, terminal_id, terminal_sequence, plate, flags, observed_at)
@@ -104,7 +104,7 @@ extension TaskStore {
                     ON CONFLICT (terminal_id, terminal_sequence, person_id) DO NOTHING
                     """, logger: logger)
             }
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 INSERT INTO tracing.checkpoint_feed (singleton, cursor) VALUES (true, \(cursor))
                 ON CONFLICT (singleton) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()
@@ -114,7 +114,7 @@ extension TaskStore {
 
     private func knownDistrict(_ code: String?, on connection: PostgresConnection) async throws -> String? {
         guard let code else { return nil }
-        for try await known in try await connection.query(
+        for try await known in try await connection.queryWhenOpen(
             "SELECT code FROM common.districts WHERE code = \(code)", logger: logger
         ).decode(String.self) {
             return known

@@ -55,7 +55,7 @@ public struct KeyRotation: Sendable {
 
     private func resealAttempts() async throws -> Int {
         try await client.transaction(logger: logger) { connection in
-            let rows = try await connection.query(
+            let rows = try await connection.queryWhenOpen(
                 """
                 SELECT id, key_id, quarantine_location_sealed, note_sealed FROM tracing.attempts
                 WHERE key_id <> \(keys.current.id) ORDER BY id LIMIT \(batch) FOR UPDATE SKIP LOCKED
@@ -67,7 +67,7 @@ public struct KeyRotation: Sendable {
                 let resealed = try [("quarantine_location", location), ("note", note)].map { field, sealed in
                     try sealed.map { keys.seal(try keys.open($0, keyID: keyID, context: context + field), context: context + field) }
                 }
-                try await connection.query(
+                try await connection.queryWhenOpen(
                     """
                     UPDATE tracing.attempts SET key_id = \(keys.current.id), quarantine_location_sealed = \(resealed[0]),
                         note_sealed = \(resealed[1])

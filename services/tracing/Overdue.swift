@@ -33,8 +33,8 @@ let OverdueCursor = SequenceCursor(prefix: "o1")
 extension TaskStore {
     func sweepOverdue() async throws -> Int {
         try await client.transaction(logger: logger) { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(hashtext('tracing.overdue'))", logger: logger)
-            let inserted = try await connection.query(
+            try await connection.queryWhenOpen("SELECT pg_advisory_xact_lock(hashtext('tracing.overdue'))", logger: logger)
+            let inserted = try await connection.queryWhenOpen(
                 """
                 INSERT INTO tracing.overdue (task_id, person_id, due_at)
                 SELECT id, person_id, due_at FROM tracing.tasks WHERE status <> 'closed' AND due_at <= now()

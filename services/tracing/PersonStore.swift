@@ -24,7 +24,7 @@ struct PersonStore: Sendable {
         // Two calls listing one person at once wait here for each other, so they find one row (both keys,
         // in one order: one call may know the ID number and the other only the phone).
         for key in [idIndex, phoneIndex].compactMap({ $0 }).sorted(by: { $0.lexicographicallyPrecedes($1) }) {
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 "SELECT pg_advisory_xact_lock(hashtextextended(encode(\(key), 'hex'), 0))", logger: logger)
         }
         var found: PersonRecord?
@@ -61,7 +61,7 @@ struct PersonStore: Sendable {
         let phoneIndex = person.details.phone.map { keys.blindIndex($0, kind: "phone") }
         let idIndex = person.details.idNumber.map { keys.blindIndex($0, kind: "id") }
         if new {
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 INSERT INTO tracing.persons (id, key_id, name_sealed, phone_sealed, id_number_sealed, address_sealed,
                     district, phone_index, id_index)
@@ -69,7 +69,7 @@ struct PersonStore: Sendable {
                     \(sealed.address), \(person.details.district), \(phoneIndex), \(idIndex))
                 """, logger: logger)
         } else {
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 UPDATE tracing.persons SET key_id = \(keys.current.id), name_sealed = \(sealed.name),
                     phone_sealed = \(sealed.phone), id_number_sealed = \(sealed.idNumber), address_sealed = \(sealed.address),
@@ -79,7 +79,7 @@ struct PersonStore: Sendable {
         }
         if let idIndex {
             // One person per ID number: the index is claimed once, and only ever by this person.
-            let owners = try await connection.query(
+            let owners = try await connection.queryWhenOpen(
                 """
                 WITH claimed AS (
                     INSERT INTO tracing.person_ids (id_index, person_id) VALUES (\(idIndex), \(person.id))
@@ -136,7 +136,7 @@ struct PersonStore: Sendable {
     ) async throws -> [PersonRecord] {
         let sql = "SELECT \(columns) FROM tracing.persons p " + clause
         var people: [PersonRecord] = []
-        for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {
+        for try await row in try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {
             people.append(try open(row, keys: keys))
         }
         return people

@@ -32,7 +32,7 @@ extension TaskStore {
     func statistics(from: Date, before: Date, district: String?) async throws -> TracingStatistics {
         try await client.withConnection { connection in
             var days: [TracingStatistics.Day] = []
-            let rows = try await connection.query(
+            let rows = try await connection.queryWhenOpen(
                 """
                 SELECT to_char(listed_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD') AS day, COALESCE(district, '') AS district,
                     count(*),
@@ -56,7 +56,7 @@ extension TaskStore {
                     symptomatic: symptomatic, converted: converted))
             }
             var investigators: [TracingStatistics.Investigator] = []
-            let calls = try await connection.query(
+            let calls = try await connection.queryWhenOpen(
                 """
                 SELECT a.investigator, count(*), count(*) FILTER (WHERE a.outcome = 'reached')
                 FROM tracing.attempts a JOIN tracing.tasks t ON t.id = a.task_id

@@ -28,7 +28,7 @@ struct TaskStore: Sendable {
     func createCase(_ new: NewCase, by actor: CallerIdentity) async throws -> (CaseRecord, replayed: Bool) {
         try await client.transaction(logger: logger) { connection in
             // A retry racing its first attempt waits here, then finds the case the first one made.
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 "SELECT pg_advisory_xact_lock(hashtextextended(\(actor.caller + "\u{1F}" + new.requestID), 0))", logger: logger)
             if let earlier = try await Self.fetchCase(
                 "WHERE created_by = $1 AND request_id = $2", binds(actor.caller, new.requestID), on: connection, logger: logger)
@@ -45,7 +45,7 @@ struct TaskStore: Sendable {
     private func insertCase(id: UUID, person: UUID, _ new: NewCase, by actor: CallerIdentity, on connection: PostgresConnection)
         async throws
     {
-        try await connection.query(
+        try await connection.queryWhenOpen(
             """
             INSERT INTO tracing.cases (id, index_person_id, classification, onset_date, source, district, created_by,
                 created_by_department, request_id)
@@ -62,7 +62,7 @@ struct TaskStore: Sendable {
         async throws -> CaseRecord?
     {
         let query = PostgresQuery(unsafeSQL: CaseRecord.select + " " + clause, binds: bindings)
-        for try await row in try await connection.query(query, logger: logger) { return try CaseRecord.decode(row) }
+        for try await row in try await connection.queryWhenOpen(query, logger: logger) { return try CaseRecord.decode(row) }
         return nil
     }
 
@@ -98,7 +98,7 @@ struct TaskStore: Sendable {
                 throw ServiceError.invalidArgument(
                     field: "\(field)[\(index)].person", reason: "INDEX_PERSON", "the case's index person is not their own contact")
             }
-            let inserted = try await connection.query(
+            let inserted = try await connection.queryWhenOpen(
                 """
                 INSERT INTO tracing.tasks (id, source, case_id, person_id, relation, last_exposure, follow_up_until, district,
                     callable_from, due_at)
@@ -113,7 +113,7 @@ struct TaskStore: Sendable {
             if let taskID {
                 added.append(AddedContact(personID: person, taskID: taskID, created: true))
             } else {
-                for try await id in try await connection.query(
+                for try await id in try await connection.queryWhenOpen(
                     "SELECT id FROM tracing.tasks WHERE case_id = \(caseID) AND person_id = \(person)", logger: logger
                 ).decode(UUID.self) {
                     added.append(AddedContact(personID: person, taskID: id, created: false))
@@ -130,7 +130,7 @@ struct TaskStore: Sendable {
     func claimNext(actor: String, district: String?, lease: Duration) async throws -> TaskRecord? {
         let seconds = lease.inSeconds
         return try await client.transaction(logger: logger) { connection in
-            let renewed = try await connection.query(
+            let renewed = try await connection.queryWhenOpen(
                 """
                 UPDATE tracing.tasks SET claim_expires_at = now() + \(seconds) * interval '1 second'
                 WHERE id = (SELECT id FROM tracing.tasks WHERE claimed_by = \(actor) AND claim_expires_at > now()
@@ -138,7 +138,7 @@ struct TaskStore: Sendable {
                 RETURNING id
                 """, logger: logger)
             for try await id in renewed.decode(UUID.self) { return try await Self.fetch(id, on: connection, logger: logger) }
-            let claimed = try await connection.query(
+            let claimed = try await connection.queryWhenOpen(
                 """
                 WITH next AS (
                     SELECT id FROM tracing.tasks
@@ -165,7 +165,7 @@ struct TaskStore: Sendable {
             guard task.claimHolder == actor else {
                 throw ServiceError.failedPrecondition(reason: "NOT_CLAIMED_BY_CALLER", "the task is not claimed by the caller")
             }
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 "UPDATE tracing.tasks SET claimed_by = NULL, claim_expires_at = NULL, updated_at = now() WHERE id = \(taskID)",
                 logger: logger)
             return try await Self.fetch(taskID, on: connection, logger: logger)!
@@ -235,7 +235,7 @@ struct TaskStore: Sendable {
             }
             let id = UUID()
             let context = "attempt/\(id.uuidString.lowercased())/"
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 INSERT INTO tracing.attempts (id, task_id, person_id, outcome, investigator, investigator_department, request_id,
                     symptoms, temperature_decidegrees, quarantine, key_id, quarantine_location_sealed, note_sealed, next_follow_up)
@@ -245,7 +245,7 @@ struct TaskStore: Sendable {
                     \(new.note.map { keys.seal($0, context: context + "note") }), \(next))
                 """, logger: logger)
             if new.reached {
-                try await connection.query(
+                try await connection.queryWhenOpen(
                     """
                     UPDATE tracing.tasks SET status = 'following', attempts = attempts + 1,
                         first_reached_at = COALESCE(first_reached_at, now()),
@@ -257,7 +257,7 @@ struct TaskStore: Sendable {
                     """, logger: logger)
             } else {
                 // Offered again after the retry interval; the due time (the 24-hour clock) does not move.
-                try await connection.query(
+                try await connection.queryWhenOpen(
                     """
                     UPDATE tracing.tasks SET attempts = attempts + 1,
                         callable_from = CASE WHEN due_at IS NULL THEN NULL
@@ -293,7 +293,7 @@ struct TaskStore: Sendable {
             FROM tracing.attempts a
             """ + " " + clause
         var found: [(UUID, AttemptRecord)] = []
-        for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {
+        for try await row in try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {
             let c = row.makeRandomAccess()
             let id = try c["id"].decode(UUID.self)
             let keyID = try c["key_id"].decode(String.self)
@@ -368,7 +368,7 @@ struct TaskStore: Sendable {
                 try await insertCase(id: id, person: task.personID, new, by: actor, on: connection)
                 convertedCase = try await Self.fetchCase("WHERE id = $1", binds(id), on: connection, logger: logger)
             }
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 UPDATE tracing.tasks SET status = 'closed', close_reason = \(closing.reason), closed_at = now(),
                     closed_by = \(actor.caller), close_request_id = \(closing.requestID),
@@ -382,7 +382,7 @@ struct TaskStore: Sendable {
 
     /// Different China Standard Time days with an unanswered call since the person was last reached.
     private func unansweredDays(_ task: TaskRecord, on connection: PostgresConnection) async throws -> Int {
-        let rows = try await connection.query(
+        let rows = try await connection.queryWhenOpen(
             """
             SELECT count(DISTINCT (attempted_at AT TIME ZONE 'Asia/Shanghai')::date)::integer FROM tracing.attempts
             WHERE task_id = \(task.id) AND outcome <> 'reached' AND attempted_at > COALESCE(\(task.lastReachedAt)::timestamptz, '-infinity')
@@ -413,7 +413,7 @@ struct TaskStore: Sendable {
         -> TaskRecord?
     {
         let sql = TaskRow.select + " WHERE t.id = $1" + (forUpdate ? " FOR UPDATE" : "")
-        for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds(id)), logger: logger) {
+        for try await row in try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: sql, binds: binds(id)), logger: logger) {
             return try TaskRow.decode(row)
         }
         return nil

@@ -21,7 +21,7 @@ struct CaseStore: Sendable {
         let stateNames = states.map(\.rawValue)
         let seconds = lease.inSeconds
         return try await client.transaction(logger: logger) { connection in
-            let renewed = try await connection.query(
+            let renewed = try await connection.queryWhenOpen(
                 """
                 UPDATE verification.cases SET claim_expires_at = now() + \(seconds) * interval '1 second'
                 WHERE id = (SELECT id FROM verification.cases WHERE claimed_by = \(actor) AND claim_expires_at > now()
@@ -30,7 +30,7 @@ struct CaseStore: Sendable {
                 """, logger: logger)
             for try await id in renewed.decode(UUID.self) { return try await Self.fetch(id, on: connection, logger: logger) }
 
-            let claimed = try await connection.query(
+            let claimed = try await connection.queryWhenOpen(
                 """
                 WITH next AS (
                     SELECT id FROM verification.cases
@@ -65,7 +65,7 @@ struct CaseStore: Sendable {
                     reason: "NOT_CLAIMED_BY_CALLER", "the case is not claimed by the caller",
                     metadata: ["claimed": current.claimHolder == nil ? "false" : "true"])
             }
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 "UPDATE verification.cases SET claimed_by = NULL, claim_expires_at = NULL, updated_at = now() WHERE id = \(caseID)",
                 logger: logger)
             try await Self.recordEvent(
@@ -86,7 +86,7 @@ struct CaseStore: Sendable {
             guard let current = try await Self.fetch(action.caseID, forUpdate: true, on: connection, logger: logger) else {
                 throw ServiceError.notFound("case")
             }
-            let earlier = try await connection.query(
+            let earlier = try await connection.queryWhenOpen(
                 "SELECT case_id, action FROM verification.events WHERE actor = \(action.actor) AND request_id = \(action.requestID)",
                 logger: logger)
             for try await (caseID, name) in earlier.decode((UUID, String).self) {
@@ -103,7 +103,7 @@ struct CaseStore: Sendable {
             }
             let target = try CaseLifecycle.require(action.move, from: current.state)
             if let other = action.duplicateOf {
-                let exists = try await connection.query(
+                let exists = try await connection.queryWhenOpen(
                     "SELECT 1 FROM verification.cases WHERE id = \(other)", logger: logger)
                 var found = false
                 for try await _ in exists { found = true }
@@ -113,7 +113,7 @@ struct CaseStore: Sendable {
             }
             // Reopening (and a return visit that found nothing solved) starts the stage's timer again.
             let restartsTimer = target != current.state && (action.move == .reopen || action.move == .returnVisit(.notSolved))
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 UPDATE verification.cases SET
                     state = \(target.rawValue),
@@ -137,7 +137,7 @@ struct CaseStore: Sendable {
                 reached: outcome.map { $0 != .unreached }, satisfaction: outcome == .unreached ? nil : outcome?.rawValue,
                 on: connection, logger: logger)
             if target != current.state {
-                try await connection.query(
+                try await connection.queryWhenOpen(
                     """
                     INSERT INTO verification.intake_outbox (event_id, case_id, district, to_status)
                     VALUES (\(eventID), \(action.caseID), \(current.district), \(target.rawValue))
@@ -156,7 +156,7 @@ struct CaseStore: Sendable {
         let id = UUID()
         // The event carries its case's district (its key for Citus); no case, no event — an error, as the
         // foreign key makes it.
-        let inserted = try await connection.query(
+        let inserted = try await connection.queryWhenOpen(
             """
             INSERT INTO verification.events (id, case_id, district, action, from_state, to_state, actor, actor_department,
                 request_id, reason, department, duplicate_of, reached, satisfaction)
@@ -179,7 +179,7 @@ struct CaseStore: Sendable {
         -> CaseRecord?
     {
         let sql = CaseRow.select + " WHERE c.id = $1" + (forUpdate ? " FOR UPDATE OF c" : "")
-        for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: binds(id)), logger: logger) {
+        for try await row in try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: sql, binds: binds(id)), logger: logger) {
             return try CaseRow.decode(row)
         }
         return nil

@@ -34,8 +34,8 @@ extension CaseStore {
     /// Records new breaches; returns how many. The lock makes sweeps (and so `seq` values) commit in order.
     func sweepBreaches() async throws -> Int {
         try await client.transaction(logger: logger) { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(hashtext('verification.escalations'))", logger: logger)
-            let inserted = try await connection.query(
+            try await connection.queryWhenOpen("SELECT pg_advisory_xact_lock(hashtext('verification.escalations'))", logger: logger)
+            let inserted = try await connection.queryWhenOpen(
                 """
                 INSERT INTO verification.escalations (case_id, district, timer, due_at)
                 SELECT id, district, timer, due_at FROM (

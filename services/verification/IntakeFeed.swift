@@ -83,7 +83,7 @@ extension CaseStore {
     /// Deadlines come from the service level of its priority; a raised priority can only bring them forward.
     func record(_ source: CaseSource, cursor: String) async throws {
         try await client.transaction(logger: logger) { connection in
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 INSERT INTO verification.cases (id, ticket, category, district, priority, green_channel, repeat_of, state,
                     submitted_at, verify_due_at, resolve_due_at)
@@ -99,7 +99,7 @@ extension CaseStore {
                 WHERE (cases.priority, cases.green_channel, cases.repeat_of)
                     IS DISTINCT FROM (EXCLUDED.priority, EXCLUDED.green_channel, EXCLUDED.repeat_of)
                 """, logger: logger)
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 INSERT INTO verification.intake_feed (singleton, cursor) VALUES (true, \(cursor))
                 ON CONFLICT (singleton) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()

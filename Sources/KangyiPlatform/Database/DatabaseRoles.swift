@@ -26,7 +26,7 @@ public enum DatabaseRoles {
     }
 
     public static func standing(on connection: PostgresConnection, logger: Logger) async throws -> Standing {
-        let rows = try await connection.query(
+        let rows = try await connection.queryWhenOpen(
             "SELECT current_user::text, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user",
             logger: logger)
         for try await (name, superuser, createrole) in rows.decode((String, Bool, Bool).self) {
@@ -43,7 +43,7 @@ public enum DatabaseRoles {
         let common = try await connection.flag("SELECT to_regnamespace('common') IS NOT NULL", logger: logger)
         for schema in schemas where schema != "common" {
             let role = role(of: schema)
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 PostgresQuery(unsafeSQL: """
                     DO $$ BEGIN
                         CREATE ROLE \(role) NOLOGIN;
@@ -53,10 +53,10 @@ public enum DatabaseRoles {
             if !superuser {
                 // PostgreSQL 15 gives a CREATEROLE role no membership in what it creates; ownership moves
                 // only to roles one belongs to.
-                try await connection.query(PostgresQuery(unsafeSQL: "GRANT \(role) TO CURRENT_USER"), logger: logger)
+                try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: "GRANT \(role) TO CURRENT_USER"), logger: logger)
             }
             for statement in try await handOver(schema: schema, to: role, on: connection, logger: logger) {
-                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
             let commonGrants = [
                 "GRANT USAGE ON SCHEMA common TO \(role)",
@@ -64,7 +64,7 @@ public enum DatabaseRoles {
             ]
             // The last one so a server connected as its role can see that its schema is up to date.
             for statement in (common ? commonGrants : []) + ["GRANT SELECT ON public.kangyi_schema_migrations TO \(role)"] {
-                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: statement), logger: logger)
             }
         }
         logger.info("service roles settled", metadata: ["roles": "\(schemas.filter { $0 != "common" }.map(role(of:)))"])
@@ -73,7 +73,7 @@ public enum DatabaseRoles {
     /// The ALTER ... OWNER statements that give `schema` and its objects to `role`. Indexes and a table's
     /// own sequences follow their table; partitions are tables of their own and are listed.
     static func handOver(schema: String, to role: String, on connection: PostgresConnection, logger: Logger) async throws -> [String] {
-        let rows = try await connection.query(
+        let rows = try await connection.queryWhenOpen(
             """
             SELECT 'ALTER SCHEMA ' || quote_ident(n.nspname) || ' OWNER TO ' || \(role)
             FROM pg_namespace n WHERE n.nspname = \(schema) AND n.nspowner <> to_regrole(\(role))

@@ -62,13 +62,13 @@ public struct MigrationRunner: Sendable {
 
     public func apply(_ migrations: [Migration], on connection: PostgresConnection) async throws -> [Migration] {
         try validate(migrations)
-        try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: logger)
+        try await connection.queryWhenOpen("SELECT pg_advisory_lock(\(Self.lockKey))", logger: logger)
         do {
             let applied = try await applyLocked(migrations, on: connection)
-            try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+            try await connection.queryWhenOpen("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
             return applied
         } catch {
-            _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+            _ = try? await connection.queryWhenOpen("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
             throw error
         }
     }
@@ -87,7 +87,7 @@ public struct MigrationRunner: Sendable {
         // Checked first: CREATE TABLE IF NOT EXISTS needs CREATE on public even when the table exists,
         // and a service's role has none.
         if try await !connection.flag("SELECT to_regclass('public.kangyi_schema_migrations') IS NOT NULL", logger: logger) {
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 CREATE TABLE IF NOT EXISTS public.kangyi_schema_migrations (
                     schema_name text NOT NULL,
@@ -99,7 +99,7 @@ public struct MigrationRunner: Sendable {
                 """, logger: logger)
         }
         var recorded: [String: String] = [:]
-        let rows = try await connection.query(
+        let rows = try await connection.queryWhenOpen(
             "SELECT schema_name, version, checksum FROM public.kangyi_schema_migrations", logger: logger)
         for try await (schema, version, checksum) in rows.decode((String, Int, String).self) {
             recorded["\(schema)/\(version)"] = checksum
@@ -129,9 +129,9 @@ public struct MigrationRunner: Sendable {
             }
             try await connection.withTransaction(logger: logger) { connection in
                 for statement in migration.statements {
-                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    try await connection.queryWhenOpen(PostgresQuery(unsafeSQL: statement), logger: logger)
                 }
-                try await connection.query(
+                try await connection.queryWhenOpen(
                     """
                     INSERT INTO public.kangyi_schema_migrations (schema_name, version, name, checksum)
                     VALUES (\(migration.schema), \(migration.version), \(migration.name), \(migration.checksum))

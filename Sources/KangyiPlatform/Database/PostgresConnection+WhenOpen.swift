@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import PostgresNIO
 
@@ -10,7 +11,8 @@ extension PostgresConnection {
     /// Runs `body` on the connection's event loop once the connection is known to be open, or throws
     /// `PostgresError.connectionClosed` (UNAVAILABLE, ``DatabaseErrorKind``): the statement `body` writes
     /// before it first suspends reaches an open connection, and is answered, failure included. Statements
-    /// after a suspension check again with ``ensureOpen()``; `body`'s replies resume on the loop.
+    /// after a suspension go through ``queryWhenOpen(_:logger:file:line:)`` or check again with ``ensureOpen()``;
+    /// `body`'s replies resume on the loop.
     public func whenOpen<Result: Sendable>(
         isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> sending Result
     ) async throws -> sending Result {
@@ -25,5 +27,16 @@ extension PostgresConnection {
     public func ensureOpen() throws {
         assert(eventLoop.inEventLoop)
         guard !isClosed else { throw PostgresError.connectionClosed }
+    }
+
+    /// `query`, written only to an open connection (else `PostgresError.connectionClosed`, UNAVAILABLE):
+    /// how every statement on a leased connection is sent, so that none waits for ever on a closed one —
+    /// a connection can close between two statements of a transaction (the database's fast shutdown ends
+    /// sessions idle in a transaction). Its rows are read on the connection's loop.
+    @discardableResult
+    public func queryWhenOpen(
+        _ query: PostgresQuery, logger: Logger, file: String = #fileID, line: Int = #line
+    ) async throws -> PostgresRowSequence {
+        try await whenOpen { try await self.query(query, logger: logger, file: file, line: line) }
     }
 }

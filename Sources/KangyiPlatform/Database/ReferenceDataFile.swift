@@ -122,7 +122,7 @@ public enum ReferenceDataFile {
         guard let city = reference.city else { throw Problems(["city: required"]) }
         try await client.transaction(logger: logger) { connection in
             // One load at a time, and no new reference to a code while its use is checked.
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 "LOCK TABLE common.districts, common.departments, common.help_categories, common.city IN EXCLUSIVE MODE",
                 logger: logger)
             let dropped: [(table: String, codes: [String])] = [
@@ -142,15 +142,15 @@ public enum ReferenceDataFile {
             }
             // Names move to placeholders first so a name may pass from one code to another; categories
             // are replaced before departments are dropped, since they name them.
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 PostgresQuery(unsafeSQL: "DELETE FROM common.help_categories WHERE NOT (code = ANY($1))", binds: binds(reference.categories.map(\.code))),
                 logger: logger)
             for table in ["common.districts", "common.departments", "common.help_categories"] {
-                try await connection.query(
+                try await connection.queryWhenOpen(
                     PostgresQuery(unsafeSQL: "UPDATE \(table) SET name = '#' || code, name_en = '#' || code"), logger: logger)
             }
-            try await connection.query("UPDATE common.help_categories SET sort_order = -sort_order - 1000000", logger: logger)
-            try await connection.query(
+            try await connection.queryWhenOpen("UPDATE common.help_categories SET sort_order = -sort_order - 1000000", logger: logger)
+            try await connection.queryWhenOpen(
                 PostgresQuery(
                     unsafeSQL: """
                         INSERT INTO common.districts (code, name, name_en, kind)
@@ -161,7 +161,7 @@ public enum ReferenceDataFile {
                         reference.districts.map(\.code), reference.districts.map(\.name), reference.districts.map(\.nameEn),
                         reference.districts.map(\.kind.rawValue))),
                 logger: logger)
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 PostgresQuery(
                     unsafeSQL: """
                         INSERT INTO common.departments (code, name, name_en)
@@ -170,7 +170,7 @@ public enum ReferenceDataFile {
                         """,
                     binds: binds(reference.departments.map(\.code), reference.departments.map(\.name), reference.departments.map(\.nameEn))),
                 logger: logger)
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 PostgresQuery(
                     unsafeSQL: """
                         INSERT INTO common.help_categories (code, name, name_en, default_department, sort_order)
@@ -182,13 +182,13 @@ public enum ReferenceDataFile {
                         reference.categories.map(\.code), reference.categories.map(\.name), reference.categories.map(\.nameEn),
                         reference.categories.map(\.defaultDepartment), Array(1...reference.categories.count))),
                 logger: logger)
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 PostgresQuery(unsafeSQL: "DELETE FROM common.departments WHERE NOT (code = ANY($1))", binds: binds(reference.departments.map(\.code))),
                 logger: logger)
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 PostgresQuery(unsafeSQL: "DELETE FROM common.districts WHERE NOT (code = ANY($1))", binds: binds(reference.districts.map(\.code))),
                 logger: logger)
-            try await connection.query(
+            try await connection.queryWhenOpen(
                 """
                 INSERT INTO common.city (name, name_en, code, province, plate_prefix)
                 VALUES (\(city.name), \(city.nameEn), \(city.code), \(city.province), \(city.platePrefix))
@@ -202,7 +202,7 @@ public enum ReferenceDataFile {
         async throws -> [String]
     {
         var found: [String] = []
-        let rows = try await connection.query(
+        let rows = try await connection.queryWhenOpen(
             PostgresQuery(unsafeSQL: "SELECT code FROM \(table) WHERE NOT (code = ANY($1)) ORDER BY code", binds: binds(kept)),
             logger: logger)
         for try await code in rows.decode(String.self) { found.append(code) }
@@ -214,7 +214,7 @@ public enum ReferenceDataFile {
         -> [(String, String)]
     {
         var found: [(String, String)] = []
-        let rows = try await connection.query(
+        let rows = try await connection.queryWhenOpen(
             """
             SELECT c.conrelid::regclass::text, a.attname::text
             FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
@@ -235,7 +235,7 @@ public enum ReferenceDataFile {
     {
         var used: [String] = []
         // Identifiers come from the catalog (or the list above), never from the file.
-        let rows = try await connection.query(
+        let rows = try await connection.queryWhenOpen(
             PostgresQuery(
                 unsafeSQL: "SELECT DISTINCT \(column)::text FROM \(table) WHERE \(column)::text = ANY($1) ORDER BY 1",
                 binds: binds(codes)),
