@@ -154,7 +154,7 @@ final class BackendConnections: @unchecked Sendable {
         logger.log(
             level: reason == .goAway ? .debug : .notice, "backend connection retired",
             metadata: ["backend": "\(backend)", "reason": "\(reason.rawValue)"])
-        metrics?.counter("kangyi_gateway_backend_connections_retired_total", dimensions: [("backend", backend), ("reason", reason.rawValue)])
+        metrics?.counter(BackendLink.retiredMetric, dimensions: [("backend", backend), ("reason", reason.rawValue)])
             .increment()
         if reason == .resets, let spent = ready.first(where: { $0.link.channel === channel }), !connecting.contains(spent.address) {
             // Still good for the other half of the backend's limit: it takes calls until its replacement

@@ -29,6 +29,10 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     /// at most the backend's concurrent streams (1,000 by default) at once.
     static let recentlyResetStreams = 4096
 
+    /// Counts retired backend connections, the door's links and the server way's clients alike, by
+    /// `backend` (host:port) and `reason` (a ``Retirement``).
+    static let retiredMetric = "kangyi_gateway_backend_connections_retired_total"
+
     /// Why a link takes no new calls.
     enum Retirement: String {
         /// The backend said GOAWAY: it is recycling its connections, or stopping.

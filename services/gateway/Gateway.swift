@@ -16,11 +16,15 @@ public enum Gateway {
         // thread on its way through (services/gateway/README.md, Performance).
         var backends: [String: BackendClients<HTTP2ClientTransport.Posix>] = [:]
         for backend in Set(Routes.backends.values) {
-            // Counted with the front door's connections (BackendConnections), by the same labels.
-            let retired = runtime.metrics.counter(
-                "kangyi_gateway_backend_connections_retired_total",
-                dimensions: [("backend", runtime.peers[backend] ?? backend), ("reason", BackendLink.Retirement.resets.rawValue)])
-            backends[backend] = BackendClients(onRetire: { retired.increment() }, make: try runtime.peerClientMaker(backend))
+            // Logged and counted as the front door's connections are (BackendConnections), by the same labels.
+            let (address, reason) = (runtime.peers[backend] ?? backend, BackendLink.Retirement.resets.rawValue)
+            let retired = runtime.metrics.counter(BackendLink.retiredMetric, dimensions: [("backend", address), ("reason", reason)])
+            let logger = runtime.logger
+            let onRetire: @Sendable () -> Void = {
+                logger.notice("backend connection retired", metadata: ["backend": "\(address)", "reason": "\(reason)"])
+                retired.increment()
+            }
+            backends[backend] = BackendClients(onRetire: onRetire, make: try runtime.peerClientMaker(backend))
         }
         var assembled = try assemble(backends: backends, routes: Routes.backends, scopes: Scopes.required, runtime: runtime)
         assembled.background = Array(backends.values)
