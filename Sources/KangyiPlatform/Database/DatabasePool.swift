@@ -7,14 +7,14 @@ import Synchronization
 /// A PostgreSQL pool that is replaced whole when the database returns from an outage.
 ///
 /// postgres-nio's pool (`PostgresClient`) retries a failed connect after a back-off that grows 1.25× an
-/// attempt, up to a minute, and cannot be told to try now. After a 90-s outage its next attempt came 16 s
-/// after the database was back (Tests/Faults, `test_service_answers_soon_after_a_long_outage`): every call
-/// UNAVAILABLE meanwhile, while the health probe, on its own connection, said SERVING.
+/// attempt, up to a minute, and cannot be told to try now. After a 60-s outage intake's submissions failed
+/// for 7.6 s more (Tests/Faults, `test_service_answers_soon_after_a_long_outage`; 15.8 s after a 90-s
+/// one), while the health probe, on its own connection, said SERVING.
 ///
 /// So the probe tells every pool when the database is reachable again after an outage
 /// (``DatabasePools/databaseReturned()``). Each opens a fresh `PostgresClient` and, once that has a
 /// working connection, gives it all new work. The one it replaces lets the calls holding its connections
-/// finish, then closes (at most ``drainLimit`` later). A call still waiting for one of its connections is
+/// finish, then closes (at most `drainLimit` later). A call still waiting for one of its connections is
 /// then failed by it, before anything of the call ran, and runs again on the fresh pool.
 public final class DatabasePool: Service, Sendable {
     /// How long a fresh pool has to prove a connection before the replacement is given up (until the next
