@@ -6,7 +6,7 @@ import ServiceLifecycle
 /// hide the database's return) and sets every service on each server's ``HealthBoard`` SERVING or NOT_SERVING.
 /// A probe that takes longer than `timeout` counts as a failure, so a hung network is noticed too.
 ///
-/// When the database is reachable again after being unreachable for `renewingAfter` or longer, the probe
+/// When the database is reachable again after being unreachable for `replacingPoolsAfter` or longer, the probe
 /// tells `pools` (``DatabasePools/databaseReturned()``), whose own reconnect back-off would otherwise keep
 /// failing calls for a quarter of the outage, up to a minute (``DatabasePool``).
 public struct DatabaseHealthProbe: Service {
@@ -15,21 +15,21 @@ public struct DatabaseHealthProbe: Service {
     let pools: DatabasePools
     let interval: Duration
     let timeout: Duration
-    let renewingAfter: Duration
+    let replacingPoolsAfter: Duration
     let logger: Logger
 
-    /// - Parameter renewingAfter: below this an outage leaves the pools alone: their back-off is still
+    /// - Parameter replacingPoolsAfter: below this an outage leaves the pools alone: their back-off is still
     ///   short (about 0.75 s after 3 s of failed connects).
     public init(
         url: DatabaseURL, boards: [HealthBoard], pools: DatabasePools = DatabasePools(), interval: Duration,
-        timeout: Duration = .seconds(2), renewingAfter: Duration = .seconds(3), logger: Logger
+        timeout: Duration = .seconds(2), replacingPoolsAfter: Duration = .seconds(3), logger: Logger
     ) {
         self.url = url
         self.boards = boards
         self.pools = pools
         self.interval = interval
         self.timeout = timeout
-        self.renewingAfter = renewingAfter
+        self.replacingPoolsAfter = replacingPoolsAfter
         self.logger = logger
     }
 
@@ -68,7 +68,7 @@ public struct DatabaseHealthProbe: Service {
                 unreachableSince = .now
             } else if healthy, let since = unreachableSince {
                 unreachableSince = nil
-                if since.duration(to: .now) >= renewingAfter { pools.databaseReturned() }
+                if since.duration(to: .now) >= replacingPoolsAfter { pools.databaseReturned() }
             }
             for board in boards { board.setAll(healthy ? .serving : .notServing) }
             if healthy != wasHealthy {
