@@ -15,19 +15,6 @@ import Testing
         }
     }
 
-    func backend(_ connection: PostgresConnection) async throws -> Int32 {
-        for try await pid in try await connection.query("SELECT pg_backend_pid()", logger: TestDatabase.logger).decode(Int32.self) {
-            return pid
-        }
-        throw PlatformError(description: "no pid")
-    }
-
-    func sessions(_ name: String, on observer: DatabasePool) async throws -> Set<Int32> {
-        let pids = try await observer.scalar(
-            "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity WHERE application_name = \(name)", as: [Int32].self)
-        return Set(pids ?? [])
-    }
-
     /// Polls `condition` every 20 ms for up to 5 s.
     func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
         for _ in 0..<250 {
@@ -46,10 +33,10 @@ import Testing
             try await withServiceGroup([pool]) { _ in
                 let (held, holding) = AsyncStream<Int32>.makeStream()
                 async let holder: (Int32, Int32) = pool.withConnection { connection in
-                    let before = try await backend(connection)
+                    let before = try await connection.backendPID()
                     holding.yield(before)
                     for await _ in release {}
-                    return (before, try await backend(connection))  // its connection still answers
+                    return (before, try await connection.backendPID())  // its connection still answers
                 }
                 var heldPids = held.makeAsyncIterator()
                 let old = try #require(await heldPids.next())
@@ -59,15 +46,15 @@ import Testing
                 // Once the fresh pool has proved a connection it takes new calls (not before: on the old
                 // pool this call would wait for the held connection, which waits for this call).
                 try #require(try await eventually { pool.currentClient !== replaced }, "the pool is replaced")
-                #expect(try await sessions(name, on: observer).count == 2, "both pools' connections")
-                let fresh = try await pool.withConnection { try await backend($0) }
+                #expect(try await observer.sessions(named: name).count == 2, "both pools' connections")
+                let fresh = try await pool.withConnection { try await $0.backendPID() }
                 #expect(fresh != old, "a new call goes to the fresh pool, not waiting for the held connection")
 
                 releaser.finish()
                 let (before, after) = try await holder
                 #expect(before == old && after == old, "the held call finished on the old pool's connection")
-                #expect(try await eventually { try await sessions(name, on: observer) == [fresh] }, "the old pool closed")
-                #expect(try await pool.withConnection { try await backend($0) } == fresh)
+                #expect(try await eventually { try await observer.sessions(named: name) == [fresh] }, "the old pool closed")
+                #expect(try await pool.withConnection { try await $0.backendPID() } == fresh)
             }
         }
     }
@@ -84,11 +71,9 @@ import Testing
                 async let holder: Int32? = {
                     do {
                         return try await pool.withConnection { connection in
-                            holding.yield(try await backend(connection))
+                            holding.yield(try await connection.backendPID())
                             for await _ in release {}
-                            // Asked through `whenOpen`: postgres-nio never answers a statement written to a
-                            // closed connection.
-                            return try await connection.whenOpen { try await backend(connection) }
+                            return try await connection.backendPID()  // through queryWhenOpen: fails, not hangs, once closed
                         }
                     } catch {
                         return nil
@@ -96,7 +81,7 @@ import Testing
                 }()
                 var heldPids = held.makeAsyncIterator()
                 let old = try #require(await heldPids.next())
-                async let waiter = pool.withConnection { try await backend($0) }  // waits for that connection
+                async let waiter = pool.withConnection { try await $0.backendPID() }  // waits for that connection
                 try await Task.sleep(for: .milliseconds(100))
 
                 pool.databaseReturned()
@@ -104,7 +89,7 @@ import Testing
                 #expect(fresh != old, "the waiter ran on the fresh pool once the old one closed")
                 releaser.finish()
                 #expect(await holder == nil, "a call holding a connection past the drain limit is cut")
-                #expect(try await eventually { try await sessions(name, on: observer) == [fresh] })
+                #expect(try await eventually { try await observer.sessions(named: name) == [fresh] })
             }
         }
     }

@@ -11,9 +11,7 @@ import Testing
 
     /// The pool's sessions on the server (their process ids), seen from another pool.
     func sessions(_ observer: DatabasePool) async throws -> Set<Int32> {
-        let pids = try await observer.scalar(
-            "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity WHERE application_name = \(Self.name)", as: [Int32].self)
-        return Set(pids ?? [])
+        try await observer.sessions(named: Self.name)
     }
 
     /// The sessions once there are `count` of them, none in `gone` (or what there is after 5 s).

@@ -74,10 +74,28 @@ public func withDatabasePool<T: Sendable>(
 }
 
 extension DatabasePool {
+    /// The server's sessions (their process ids) whose `application_name` is `name`: a pool's own
+    /// connections, seen from another pool.
+    public func sessions(named name: String) async throws -> Set<Int32> {
+        let pids = try await scalar(
+            "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity WHERE application_name = \(name)", as: [Int32].self)
+        return Set(pids ?? [])
+    }
+
     /// The first column of the first row `query` answers, or nil when it answers none: the one-value
     /// look-ups tests make (counts, flags, a figure PostgreSQL computes to compare with).
     public func scalar<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as: T.Type = Int.self) async throws -> T? {
         for try await value in try await self.query(query, logger: TestDatabase.logger).decode(T.self) { return value }
         return nil
+    }
+}
+
+extension PostgresConnection {
+    /// The process id of this connection's session on the server.
+    public func backendPID() async throws -> Int32 {
+        for try await pid in try await queryWhenOpen("SELECT pg_backend_pid()", logger: TestDatabase.logger).decode(Int32.self) {
+            return pid
+        }
+        throw PlatformError(description: "no backend pid")
     }
 }
