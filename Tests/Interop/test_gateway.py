@@ -326,3 +326,27 @@ def test_the_grpc_door_serves_tls_when_a_certificate_is_configured(tmp_path):
         assert plaintext.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         server.stop()
+
+
+def test_a_burst_beyond_the_gateways_connections_waits_for_room_and_is_not_refused(tmp_path):
+    """300 calls at once at a fresh gateway: its front door carries 100 calls on a connection to intake and
+    makes another when all are full; the calls beyond them wait the milliseconds that takes. Before, they
+    went the gateway's own server's way, whose connections were as full, and 99 of 300 were refused
+    UNAVAILABLE ("the gateway is not ready")."""
+    from kangyi_testing import Kangyi
+    fresh = Kangyi(tmp_path, label="burst")
+    try:
+        token = [("authorization", f"Bearer {fresh.info['token']}")]
+        channels = [grpc.insecure_channel(gateway(fresh)["grpc"], options=[("grpc.use_local_subchannel_pool", 1)])
+                    for _ in range(4)]
+        stubs = [intake_pb2_grpc.IntakeServiceStub(channel) for channel in channels]
+        stubs[0].ListCategories(ipb.ListCategoriesRequest(), metadata=token, timeout=10)  # the token known
+        calls = [stubs[i % 4].ListCategories.future(ipb.ListCategoriesRequest(), metadata=token, timeout=20)
+                 for i in range(300)]
+        codes = {}
+        for call in calls:
+            code = call.code()
+            codes[code.name] = codes.get(code.name, 0) + 1
+        assert codes == {"OK": 300}, codes
+    finally:
+        fresh.stop()

@@ -46,6 +46,8 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     let channel: any Channel
     /// Told once, when the link should take no new calls (``BackendConnections`` decides when it stops).
     private let onRetire: (Retirement) -> Void
+    /// Told whenever one of its streams has closed: it has room for another call.
+    private let onRoom: () -> Void
 
     private let multiplexer: NIOHTTP2Handler.StreamMultiplexer
 
@@ -59,7 +61,8 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     /// pushes is refused: backends never open streams of their own.
     @discardableResult
     static func attach(
-        to channel: any Channel, resetBudget: Int = ResetBudget.resets, onRetire: @escaping (Retirement) -> Void
+        to channel: any Channel, resetBudget: Int = ResetBudget.resets, onRoom: @escaping () -> Void = {},
+        onRetire: @escaping (Retirement) -> Void
     ) throws -> BackendLink {
         let sync = channel.pipeline.syncOperations
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
@@ -67,18 +70,20 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
         let multiplexer = try sync.configureHTTP2Pipeline(
             mode: .client, connectionConfiguration: connection, streamConfiguration: .init()
         ) { pushed in pushed.close() }
-        let link = BackendLink(channel: channel, multiplexer: multiplexer, resetBudget: resetBudget, onRetire: onRetire)
+        let link = BackendLink(
+            channel: channel, multiplexer: multiplexer, resetBudget: resetBudget, onRoom: onRoom, onRetire: onRetire)
         try sync.addHandler(link)
         return link
     }
 
     private init(
         channel: any Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer, resetBudget: Int,
-        onRetire: @escaping (Retirement) -> Void
+        onRoom: @escaping () -> Void, onRetire: @escaping (Retirement) -> Void
     ) {
         self.channel = channel
         self.multiplexer = multiplexer
         self.resets = ResetBudget(resets: resetBudget)
+        self.onRoom = onRoom
         self.onRetire = onRetire
     }
 
@@ -99,7 +104,11 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
 
     private func streamEnded() {
         openStreams -= 1
-        if retired, openStreams == 0 { channel.close(promise: nil) }
+        if retired {
+            if openStreams == 0 { channel.close(promise: nil) }
+        } else {
+            onRoom()
+        }
     }
 
     /// A call has reset its stream to the backend.

@@ -204,7 +204,7 @@ final class FrontDoor: ListeningService, Sendable {
             let authorization = caller.authorization, let token = BearerIdentity.bearer(inHeader: authorization)
         else { return .server }
         guard case .some(let known) = plan.tokens.cache.get(token) else { return lookedUp ? .server : .lookUp(token: token) }
-        guard let holder = known, holder.scopes.contains(route.scope), let backend = backends[route.backend]?.pick() else {
+        guard let holder = known, holder.scopes.contains(route.scope), let backend = backends[route.backend], backend.isUp else {
             return .server
         }
         // Counted in the server's own in-flight count: the limit is one per port, whichever way a call goes.
@@ -243,7 +243,8 @@ struct DirectCall {
     /// It holds a slot of the in-flight count (not a server stream).
     let counted: Bool
     let identity: CallerIdentity
-    let backend: BackendLink
+    /// Its backend's connections, one of them up (``BackendConnections/whenRoom(_:)`` picks it).
+    let backend: BackendConnections
     /// The caller's headers as the backend receives them.
     let headers: HPACKHeaders
     let start = ContinuousClock.now

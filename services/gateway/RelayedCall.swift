@@ -38,7 +38,7 @@ final class RelayedCall {
     /// The door has reset the target stream (the caller's cancellation, passed on).
     private var targetCancelled = false
 
-    private enum Phase { case awaitingHeaders, lookingUp, opening, relaying }
+    private enum Phase { case awaitingHeaders, lookingUp, waitingForRoom, opening, relaying }
 
     static let keptLimit = 64 * 1024
 
@@ -70,7 +70,7 @@ final class RelayedCall {
         case .awaitingHeaders:
             guard case .headers(let request) = frame else { return caller.close() }
             route(frame, request, lookedUp: false)
-        case .lookingUp, .opening:
+        case .lookingUp, .waitingForRoom, .opening:
             keep(frame)
             pending.append(frame)
         case .relaying:
@@ -112,7 +112,22 @@ final class RelayedCall {
             direct = call
             kept = call.route.replayable ? [frame] : nil
             for early in pending { keep(early) }
-            open(on: call.backend, first: .headers(.init(headers: call.headers, endStream: request.endStream)))
+            phase = .waitingForRoom
+            call.backend.whenRoom { [self] link in
+                guard !callerClosed else { return }
+                if let link {
+                    open(on: link, first: .headers(.init(headers: call.headers, endStream: request.endStream)))
+                } else if call.backend.isUp {
+                    // Its connections stayed full: the backend is not keeping up. Nothing reached it.
+                    refuse("the backend is busy; retry shortly")
+                } else {
+                    // Its connections went down: the gateway's server takes the call, and retries.
+                    finish(.handedOver)
+                    direct = nil
+                    kept = nil
+                    toServer(frame)
+                }
+            }
         case .lookUp(let token):
             phase = .lookingUp
             let call = NIOLoopBound(self, eventLoop: door.loop)
@@ -122,15 +137,30 @@ final class RelayedCall {
                 call.route(frame, request, lookedUp: true)
             }
         case .server:
-            if let link = own.pick() {
+            toServer(frame)
+        }
+    }
+
+    /// Opens the call's stream to the gateway's own server, once one of its connections has room.
+    private func toServer(_ first: HTTP2Frame.FramePayload) {
+        phase = .waitingForRoom
+        own.whenRoom { [self] link in
+            guard !callerClosed else { return }
+            if let link {
                 door.serverCalls.increment()
-                open(on: link, first: frame)
+                open(on: link, first: first)
             } else {
-                caller.send(Self.trailersOnly(code: .unavailable, message: "the gateway is not ready; retry shortly"))
-                caller.flush()
-                if !requestEnded { caller.close() }
+                refuse(own.isUp ? "the gateway is busy; retry shortly" : "the gateway is not ready; retry shortly")
             }
         }
+    }
+
+    /// Answers UNAVAILABLE before the call reached any server, so it is safe to retry.
+    private func refuse(_ message: String) {
+        caller.send(Self.trailersOnly(code: .unavailable, message: message))
+        caller.flush()
+        finish(.failed(.unavailable, message))
+        if !requestEnded { caller.close() }
     }
 
     private func keep(_ frame: HTTP2Frame.FramePayload) {
@@ -207,7 +237,7 @@ final class RelayedCall {
         if end === caller {
             switch phase {
             case .awaitingHeaders: return true
-            case .lookingUp, .opening: return false
+            case .lookingUp, .waitingForRoom, .opening: return false
             case .relaying: return target?.isWritable ?? true
             }
         }

@@ -1,0 +1,46 @@
+import KangyiPlatform
+import KangyiTestSupport
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import KangyiGateway
+
+/// A call for a backend whose connections are all full waits for room (``BackendConnections/whenRoom(_:)``)
+/// rather than being refused: a connection is made beside the full ones and takes it. A backend with no
+/// connection up is not waited for.
+@Suite struct BackendRoomTests {
+    @Test func aCallBeyondTheConnectionsRoomWaitsForTheNextConnection() async throws {
+        try await withConnectedDoor(backendSpeaksHTTP2: true) { backend, door in
+            let answered = NIOLockedValueBox<ObjectIdentifier??>(nil)
+            let first = try await door.loop.submit {
+                let link = door.pick()!
+                for _ in 0..<BackendLink.streamsPerLink {
+                    _ = link.createStream { $0.eventLoop.makeSucceededVoidFuture() }  // calls still on it
+                }
+                door.whenRoom(within: .seconds(10)) { link in answered.withLockedValue { $0 = .some(link.map(ObjectIdentifier.init)) } }
+                return ObjectIdentifier(link)
+            }.get()
+            #expect(try await backend.waitFor(seconds: 5) { answered.withLockedValue { $0 } != nil }, "answered")
+            let link = try #require(answered.withLockedValue { $0 } ?? nil, "with a connection, not refused")
+            #expect(link != first, "the new one: the first is full")
+            #expect(backend.connections.count == 2)
+        }
+    }
+
+    @Test func aBackendWithNoConnectionUpIsNotWaitedFor() async throws {
+        let nobody = try ReservedPort()
+        let door = BackendConnections(
+            address: try PeerAddress(nobody.address, of: "backend"), loop: MultiThreadedEventLoopGroup.singleton.next(),
+            logger: TestDatabase.logger, metrics: nil)
+        door.start()
+        defer { door.close() }
+        let answer = try await door.loop.submit {
+            let answer = NIOLockedValueBox<Bool?>(nil)
+            door.whenRoom(within: .seconds(10)) { link in answer.withLockedValue { $0 = link != nil } }
+            return answer.withLockedValue { $0 }
+        }.get()
+        #expect(answer == false, "nil at once: the call goes the gateway's retrying way")
+    }
+}
