@@ -201,7 +201,8 @@ final class FrontDoor: ListeningService, Sendable {
             headers.first(name: "content-type")?.hasPrefix("application/grpc") == true,
             (headers.first(name: "grpc-encoding") ?? "identity") == "identity",
             case let caller = ForwardedMetadata.callerHeaders(headers), caller.size <= ForwardedMetadata.callerHeaderLimit,
-            let authorization = caller.authorization, let token = BearerIdentity.bearer(inHeader: authorization)
+            let authorization = caller.authorization, let token = BearerIdentity.bearer(inHeader: authorization),
+            TokenStore.isWellFormed(token)
         else { return .server }
         guard case .some(let known) = plan.tokens.cache.get(token) else { return lookedUp ? .server : .lookUp(token: token) }
         guard let holder = known, holder.scopes.contains(route.scope), let backend = backends[route.backend], backend.isUp else {

@@ -47,6 +47,21 @@ public struct TokenStore: Sendable {
 
     static func hash(_ token: String) -> [UInt8] { Array(SHA256.hash(data: Data(token.utf8))) }
 
+    /// Whether `token` has the shape ``mint()`` gives every token (`kyt_` and 43 base64url characters):
+    /// anything else is unknown without a look-up or a place in the cache. Checked on every call, so
+    /// without allocating.
+    static func isWellFormed(_ token: String) -> Bool {
+        token.utf8.count == 47 && token.hasPrefix("kyt_")
+            && token.utf8.dropFirst(4).allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
+                    true
+                default: false
+                }
+            }
+    }
+
     /// Stores a new token and returns it — the only time it is ever shown.
     public func create(
         caller: String, department: String, scopes: [String], ratePerSecond: Double, burst: Int, expiresAt: Date?
@@ -89,7 +104,7 @@ public struct TokenStore: Sendable {
 
     /// The holder of a live (unrevoked, unexpired) token, or nil.
     public func authenticate(_ token: String) async throws -> TokenHolder? {
-        guard token.hasPrefix("kyt_"), token.utf8.count <= 100 else { return nil }
+        guard Self.isWellFormed(token) else { return nil }
         if let cached = cache.get(token) { return cached }
         guard let found = try await abandoning(after: Self.lookUpPatience, { [self] in try await lookUp(token) }) else {
             try Task.checkCancellation()
@@ -123,9 +138,14 @@ public struct TokenStore: Sendable {
             expiresAt: expires, revokedAt: revoked, createdAt: created)
     }
 
-    /// Recent answers by token, each good for ``cacheLifetime``; bounded.
+    /// Recent answers by token, each good for ``cacheLifetime``; bounded (``limit``). When full, the
+    /// answers "no such token" and those past their lifetime go first: a flood of made-up tokens does not
+    /// push out the callers the gateway knows, whose calls would each wait for a look-up again.
     final class Cache: Sendable {
         private let entries = Mutex<[String: (holder: TokenHolder?, until: ContinuousClock.Instant)]>([:])
+        let limit: Int
+
+        init(limit: Int = 10_000) { self.limit = limit }
 
         func get(_ token: String) -> TokenHolder?? {
             entries.withLock { entries in
@@ -138,7 +158,11 @@ public struct TokenStore: Sendable {
 
         func put(_ token: String, _ holder: TokenHolder?) {
             entries.withLock { entries in
-                if entries.count >= 10_000 { entries.removeAll() }
+                if entries.count >= limit {
+                    let now = ContinuousClock.now
+                    entries = entries.filter { $0.value.holder != nil && $0.value.until > now }
+                    if entries.count >= limit { entries.removeAll() }
+                }
                 entries[token] = (holder, .now + TokenStore.cacheLifetime)
             }
         }
