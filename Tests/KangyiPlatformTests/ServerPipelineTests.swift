@@ -379,9 +379,17 @@ import Testing
             try await withClient(try await server.listeningAddress()) { client in
                 async let slow = client.slow(milliseconds: 1500)
                 while echo.slowStarted.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
-                // Refused while the slow call still holds the only slot: not queued behind it.
+                // Refused while the slow call still holds the only slot: not queued behind it. From its
+                // headers (``ShedsAtCapacity``), with the interceptor's answer: the reason and a retry hint.
                 let refused = await #expect(throws: RPCError.self) { try await client.say("hello") }
                 #expect(refused?.code == .resourceExhausted)
+                #expect(refused?.message == "the server has 1 calls in flight; retry shortly")
+                let status = try refused?.unpackGoogleRPCStatus()
+                let info = status?.details.compactMap(\.errorInfo).first
+                #expect(info?.reason == "SERVER_AT_CAPACITY")
+                #expect(info?.domain == "kangyi.test.v1.Echo")
+                #expect(status?.details.compactMap(\.retryInfo).first?.delay == .seconds(1))
+                #expect(metrics.exposition().contains(#"code="resource_exhausted",caller="unchecked""#))
                 #expect(try await slow == "done")
                 // The slot is free again.
                 #expect(try await client.say("hello").0.contains("|"))

@@ -22,11 +22,7 @@ public struct LoadSheddingInterceptor: ServerInterceptor {
         next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
     ) async throws -> StreamingServerResponse<Output> {
         if !inFlight.counts(context.descriptor.fullyQualifiedMethod) { return try await next(request, context) }
-        guard inFlight.enter() else {
-            throw ServiceError.resourceExhausted(
-                reason: "SERVER_AT_CAPACITY", "the server has \(inFlight.limit) calls in flight; retry shortly",
-                retryAfter: .seconds(1))
-        }
+        guard inFlight.enter() else { throw Self.atCapacity(limit: inFlight.limit) }
         // Given back once: when the response has been produced, or dropped unproduced (a call whose
         // caller left before its answer's headers went out). Released only in the producer, such calls
         // kept their slots: under 2× overload in `make bench` all 64 leaked within four seconds, and the
@@ -47,6 +43,14 @@ public struct LoadSheddingInterceptor: ServerInterceptor {
             slot.run()
             throw error
         }
+    }
+}
+
+extension LoadSheddingInterceptor {
+    /// The refusal, here and in ``ShedsAtCapacity``.
+    static func atCapacity(limit: Int) -> ServiceError {
+        .resourceExhausted(
+            reason: "SERVER_AT_CAPACITY", "the server has \(limit) calls in flight; retry shortly", retryAfter: .seconds(1))
     }
 }
 
@@ -86,4 +90,7 @@ public final class InFlightLimit: Sendable {
     public func leave() { count.withLock { $0 -= 1 } }
 
     public var current: Int { count.withLock { $0 } }
+
+    /// Every slot is taken.
+    var isFull: Bool { count.withLock { $0 >= limit } }
 }

@@ -61,7 +61,8 @@ public struct GRPCServerService: ListeningService {
         self.logger = logger
         self.server = GRPCServer(
             transport: Self.transport(
-                host: host, port: port, limits: limits, tls: tls, group: eventLoop?.group ?? .singletonMultiThreadedEventLoopGroup),
+                host: host, port: port, limits: limits, tls: tls, group: eventLoop?.group ?? .singletonMultiThreadedEventLoopGroup,
+                shedding: ShedsAtCapacity(inFlight: inFlight, methods: router.methods, metrics: metrics, logger: logger)),
             router: router)
     }
 
@@ -78,10 +79,12 @@ public struct GRPCServerService: ListeningService {
     }
 
     /// The HTTP/2 transport every Kangyi server listens on: explicit limits, TLS when given, and the
-    /// ``RequestHeaderGuard`` first in every stream.
+    /// ``RequestHeaderGuard`` first in every stream (refusing calls beyond the in-flight limit when given
+    /// the server's ``ShedsAtCapacity``).
     static func transport(
         host: String, port: Int, limits: Settings.ServerLimits, tls: TLSFiles?,
-        group: MultiThreadedEventLoopGroup = .singletonMultiThreadedEventLoopGroup, movesTimeouts: Bool = true
+        group: MultiThreadedEventLoopGroup = .singletonMultiThreadedEventLoopGroup, movesTimeouts: Bool = true,
+        shedding: ShedsAtCapacity? = nil
     ) -> HTTP2ServerTransport.Posix {
         HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port),
@@ -90,7 +93,7 @@ public struct GRPCServerService: ListeningService {
                     certificateChain: [.file(path: $0.certificatePath, format: .pem)],
                     privateKey: .file(path: $0.privateKeyPath, format: .pem))
             } ?? .plaintext,
-            config: transportConfig(limits, movesTimeouts: movesTimeouts), eventLoopGroup: group)
+            config: transportConfig(limits, movesTimeouts: movesTimeouts, shedding: shedding), eventLoopGroup: group)
     }
 
     /// What sits inside the identity interceptor: the access log and metrics, then error mapping.
@@ -98,7 +101,9 @@ public struct GRPCServerService: ListeningService {
         [CallObserverInterceptor(logger: logger, metrics: metrics), ErrorMappingInterceptor(logger: logger)]
     }
 
-    static func transportConfig(_ limits: Settings.ServerLimits, movesTimeouts: Bool = true) -> HTTP2ServerTransport.Posix.Config {
+    static func transportConfig(
+        _ limits: Settings.ServerLimits, movesTimeouts: Bool = true, shedding: ShedsAtCapacity? = nil
+    ) -> HTTP2ServerTransport.Posix.Config {
         .defaults { config in
             config.rpc.maxRequestPayloadSize = RequestCheckInterceptor.transportCeiling(for: limits.maxRequestBytes)
             config.http2.maxConcurrentStreams = limits.maxConcurrentStreams
@@ -110,7 +115,8 @@ public struct GRPCServerService: ListeningService {
             config.connection.flushCoalescing = FlushWindow.server
             config.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
                 stream.eventLoop.makeCompletedFuture {
-                    try stream.pipeline.syncOperations.addHandler(RequestHeaderGuard(movesTimeouts: movesTimeouts), position: .first)
+                    try stream.pipeline.syncOperations.addHandler(
+                        RequestHeaderGuard(movesTimeouts: movesTimeouts, shedding: shedding), position: .first)
                 }
             }
         }

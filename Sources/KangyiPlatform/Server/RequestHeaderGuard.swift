@@ -11,6 +11,8 @@ import NIOHTTP2
 ///   from any caller — `grpc-timeout: -5S` — and every call in flight was gone with it.
 /// - A `grpc-encoding` naming more than one algorithm (`x,y`, or the header twice) is answered
 ///   UNIMPLEMENTED here, as grpc-swift answers one algorithm it does not support; it would say INTERNAL.
+/// - While the server is at its in-flight limit, a call that counts against it is refused here
+///   (``ShedsAtCapacity``): cheaply, before grpc-swift and the interceptors spend anything on it.
 /// - The first well-formed `grpc-timeout` moves to ``GRPCTimeout/receivedKey`` (when `movesTimeouts`), where
 ///   the platform's interceptor times the call more cheaply than grpc-swift would; a caller's own header of
 ///   that name is dropped.
@@ -23,8 +25,13 @@ final class RequestHeaderGuard: ChannelInboundHandler {
     private var answered = false
     /// False for the bench's bare grpc-swift server, whose point is to time calls as grpc-swift does.
     private let movesTimeouts: Bool
+    /// The server's in-flight limit; nil for the bare server.
+    private let shedding: ShedsAtCapacity?
 
-    init(movesTimeouts: Bool = true) { self.movesTimeouts = movesTimeouts }
+    init(movesTimeouts: Bool = true, shedding: ShedsAtCapacity? = nil) {
+        self.movesTimeouts = movesTimeouts
+        self.shedding = shedding
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !answered else { return }
@@ -43,6 +50,13 @@ final class RequestHeaderGuard: ChannelInboundHandler {
             } else if name == GRPCTimeout.receivedKey {
                 mendTimeouts = true
             }
+        }
+        if let shedding, shedding.inFlight.isFull, let path = frame.headers.first(name: ":path"),
+            let refusal = shedding.refusal(path: path)
+        {
+            answered = true
+            context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: refusal, endStream: true))), promise: nil)
+            return
         }
         if encodings > 1 {
             answered = true
