@@ -390,6 +390,10 @@ import Testing
                 #expect(info?.domain == "kangyi.test.v1.Echo")
                 #expect(status?.details.compactMap(\.retryInfo).first?.delay == .seconds(1))
                 #expect(metrics.exposition().contains(#"code="resource_exhausted",caller="unchecked""#))
+                // A health check is answered all the same (Kubernetes' probes: a replica at capacity is
+                // not taken out of service for it).
+                let health = Grpc_Health_V1_Health.Client(wrapping: client)
+                #expect(try await health.check(.with { $0.service = "" }).status == .notServing)
                 #expect(try await slow == "done")
                 // The slot is free again.
                 #expect(try await client.say("hello").0.contains("|"))

@@ -55,16 +55,18 @@ extension LoadSheddingInterceptor {
 }
 
 /// A server's calls in flight against `KANGYI_MAX_IN_FLIGHT`: one count per server, whichever door a call
-/// came in by. Long-lived server streams (watches) do not count.
+/// came in by. Long-lived server streams (watches) do not count, nor health checks: Kubernetes' gRPC
+/// probes call `Health/Check`, and a replica refusing them while at capacity would be taken out of
+/// service (its load moving to the others, which then fill too) and, after three, restarted.
 public final class InFlightLimit: Sendable {
     public let limit: Int
-    /// Methods exempt from the count (server-streaming ones of the embedded contracts).
+    /// Methods exempt from the count (health, and server-streaming ones of the embedded contracts).
     let exempt: Set<String>
     private let count = Mutex(0)
 
     public init(limit: Int, index: DescriptorIndex = .embedded) {
         self.limit = limit
-        var exempt: Set<String> = ["grpc.health.v1.Health/Watch"]
+        var exempt: Set<String> = ["grpc.health.v1.Health/Watch", "grpc.health.v1.Health/Check"]
         for file in index.files.values {
             for service in file.service {
                 for method in service.method where method.serverStreaming {
