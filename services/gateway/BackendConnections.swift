@@ -19,7 +19,7 @@ import NIOPosix
 /// replaced too (``PingsBackend``), and one on which the door has reset many streams is retired before the
 /// backend would end it (``BackendLink``). While no connection is up, a call goes the gateway's slower,
 /// retrying way (or, for the gateway's own server, is refused); while all are full it waits for room
-/// (``whenRoom(_:)``). All on `loop`.
+/// (``whenRoom(within:_:)``). All on `loop`.
 final class BackendConnections: @unchecked Sendable {
     let host: String
     let port: Int
@@ -38,7 +38,8 @@ final class BackendConnections: @unchecked Sendable {
     private var cursor = 0
     private var failures = 0
     private var stopped = false
-    /// Calls waiting for room (``whenRoom(within:_:)``), oldest first; those that gave up stay until reached.
+    /// Calls waiting for room (``whenRoom(within:_:)``), oldest first; one that gave up behind one still
+    /// waiting stays until reached.
     private var waiting = CircularBuffer<Waiter>()
     private var waitingCount = 0
 
@@ -108,6 +109,9 @@ final class BackendConnections: @unchecked Sendable {
             guard !waiter.answered else { return }
             waitingCount -= 1
             waiter.answer(nil)
+            // Those that gave up leave the front at once: a backend whose full connections never free
+            // would otherwise keep one a refused call.
+            while waiting.first?.answered == true { waiting.removeFirst() }
         }
         waiting.append(waiter)
         waitingCount += 1

@@ -244,7 +244,7 @@ struct DirectCall {
     /// It holds a slot of the in-flight count (not a server stream).
     let counted: Bool
     let identity: CallerIdentity
-    /// Its backend's connections, one of them up (``BackendConnections/whenRoom(_:)`` picks it).
+    /// Its backend's connections, one of them up (``BackendConnections/whenRoom(within:_:)`` picks one).
     let backend: BackendConnections
     /// The caller's headers as the backend receives them.
     let headers: HPACKHeaders
