@@ -43,7 +43,8 @@ final class TestBackend: Sendable {
 
 /// A backend, and the front door's connections to it pinging every 0.2 s with 1 s to answer (ample on
 /// a busy machine: a late answer would close an answering backend's connection), once the first
-/// connection is made.
+/// connection is made and the door has it (the backend accepts it a moment before the door's connect
+/// completes: `pick()` could still be nil, and a test crashed unwrapping it).
 func withConnectedDoor(
     backendSpeaksHTTP2 http2: Bool, _ body: (TestBackend, BackendConnections) async throws -> Void
 ) async throws {
@@ -54,5 +55,11 @@ func withConnectedDoor(
     door.start()
     defer { door.close(); backend.listener.close(promise: nil) }
     #expect(try await backend.waitFor(seconds: 3) { !backend.connections.isEmpty })
+    var up = false
+    for _ in 0..<60 where !up {
+        up = try await door.loop.submit { door.isUp }.get()
+        if !up { try await Task.sleep(for: .milliseconds(50)) }
+    }
+    try #require(up, "the door has its connection")
     try await body(backend, door)
 }
