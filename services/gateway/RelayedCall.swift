@@ -125,7 +125,7 @@ final class RelayedCall {
                     finish(.handedOver)
                     direct = nil
                     kept = nil
-                    toServer(frame)
+                    toServer(frame, handedOver: true)
                 }
             }
         case .lookUp(let token):
@@ -142,12 +142,13 @@ final class RelayedCall {
     }
 
     /// Opens the call's stream to the gateway's own server, once one of its connections has room.
-    private func toServer(_ first: HTTP2Frame.FramePayload) {
+    /// `handedOver`: a direct call whose backend failed it, already counted as direct.
+    private func toServer(_ first: HTTP2Frame.FramePayload, handedOver: Bool = false) {
         phase = .waitingForRoom
         own.whenRoom { [self] link in
             guard !callerClosed else { return }
             if let link {
-                door.serverCalls.increment()
+                if !handedOver { door.serverCalls.increment() }
                 open(on: link, first: first)
             } else {
                 refuse(own.isUp ? "the gateway is busy; retry shortly" : "the gateway is not ready; retry shortly")
@@ -214,13 +215,13 @@ final class RelayedCall {
             caller.close()
             return
         }
-        if !answered, direct != nil, let request = kept, requestEnded, !callerClosed, let link = own.pick() {
+        if !answered, direct != nil, let request = kept, requestEnded, !callerClosed, own.isUp {
             // Nothing came back: the gateway's server takes the call as the caller sent it.
             finish(.handedOver)
             direct = nil
             kept = nil
             pending = Array(request.dropFirst())
-            open(on: link, first: request[0])
+            toServer(request[0], handedOver: true)
             return
         }
         let message = "the backend's connection was lost"
