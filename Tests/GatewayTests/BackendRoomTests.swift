@@ -7,23 +7,26 @@ import Testing
 
 @testable import KangyiGateway
 
-/// A call for a backend whose connections are all full waits for room (``BackendConnections/whenRoom(_:)``)
-/// rather than being refused: a connection is made beside the full ones and takes it. A backend with no
-/// connection up is not waited for.
+/// A call for a backend whose connections are all full waits for room
+/// (``BackendConnections/whenRoom(within:_:)``) rather than being refused: a connection is made beside
+/// the full ones and takes it. A backend with no connection up is not waited for.
 @Suite struct BackendRoomTests {
     @Test func aCallBeyondTheConnectionsRoomWaitsForTheNextConnection() async throws {
         try await withConnectedDoor(backendSpeaksHTTP2: true) { backend, door in
-            let answered = NIOLockedValueBox<ObjectIdentifier??>(nil)
+            let answer = NIOLockedValueBox<(given: Bool, link: ObjectIdentifier?)>((false, nil))
             let first = try await door.loop.submit {
                 let link = door.pick()!
                 for _ in 0..<BackendLink.streamsPerLink {
                     _ = link.createStream { $0.eventLoop.makeSucceededVoidFuture() }  // calls still on it
                 }
-                door.whenRoom(within: .seconds(10)) { link in answered.withLockedValue { $0 = .some(link.map(ObjectIdentifier.init)) } }
+                door.whenRoom(within: .seconds(10)) { link in
+                    answer.withLockedValue { $0 = (true, link.map(ObjectIdentifier.init)) }
+                }
                 return ObjectIdentifier(link)
             }.get()
-            #expect(try await backend.waitFor(seconds: 5) { answered.withLockedValue { $0 } != nil }, "answered")
-            let link = try #require(answered.withLockedValue { $0 } ?? nil, "with a connection, not refused")
+            #expect(try await backend.waitFor(seconds: 5) { answer.withLockedValue { $0.given } }, "answered")
+            let given = answer.withLockedValue { $0.link }
+            let link = try #require(given, "with a connection, not refused")
             #expect(link != first, "the new one: the first is full")
             #expect(backend.connections.count == 2)
         }
