@@ -156,11 +156,12 @@ final class RelayedCall {
         }
     }
 
-    /// Answers UNAVAILABLE before the call reached any server, so it is safe to retry.
+    /// Answers UNAVAILABLE before the call reached any server, so it is safe to retry. Logged first: the
+    /// answer may close the caller's stream, which would log the call as its caller leaving.
     private func refuse(_ message: String) {
+        finish(.failed(.unavailable, message))
         caller.send(Self.trailersOnly(code: .unavailable, message: message))
         caller.flush()
-        finish(.failed(.unavailable, message))
         if !requestEnded { caller.close() }
     }
 
