@@ -226,15 +226,9 @@ final class BackendConnections: @unchecked Sendable {
             }
     }
 
-    /// A link's own account of why it takes no new calls: logged (a backend recycling its connections is
-    /// routine; a budget of resets spent or a broken connection is worth a look) and counted.
+    /// A link's own account of why it takes no new calls: logged and counted (``BackendLink/reportRetired``).
     private func linkRetired(_ channel: any Channel, because reason: BackendLink.Retirement) {
-        let backend = "\(host):\(port)"
-        logger.log(
-            level: reason == .goAway ? .debug : .notice, "backend connection retired",
-            metadata: ["backend": "\(backend)", "reason": "\(reason.rawValue)"])
-        metrics?.counter(BackendLink.retiredMetric, dimensions: [("backend", backend), ("reason", reason.rawValue)])
-            .increment()
+        BackendLink.reportRetired(backend: "\(host):\(port)", because: reason, logger: logger, metrics: metrics)
         if reason == .resets, let spent = ready.first(where: { $0.link.channel === channel }), !connecting.contains(spent.address) {
             // Still good for the other half of the backend's limit: it takes calls until its replacement
             // is up, so that none goes the gateway's slower way meanwhile.

@@ -1,3 +1,5 @@
+import KangyiPlatform
+import Logging
 import NIOCore
 import NIOHTTP2
 
@@ -32,6 +34,16 @@ final class BackendLink: ChannelInboundHandler, @unchecked Sendable {
     /// Counts retired backend connections, the door's links and the server way's clients alike, by
     /// `backend` (host:port) and `reason` (a ``Retirement``).
     static let retiredMetric = "kangyi_gateway_backend_connections_retired_total"
+
+    /// Logs and counts a retired connection to `backend` (host:port), a door's link or a server-way
+    /// client: a notice, or debug for a GOAWAY (a backend recycling its connections is routine; resets
+    /// spent or a broken connection are worth a look).
+    static func reportRetired(backend: String, because reason: Retirement, logger: Logger, metrics: RPCMetrics?) {
+        logger.log(
+            level: reason == .goAway ? .debug : .notice, "backend connection retired",
+            metadata: ["backend": "\(backend)", "reason": "\(reason.rawValue)"])
+        metrics?.counter(retiredMetric, dimensions: [("backend", backend), ("reason", reason.rawValue)]).increment()
+    }
 
     /// Why a link takes no new calls.
     enum Retirement: String {

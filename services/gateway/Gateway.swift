@@ -17,12 +17,9 @@ public enum Gateway {
         var backends: [String: BackendClients<HTTP2ClientTransport.Posix>] = [:]
         for backend in Set(Routes.backends.values) {
             // Logged and counted as the front door's connections are (BackendConnections), by the same labels.
-            let (address, reason) = (runtime.peers[backend] ?? backend, BackendLink.Retirement.resets.rawValue)
-            let retired = runtime.metrics.counter(BackendLink.retiredMetric, dimensions: [("backend", address), ("reason", reason)])
-            let logger = runtime.logger
+            let (address, logger, metrics) = (runtime.peers[backend] ?? backend, runtime.logger, runtime.metrics)
             let onRetire: @Sendable () -> Void = {
-                logger.notice("backend connection retired", metadata: ["backend": "\(address)", "reason": "\(reason)"])
-                retired.increment()
+                BackendLink.reportRetired(backend: address, because: .resets, logger: logger, metrics: metrics)
             }
             backends[backend] = BackendClients(onRetire: onRetire, make: try runtime.peerClientMaker(backend))
         }
