@@ -51,9 +51,7 @@ final class RequestHeaderGuard: ChannelInboundHandler {
                 mendTimeouts = true
             }
         }
-        if let shedding, shedding.inFlight.isFull, let path = frame.headers.first(name: ":path"),
-            let refusal = shedding.refusal(path: path)
-        {
+        if let refusal = shedding?.refusal(for: frame.headers) {
             answered = true
             context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: refusal, endStream: true))), promise: nil)
             return

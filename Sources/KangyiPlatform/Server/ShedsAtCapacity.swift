@@ -16,7 +16,7 @@ import Synchronization
 /// `caller="unchecked"` (no identity was checked) and logged once a second with their number, not a
 /// line each.
 final class ShedsAtCapacity: Sendable {
-    let inFlight: InFlightLimit
+    private let inFlight: InFlightLimit
     /// The trailers-only answer by `:path`, for the methods that count against the limit.
     private let refusals: [String: (method: String, headers: HPACKHeaders)]
     private let metrics: RPCMetrics
@@ -43,10 +43,10 @@ final class ShedsAtCapacity: Sendable {
         self.refusals = refusals
     }
 
-    /// The answer to a call of `path`, asked while the server is at its limit (``InFlightLimit/isFull``);
-    /// nil for a method that does not count against it.
-    func refusal(path: String) -> HPACKHeaders? {
-        guard let refusal = refusals[path] else { return nil }
+    /// The answer to a call with these headers while the server is at its limit; nil while it has room
+    /// (the one check every call pays, an uncontended lock) or for a method that does not count.
+    func refusal(for headers: HPACKHeaders) -> HPACKHeaders? {
+        guard inFlight.isFull, let path = headers.first(name: ":path"), let refusal = refusals[path] else { return nil }
         metrics.record(method: refusal.method, code: "resource_exhausted", caller: "unchecked", duration: .zero)
         let refused = sinceNotice.withLock { since -> Int? in
             since.refused += 1
