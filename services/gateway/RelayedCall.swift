@@ -118,8 +118,8 @@ final class RelayedCall {
                 if let link {
                     open(on: link, first: .headers(.init(headers: call.headers, endStream: request.endStream)))
                 } else if call.backend.isUp {
-                    // Its connections stayed full: the backend is not keeping up. Nothing reached it.
-                    refuse("the backend is busy; retry shortly")
+                    // Its connections stayed full: the backend is not keeping up. Nothing reached it: safe to retry.
+                    answerUnavailable("the backend is busy; retry shortly")
                 } else {
                     // Its connections went down: the gateway's server takes the call, and retries.
                     finish(.handedOver)
@@ -151,16 +151,16 @@ final class RelayedCall {
                 if !handedOver { door.serverCalls.increment() }
                 open(on: link, first: first)
             } else {
-                refuse(own.isUp ? "the gateway is busy; retry shortly" : "the gateway is not ready; retry shortly")
+                answerUnavailable(own.isUp ? "the gateway is busy; retry shortly" : "the gateway is not ready; retry shortly")
             }
         }
     }
 
-    /// Answers UNAVAILABLE before the call reached any server, so it is safe to retry. Logged first: the
-    /// answer may close the caller's stream, which would log the call as its caller leaving.
-    private func refuse(_ message: String) {
+    /// Ends the call UNAVAILABLE: its trailers, or its only headers if nothing was answered yet. Logged
+    /// first: the answer may close the caller's stream, which would log the call as its caller leaving.
+    private func answerUnavailable(_ message: String) {
         finish(.failed(.unavailable, message))
-        caller.send(Self.trailersOnly(code: .unavailable, message: message))
+        caller.send(answered ? Self.trailers(code: .unavailable, message: message) : Self.trailersOnly(code: .unavailable, message: message))
         caller.flush()
         if !requestEnded { caller.close() }
     }
@@ -225,11 +225,7 @@ final class RelayedCall {
             toServer(request[0], handedOver: true)
             return
         }
-        let message = "the backend's connection was lost"
-        caller.send(answered ? Self.trailers(code: .unavailable, message: message) : Self.trailersOnly(code: .unavailable, message: message))
-        caller.flush()
-        finish(.failed(.unavailable, message))
-        if !requestEnded { caller.close() }
+        answerUnavailable("the backend's connection was lost")
     }
 
     // MARK: Flow control and closing, from ``RelayEnd``
