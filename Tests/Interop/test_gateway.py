@@ -117,8 +117,16 @@ def test_json_over_http(kangyi):
     fields = {v["field"] for d in error["details"] if d["@type"].endswith("BadRequest") for v in d["fieldViolations"]}
     assert {"district", "contact.phone", "description"} <= fields
 
-    # Not JSON of that message: 400 naming the body. Unknown ticket: 404. No token: 401. Unknown method: 501.
-    assert curl(kangyi, f"{INTAKE}/SubmitHelpRequest", {"noSuchField": 1}, token)[0] == 400
+    # Not JSON of that message: 400 naming the body and what is wrong with it, without echoing it (a key
+    # may be personal data). Unknown ticket: 404. No token: 401. Unknown method: 501.
+    for wrong, said in [({phone: 1}, "a field the message does not have"),
+                        ({"urgency": "URGENCY_WHENEVER"}, "an enum value the contract does not have"),
+                        ({"location": {"latitude": "north"}}, "a malformed number"),
+                        ({"description": None, "specialGroups": [None]}, "null where a value is required")]:
+        status, _, body = curl(kangyi, f"{INTAKE}/SubmitHelpRequest", wrong, token)
+        error = json.loads(body)["error"]
+        assert status == 400 and error["status"] == "INVALID_ARGUMENT" and said in error["message"], body
+        assert error["message"].startswith("body: ") and phone not in body and "WHENEVER" not in body
     assert curl(kangyi, f"{INTAKE}/LookupHelpRequest", {"ticket": "KY0", "phone": phone}, token)[0] == 404
     status, _, body = curl(kangyi, f"{INTAKE}/ListCategories", {})
     assert status == 401 and json.loads(body)["error"]["status"] == "UNAUTHENTICATED"

@@ -105,7 +105,8 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
                 message = bytes.readableBytes == 0 ? input.init() : try input.init(jsonUTF8Bytes: Array(buffer: bytes))
             } catch {
                 throw ServiceError.invalidArgument(
-                    field: "body", reason: "INVALID_JSON", "not a \(method.inputType) in protobuf's JSON mapping")
+                    field: "body", reason: "INVALID_JSON",
+                    "not a \(method.inputType) in protobuf's JSON mapping: \(Self.whatIsWrong(error))")
             }
             let encoded: [UInt8] = try message.serializedBytes()
             let options = CallOptions.forwarding(
@@ -143,6 +144,32 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
         }
 
         static var jsonOptions: JSONEncodingOptions { JSONEncodingOptions() }
+
+        /// What swift-protobuf found wrong with a body, said without echoing any of it: a caller's key or
+        /// value may be personal data, and this message is logged.
+        static func whatIsWrong(_ error: any Error) -> String {
+            guard let error = error as? JSONDecodingError else { return "unreadable" }
+            return switch error {
+            case .unknownField: "a field the message does not have (unknown fields are refused; names are lowerCamelCase or as in the proto)"
+            case .unrecognizedEnumValue: "an enum value the contract does not have"
+            case .numberRange: "a number out of its field's range"
+            case .malformedNumber, .leadingZero: "a malformed number"
+            case .malformedBool: "a malformed boolean"
+            case .malformedString: "a malformed string"
+            case .invalidUTF8: "text that is not UTF-8"
+            case .malformedTimestamp: "a malformed timestamp (RFC 3339, e.g. 2026-12-07T08:00:00Z)"
+            case .malformedDuration: "a malformed duration (e.g. \"1.5s\")"
+            case .malformedFieldMask: "a malformed field mask"
+            case .malformedMap, .unquotedMapKey: "a malformed map"
+            case .illegalNull: "null where a value is required"
+            case .conflictingOneOf: "two fields of one oneof"
+            case .messageDepthLimit: "messages nested too deeply"
+            case .truncated: "a body that ends too soon"
+            case .trailingGarbage: "something after the JSON object"
+            case .schemaMismatch, .missingFieldNames, .failure: "a value of the wrong JSON type, or not a JSON object"
+            @unknown default: "unreadable"
+            }
+        }
 
         static var postOnly: Response {
             var response = json(
