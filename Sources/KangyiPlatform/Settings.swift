@@ -105,6 +105,12 @@ public struct Settings: Sendable {
         /// Calls in flight at once beyond which a server refuses new ones (RESOURCE_EXHAUSTED).
         public var maxInFlight: Int = 512
 
+        /// How long a connection may go without a sign of its caller: a gRPC connection is pinged after
+        /// `keepaliveInterval` and closed when the ping goes `keepaliveTimeout` unanswered; HTTP/1.1 has no
+        /// pings, so the JSON door closes a connection silent this long (80 s by default, longer than the
+        /// 60 s after which common load balancers drop an idle upstream connection themselves).
+        public var silentConnectionLimit: Duration { keepaliveInterval + keepaliveTimeout }
+
         public static let defaults = ServerLimits(
             maxRequestBytes: 4 * 1024 * 1024, maxConcurrentStreams: 1000,
             keepaliveInterval: .seconds(60), keepaliveTimeout: .seconds(20),

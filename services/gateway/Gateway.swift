@@ -44,7 +44,8 @@ public enum Gateway {
         let door = JSONDoor(
             methods: Dictionary(uniqueKeysWithValues: forwarded.map { ($0.method.fullName, $0) }), identity: identity,
             admission: admission, metrics: runtime.metrics, host: runtime.settings.host, port: runtime.settings.httpPort,
-            maxBodyBytes: runtime.settings.server.maxRequestBytes, logger: runtime.logger)
+            maxBodyBytes: runtime.settings.server.maxRequestBytes, idleTimeout: runtime.settings.server.silentConnectionLimit,
+            logger: runtime.logger)
         // The gRPC port: calls the gateway would forward anyway go straight to their backends; the rest
         // to the server assembled here, behind the door.
         var addresses: [String: PeerAddress] = [:]

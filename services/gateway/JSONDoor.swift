@@ -17,10 +17,15 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
     let application: Application<RouterResponder<BasicRequestContext>>
     let boundAddress = BoundAddress()
 
-    /// - Parameter maxBodyBytes: the largest request body accepted (the gRPC door's message limit).
+    /// - Parameters:
+    ///   - maxBodyBytes: the largest request body accepted (the gRPC door's message limit).
+    ///   - idleTimeout: how long a connection may send nothing, waiting for a request or in the middle of
+    ///     one, before it is closed; a call being answered is never cut (a watch may run for hours). Without
+    ///     it a caller who sends half a request line holds a connection, and its file descriptor, forever.
     init(
         methods: [String: (method: Routes.Method, backend: BackendClients<Transport>)], identity: BearerIdentity,
-        admission: Admission, metrics: RPCMetrics, host: String, port: Int, maxBodyBytes: Int, logger: Logger
+        admission: Admission, metrics: RPCMetrics, host: String, port: Int, maxBodyBytes: Int, idleTimeout: Duration,
+        logger: Logger
     ) {
         let types = Dictionary(
             KangyiMessageTypes.all.map { ($0.protoMessageName, $0) }, uniquingKeysWith: { first, _ in first })
@@ -34,7 +39,8 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
             router.on(":service/:method", method: method) { _, _ in Handler.postOnly }
         }
         self.application = Application(
-            router: router, configuration: .init(address: .hostname(host, port: port), serverName: "kangyi-gateway"),
+            router: router, server: .http1(configuration: .init(idleTimeout: TimeAmount(idleTimeout))),
+            configuration: .init(address: .hostname(host, port: port), serverName: "kangyi-gateway"),
             onServerRunning: boundAddress.recorder(host: host), logger: logger)
     }
 
