@@ -3,6 +3,7 @@ library: broken gRPC framing, headers HTTP/2 forbids, floods (rapid reset, SETTI
 overflow, streams left open. Each case on a connection of its own gets a precise answer — a gRPC status that
 is never INTERNAL or UNKNOWN, a reset stream, or GOAWAY for the whole connection — and afterwards the gateway
 and intake still serve an ordinary call."""
+import concurrent.futures
 import os
 import random
 import socket
@@ -321,3 +322,57 @@ def test_callers_cancelling_calls_cost_no_other_call(kangyi):
     assert metric(kangyi, "kangyi_gateway_backend_connections_retired_total", reason="resets") >= 2, \
         "the door's connection to intake retired, twice or more, for its resets"
 
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def seconds_until_closed(address, first_bytes, limit=15):
+    """Sends `first_bytes`, then answers nothing the server sends; returns how long the server kept the
+    connection (None: still open after `limit`)."""
+    host, port = address.rsplit(":", 1)
+    connection = socket.create_connection((host, int(port)))
+    connection.settimeout(limit)
+    started = time.monotonic()
+    connection.sendall(first_bytes)
+    try:
+        while connection.recv(65536):
+            pass
+        return time.monotonic() - started
+    except ConnectionResetError:
+        return time.monotonic() - started
+    except socket.timeout:
+        return None
+    finally:
+        connection.close()
+
+
+def test_a_peer_that_stops_answering_loses_its_connection(tmp_path):
+    """grpc-swift's servers and the front door ping a silent peer and, when the ping goes unanswered, send
+    GOAWAY and another ping, starting the grace period only once that one is answered: a peer that never
+    answered held its connection for good (160 such, to intake and the gateway, were all still open after 7
+    minutes). Now nothing heard for keepalive + its timeout (here 1 + 1 s) closes it (``ClosesDeadConnections``;
+    its grace bound after GOAWAY is tried in the platform's Swift tests). A live caller is not cut."""
+    from kangyi_testing import Kangyi
+    from kangyi.intake.v1 import intake_pb2 as ipb
+    fresh = Kangyi(tmp_path, label="deadpeer", KANGYI_KEEPALIVE_S="1", KANGYI_KEEPALIVE_TIMEOUT_S="1")
+    try:
+        cases = [(address, case, first) for address in (gateway(fresh)["grpc"], fresh.addresses["intake"])
+                 for case, first in [("nothing", b""), ("half a preface", PREFACE[:10]),
+                                     ("a preface, then no answer to pings", PREFACE + EMPTY_SETTINGS)]]
+        with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
+            took = dict(zip([case[:2] for case in cases],
+                            pool.map(lambda case: seconds_until_closed(case[0], case[2]), cases)))
+        assert all(seconds is not None and 1.5 < seconds < 8 for seconds in took.values()), took
+
+        # A caller that answers pings keeps its connection through the silences, and a watch runs on past them.
+        channel = grpc.insecure_channel(gateway(fresh)["grpc"])
+        stub = intake_pb2_grpc.IntakeServiceStub(channel)
+        token = [("authorization", f"Bearer {fresh.info['token']}")]
+        with pytest.raises(grpc.RpcError) as watched:
+            for _ in stub.WatchHelpRequests(ipb.WatchHelpRequestsRequest(), metadata=token, timeout=5):
+                pass
+        assert watched.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        fresh.stop()

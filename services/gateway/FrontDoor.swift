@@ -114,8 +114,8 @@ final class FrontDoor: ListeningService, Sendable {
     }
 
     /// One caller connection: HTTP/2 with the limits of every Kangyi server, its lifetime managed as
-    /// grpc-swift's are (keepalive pings, maximum age and grace, a graceful close on shutdown), and each
-    /// stream a relayed call.
+    /// grpc-swift's are (keepalive pings, maximum age and grace, a graceful close on shutdown, a peer that
+    /// stops answering closed), and each stream a relayed call.
     private func configure(_ connection: any Channel, own: BackendConnections) throws {
         let limits = placement.limits
         let management = NIOHTTP2ServerConnectionManagementHandler(
@@ -142,6 +142,7 @@ final class FrontDoor: ListeningService, Sendable {
                 try stream.pipeline.syncOperations.addHandler(call.caller)
             }
         }
+        try sync.addHandler(ClosesDeadConnections(silence: limits.silentConnectionLimit, grace: limits.connectionMaxGrace))
         try sync.addHandler(management)
         try sync.addHandler(ClosesOnConnectionError())
 

@@ -113,6 +113,10 @@ public struct GRPCServerService: ListeningService {
             config.connection.maxAge = limits.connectionMaxAge
             config.connection.maxGraceTime = limits.connectionMaxGrace
             config.connection.flushCoalescing = FlushWindow.server
+            config.channelDebuggingCallbacks.onAcceptTCPConnection = { connection in
+                ClosesDeadConnections.insert(
+                    into: connection, silence: limits.silentConnectionLimit, grace: limits.connectionMaxGrace)
+            }
             config.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
                 stream.eventLoop.makeCompletedFuture {
                     try stream.pipeline.syncOperations.addHandler(
