@@ -364,14 +364,14 @@ def test_the_json_door_closes_silent_connections_but_never_a_call_being_answered
     """A caller who sends half a request line, or keeps a connection open and silent, loses it after
     KANGYI_KEEPALIVE_S + KANGYI_KEEPALIVE_TIMEOUT_S (here 1 + 1 s), as a silent gRPC connection does. Before,
     such a connection was held forever: 4,500 of them, half-written, were all still open after 70 s, each a
-    file descriptor of the gateway's 20,000. A watch streaming its answer for longer is not cut."""
+    file descriptor of the gateway's 20,000. The metrics port does the same. A watch streaming its answer for
+    longer is not cut."""
     import socket
     from kangyi_testing import Kangyi
     fresh = Kangyi(tmp_path, label="silent", KANGYI_KEEPALIVE_S="1", KANGYI_KEEPALIVE_TIMEOUT_S="1")
     try:
-        host, port = gateway(fresh)["http"].rsplit(":", 1)
-
-        def closed_after(first_bytes):
+        def closed_after(first_bytes, address=gateway(fresh)["http"]):
+            host, port = address.rsplit(":", 1)
             connection = socket.create_connection((host, int(port)))
             connection.settimeout(15)
             started = time.monotonic()
@@ -387,6 +387,8 @@ def test_the_json_door_closes_silent_connections_but_never_a_call_being_answered
         answered_then_silent = closed_after(
             b"POST /kangyi.intake.v1.IntakeService/ListCategories HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
         assert 1.5 < half_a_request < 10 and 1.5 < answered_then_silent < 10, (half_a_request, answered_then_silent)
+        metrics_port = closed_after(b"GET /metr", address=fresh.info["metrics"])  # every process's, alike
+        assert 1.5 < metrics_port < 10, metrics_port
 
         # curl gives up after 5 s (exit 28), having had the watch's lines all along: the door did not cut it.
         watch = subprocess.run(

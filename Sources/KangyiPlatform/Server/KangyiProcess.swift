@@ -65,7 +65,8 @@ public struct KangyiProcess: Sendable {
             url: databaseURL, poolSize: settings.databasePoolSize, registeringIn: pools, logger: logger)
         let metrics = RPCMetrics()
         let metricsServer = MetricsHTTPServer(
-            metrics: metrics, host: settings.host, port: settings.metricsPort, logger: logger)
+            metrics: metrics, host: settings.host, port: settings.metricsPort,
+            idleTimeout: settings.server.silentConnectionLimit, logger: logger)
         let runtime = ServiceRuntime(
             database: database, settings: settings, logger: logger, peers: peers, metrics: metrics, databaseURL: databaseURL,
             pools: pools)
