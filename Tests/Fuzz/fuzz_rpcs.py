@@ -5,13 +5,15 @@ Each round picks a method and sends it either a message built field by field fro
 strings — NUL, lone control characters, huge text, every script — extreme numbers, unknown enum values,
 deep and wide nesting) or raw bytes (a committed corpus input, mutated), as an anonymous caller, as a
 staff member with every scope (signed, as the gateway would), or through the gateway itself with the
-development token (every scope: its front door relays the call straight to the service). The promise: no
-INTERNAL or UNKNOWN status, no call that is not a watch running out its deadline, and the process stays
-up. Failures are written to .data/fuzz/failures/ with what reproduces them.
+development token (every scope: its front door relays the call straight to the service); some structured
+messages go to the gateway's JSON door as JSON, half of them with JSON's grammar mutated. The promise: no
+INTERNAL or UNKNOWN status (over HTTP: no 5xx but 501, 503 and 504, and always an answer), no call that is not a
+watch running out its deadline, and the process stays up. Failures are written to .data/fuzz/failures/ with what reproduces them.
 
     python Tests/Fuzz/fuzz_rpcs.py --seconds 600      # make fuzz MINUTES=10
 """
 import argparse
+import http.client
 import pathlib
 import random
 import secrets
@@ -24,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / ".build-python"))
 sys.path.insert(0, str(ROOT / "Tests" / "Interop"))
 
-from google.protobuf import descriptor as d  # noqa: E402
+from google.protobuf import descriptor as d, json_format, message_factory  # noqa: E402
 from kangyi_testing import Kangyi  # noqa: E402
 from signing import sign  # noqa: E402
 
@@ -121,6 +123,44 @@ def mutate(data, rng):
     return bytes(data)
 
 
+def mutate_json(text, rng):
+    """A JSON body with a few characters of JSON's own grammar put in, taken out or replaced."""
+    text = list(text)
+    for _ in range(rng.randint(1, 6)):
+        at = rng.randint(0, len(text))
+        choice = rng.random()
+        if choice < 0.4:
+            text[at:at] = list(rng.choice(['{', '}', '[', ']', '"', ':', ',', 'null', 'true', '1e400', '-0', '"\\ud800"',
+                                           '\\', '""', '0x10', '[[[[[[[[', '"\\u0000"']))
+        elif choice < 0.7 and text:
+            del text[at:at + rng.randint(1, 4)]
+        elif text:
+            text[min(at, len(text) - 1)] = chr(rng.randint(0, 0x7ff))
+    return "".join(text)
+
+
+def call_json(kangyi, service, method, body, timeout=3.0):
+    """POSTs `body` to the gateway's JSON door with the development token; returns the HTTP status, raising
+    for a 5xx other than the gateway's honest 501, 503 and 504 (UNIMPLEMENTED, UNAVAILABLE, DEADLINE_EXCEEDED)."""
+    host, port = next(s for s in kangyi.info["services"] if s["name"] == "gateway")["http"].rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout + 2)
+    try:
+        connection.request("POST", f"/{SERVICES[service].full_name}/{method.name}", body=body.encode("utf-8", "surrogatepass"),
+                           headers={"authorization": f"Bearer {kangyi.info['token']}",
+                                    "grpc-timeout": f"{int(min(timeout, 1.0) if method.server_streaming else timeout)}S"})
+        answer = connection.getresponse()
+        text = answer.read()
+    finally:
+        connection.close()
+    if answer.status >= 500 and answer.status not in (501, 503, 504):
+        raise JSONDoorFault(answer.status, text[:300])
+    return answer.status
+
+
+class JSONDoorFault(Exception):
+    pass
+
+
 def call(kangyi, service, method, payload, metadata, timeout=3.0, gateway=False):
     """Sends `payload` as it is (bytes, not a message) to `method`, signing any identity claim — or, through
     the gateway, with the development token."""
@@ -183,25 +223,44 @@ def main():
                 payload, how = mutate(base, rng), "mutated"
             metadata = STAFF if rng.random() < 0.6 else []
             via_gateway = rng.random() < 0.25
+            # A fifth of the structured rounds go to the gateway's JSON door instead, as the message's JSON
+            # (half of them mutated): a client-streaming method there is 501.
+            as_json = how == "structured" and rng.random() < 0.2
+            if as_json:
+                try:
+                    body = json_format.MessageToJson(
+                        message_factory.GetMessageClass(method.input_type).FromString(payload),
+                        preserving_proto_field_name=rng.random() < 0.3)
+                    payload, how = (mutate_json(body, rng) if rng.random() < 0.5 else body), "json"
+                except (ValueError, json_format.Error):  # a value JSON cannot carry (an out-of-range timestamp): gRPC instead
+                    as_json = False
             started = time.time()
             code, detail = grpc.StatusCode.OK, ""
             try:
-                call(target, service, method, payload, metadata, gateway=via_gateway)
+                if as_json:
+                    detail = f"HTTP {call_json(target, service, method, payload)}"
+                else:
+                    call(target, service, method, payload, metadata, gateway=via_gateway)
             except grpc.RpcError as error:
                 code, detail = error.code(), error.details() or ""
+            except JSONDoorFault as fault:
+                code, detail = grpc.StatusCode.INTERNAL, f"HTTP {fault.args[0]} {fault.args[1]!r}"
+            except (OSError, http.client.HTTPException) as error:  # no answer at all from the JSON door
+                code, detail = grpc.StatusCode.UNKNOWN, repr(error)
             took = time.time() - started
             rounds += 1
-            codes[code.name] = codes.get(code.name, 0) + 1
+            answer = detail if as_json and code == grpc.StatusCode.OK else code.name  # the JSON door's: "HTTP 400"
+            codes[answer] = codes.get(answer, 0) + 1
             # Past its deadline; or a call that is not a watch running out its 3 s, which nothing here
             # should take (a gateway connection once hung every call after one bad answer).
             hung = took > 3.0 + 2.0 or (code == grpc.StatusCode.DEADLINE_EXCEEDED and not method.server_streaming)
             dead = target.process.poll() is not None
             if code in FORBIDDEN or hung or dead:
-                record = out / "failures" / f"{service}__{method.name}__{seed}_{rounds}.bin"
-                record.write_bytes(payload)
+                record = out / "failures" / f"{service}__{method.name}__{seed}_{rounds}.{'json' if as_json else 'bin'}"
+                record.write_bytes(payload.encode("utf-8", "surrogatepass") if as_json else payload)
                 failures.append(
                     f"{service}.{method.name}: {code.name} after {took:.1f}s ({how}, staff={bool(metadata)}, "
-                    f"gateway={via_gateway}) {detail[:200]!r} -> {record}")
+                    f"gateway={via_gateway}, json={as_json}) {detail[:200]!r} -> {record}")
                 if dead:
                     break
     finally:
