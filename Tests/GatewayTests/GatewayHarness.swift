@@ -64,7 +64,8 @@ struct GatewayHarness: Sendable {
                     FrontPlacement(host: "127.0.0.1", port: 0, limits: .defaults, inFlight: gateway.inFlight) {
                         try await gateway.listeningAddress()
                     })
-                let services: [any Service] = [relayPeer, downPeer, gateway, http] + (door == .front ? [front] : [])
+                let services: [any Service] =
+                    [relayPeer, downPeer] + assembled.background + [gateway, http] + (door == .front ? [front] : [])
                 try await withServiceGroup(services) { _ in
                     let harness = GatewayHarness(
                         tokens: TokenStore(client: client, logger: logger),

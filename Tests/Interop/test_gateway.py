@@ -397,3 +397,96 @@ def test_the_json_door_closes_silent_connections_but_never_a_call_being_answered
         assert watch.returncode == 28, (watch.returncode, watch.stdout[-300:])
     finally:
         fresh.stop()
+
+
+def test_streams_end_when_their_token_is_revoked(kangyi):
+    """A token is checked when a call starts; a watch may run for hours after. Revoked, the token stops
+    speaking for the streams it opened too — relayed straight to the backend by the front door, and as JSON —
+    within the revocation sweep's 10 s (and a second's slack for each path). Before, all three ran on. A
+    stream opened with another token runs on. (The gateway's own server, which a stream takes when its token
+    is not cached yet, is tried in `RevocationTests`.)"""
+    import threading
+    env = dict(os.environ, KANGYI_DATABASE_URL=kangyi.info["database_url"])
+    made = json.loads(subprocess.run(
+        [KANGYI, "token", "create", "--json", "--caller", "revoked-analyst", "--kind", "staff-tool"],
+        env=env, check=True, capture_output=True, text=True).stdout)
+    doomed = [("authorization", f"Bearer {made['token']}")]
+    live = [("authorization", f"Bearer {kangyi.info['token']}")]
+    channel = grpc.insecure_channel(gateway(kangyi)["grpc"])
+    stub = intake_pb2_grpc.IntakeServiceStub(channel)
+    ended = {}
+
+    def watch(name, metadata, **options):
+        try:
+            for _ in stub.WatchHelpRequests(ipb.WatchHelpRequestsRequest(), metadata=metadata, timeout=40, **options):
+                pass
+            ended[name] = ("OK", time.monotonic())
+        except grpc.RpcError as error:
+            ended[name] = (error.code().name, time.monotonic())
+
+    def watch_json():
+        status, _, body = curl(kangyi, f"{INTAKE}/WatchHelpRequests", {}, made["token"], max_time=40)
+        last = json.loads(body.strip().split("\n")[-1])
+        ended["json"] = (last.get("error", {}).get("status", f"HTTP {status}"), time.monotonic())
+
+    streams = [threading.Thread(target=watch, args=("relayed", doomed), daemon=True),
+               threading.Thread(target=watch_json, daemon=True),
+               threading.Thread(target=watch, args=("another token", live), daemon=True)]
+    for stream in streams:
+        stream.start()
+    time.sleep(2)
+    assert not ended, ended  # all four streaming
+    subprocess.run([KANGYI, "token", "revoke", made["id"]], env=env, check=True, capture_output=True)
+    revoked = time.monotonic()
+    for stream in streams[:2]:
+        stream.join(timeout=25)
+    took = {name: round(at - revoked, 1) for name, (_, at) in ended.items()}
+    assert {name: code for name, (code, _) in ended.items()} == {"relayed": "UNAUTHENTICATED", "json": "UNAUTHENTICATED"}, (ended, took)
+    assert all(seconds <= 12 for seconds in took.values()), took
+    assert streams[2].is_alive()  # the live token's watch runs on
+    channel.close()  # which ends it
+    streams[2].join(timeout=10)
+
+
+def test_sigterm_ends_the_streams_through_the_gateway_at_once(tmp_path):
+    """A watch relayed to a backend that is not shutting down never ends by itself: it held the gateway's
+    drain to its last second (20 s, then exit 1), where its caller could have gone to another replica at
+    once. At SIGTERM every stream through the gateway, gRPC or JSON, is now told UNAVAILABLE
+    GATEWAY_SHUTTING_DOWN, and the process exits 0 within seconds."""
+    import signal
+    import threading
+    from kangyi_testing import Kangyi
+    fresh = Kangyi(tmp_path, label="drain")
+    try:
+        stub = intake_pb2_grpc.IntakeServiceStub(grpc.insecure_channel(gateway(fresh)["grpc"]))
+        token = fresh.info["token"]
+        ended = {}
+
+        def watch():
+            try:
+                for _ in stub.WatchHelpRequests(ipb.WatchHelpRequestsRequest(), metadata=[("authorization", f"Bearer {token}")],
+                                                timeout=60):
+                    pass
+                ended["grpc"] = "OK"
+            except grpc.RpcError as error:
+                ended["grpc"] = f"{error.code().name} {error.details()}"
+
+        def watch_json():
+            _, _, body = curl(fresh, f"{INTAKE}/WatchHelpRequests", {}, token, max_time=60)
+            ended["json"] = json.loads(body.strip().split("\n")[-1]).get("error", {}).get("status", "no error line")
+
+        streams = [threading.Thread(target=watch, daemon=True), threading.Thread(target=watch_json, daemon=True)]
+        for stream in streams:
+            stream.start()
+        time.sleep(2)
+        started = time.monotonic()
+        fresh.process.send_signal(signal.SIGTERM)
+        code = fresh.process.wait(timeout=30)
+        took = time.monotonic() - started
+        for stream in streams:
+            stream.join(timeout=10)
+        assert code == 0 and took < 5, (code, took)
+        assert ended["grpc"].startswith("UNAVAILABLE the gateway is shutting down") and ended["json"] == "UNAVAILABLE", ended
+    finally:
+        if fresh.process.poll() is None:
+            fresh.stop()

@@ -40,6 +40,9 @@ struct Admission: Sendable {
     let required: [String: String]
 
     /// The holder allowed to call `method`, or the ServiceError that refuses the call.
+    /// The holder of the token that admitted the call being handled (for ``OpenStreams``).
+    @TaskLocal static var admitted: TokenHolder?
+
     func admit(method: MethodDescriptor, metadata: Metadata) async throws -> TokenHolder? {
         if Scopes.open.contains(method.service.fullyQualifiedService) { return nil }
         var authorizations = metadata[stringValues: "authorization"].makeIterator()
@@ -89,7 +92,7 @@ struct AdmissionInterceptor: ServerInterceptor {
     ) async throws -> StreamingServerResponse<Output> {
         let headerBytes = ForwardedMetadata.size(of: request.metadata)
         guard headerBytes <= ForwardedMetadata.callerHeaderLimit else { throw ForwardedMetadata.headersTooLarge(size: headerBytes) }
-        _ = try await admission.admit(method: context.descriptor, metadata: request.metadata)
-        return try await next(request, context)
+        let holder = try await admission.admit(method: context.descriptor, metadata: request.metadata)
+        return try await Admission.$admitted.withValue(holder) { try await next(request, context) }
     }
 }

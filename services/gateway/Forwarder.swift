@@ -10,19 +10,22 @@ import KangyiPlatform
 struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
     /// Routed methods with the client of the backend that serves each.
     let routes: [(method: Routes.Method, backend: BackendClients<Transport>)]
+    /// Where a stream registers under the token that admitted it.
+    let openStreams: OpenStreams
 
     func registerMethods<Server: ServerTransport>(with router: inout RPCRouter<Server>) {
         for (method, backend) in routes {
             router.registerHandler(
                 forMethod: method.descriptor, deserializer: RawBytes(), serializer: RawBytes()
-            ) { request, context in
-                try await Self.forward(request, method: method, to: backend)
+            ) { [openStreams] request, context in
+                try await Self.forward(request, method: method, to: backend, openStreams: openStreams)
             }
         }
     }
 
     static func forward(
-        _ request: StreamingServerRequest<[UInt8]>, method: Routes.Method, to backend: BackendClients<Transport>
+        _ request: StreamingServerRequest<[UInt8]>, method: Routes.Method, to backend: BackendClients<Transport>,
+        openStreams: OpenStreams
     ) async throws -> StreamingServerResponse<[UInt8]> {
         let options = CallOptions.forwarding(timeout: GRPCTimeout.remaining)
         let metadata = ForwardedMetadata.filter(request.metadata)
@@ -46,8 +49,11 @@ struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
         let (call, headers) = try await BackendCall.open(
             backend: backend, method: method.descriptor, request: outgoing, options: options,
             retryable: !method.clientStreaming)
+        let token = Admission.admitted?.id
         return StreamingServerResponse(metadata: ForwardedMetadata.filter(headers)) { writer in
-            try await call.relay(to: writer)
+            let ticket = token.map { openStreams.open(token: $0) { call.end(throwing: $0) } }
+            defer { ticket.map(openStreams.close) }
+            return try await call.relay(to: writer)
         }
     }
 
@@ -154,6 +160,7 @@ final class BackendCall<Transport: ClientTransport>: Sendable {
     private let task: Task<Void, Never>
     private let headerStream: AsyncThrowingStream<Metadata, any Error>
     private let parts: AsyncThrowingStream<StreamingClientResponse<[UInt8]>.Contents.BodyPart, any Error>
+    private let partSink: AsyncThrowingStream<StreamingClientResponse<[UInt8]>.Contents.BodyPart, any Error>.Continuation
 
     init(
         backend: BackendClients<Transport>, method: MethodDescriptor, request: StreamingClientRequest<[UInt8]>,
@@ -163,6 +170,7 @@ final class BackendCall<Transport: ClientTransport>: Sendable {
         let (parts, partSink) = AsyncThrowingStream.makeStream(of: StreamingClientResponse<[UInt8]>.Contents.BodyPart.self)
         self.headerStream = headerStream
         self.parts = parts
+        self.partSink = partSink
         let identity = CallerIdentity.current
         task = Task {
             do {
@@ -192,6 +200,13 @@ final class BackendCall<Transport: ClientTransport>: Sendable {
     }
 
     deinit { task.cancel() }
+
+    /// Ends the call from outside (its token revoked, ``OpenStreams``): whoever reads its messages gets
+    /// `error` next, and the backend call is cancelled.
+    func end(throwing error: any Error) {
+        partSink.finish(throwing: error)
+        task.cancel()
+    }
 
     /// Starts the call and waits for the backend's response headers (retried as ``retryingUnavailable``).
     static func open(

@@ -1,3 +1,4 @@
+import Foundation
 import GRPCCore
 import KangyiPlatform
 import Logging
@@ -162,9 +163,13 @@ final class FrontDoor: ListeningService, Sendable {
     }
 
     /// Stops accepting and closes every connection gracefully: GOAWAY, the calls in flight finish (within
-    /// the connection's grace), then the connection closes.
+    /// the connection's grace) and every stream is ended UNAVAILABLE (``OpenStreams``), then the connection
+    /// closes.
     private func quiesce(_ listener: any Channel) {
         let open = stopAccepting(listener)
+        // Streams do not end by themselves (a watch relayed to a backend that stays up): told to open
+        // again, elsewhere, now rather than cut at the end of the drain.
+        plan.tokens.openStreams.endAll(with: OpenStreams.shuttingDown)
         logger.debug("front door closing", metadata: ["connections": "\(open.count)"])
         if open.isEmpty { drained.succeed() }
         for connection in open { connection.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
@@ -221,7 +226,7 @@ final class FrontDoor: ListeningService, Sendable {
             caller: holder.caller, department: holder.department, scopes: Set(holder.scopes))
         return .direct(
             DirectCall(
-                route: route, counted: counted, identity: identity, backend: backend,
+                route: route, counted: counted, token: holder.id, identity: identity, backend: backend,
                 headers: RelayPlan.forwarded(headers, identity: identity, method: route.method, key: plan.identityKey)))
     }
 
@@ -244,6 +249,8 @@ struct DirectCall {
     let route: RelayPlan.Route
     /// It holds a slot of the in-flight count (not a server stream).
     let counted: Bool
+    /// The token that admitted it.
+    let token: UUID
     let identity: CallerIdentity
     /// Its backend's connections, one of them up (``BackendConnections/whenRoom(within:_:)`` picks one).
     let backend: BackendConnections
@@ -262,6 +269,8 @@ struct RelayPlan: Sendable {
         let scope: String
         /// Its whole request can be kept for a second try: not a client stream.
         let replayable: Bool
+        /// A stream either way, which may outlive its token (``OpenStreams``).
+        let streams: Bool
     }
 
     /// By `:path`.
@@ -275,7 +284,8 @@ struct RelayPlan: Sendable {
         for (method, backend) in methods {
             guard let scope = scopes[method.fullName] else { continue }
             routes["/\(method.fullName)"] = Route(
-                method: method.fullName, backend: backend, scope: scope, replayable: !method.clientStreaming)
+                method: method.fullName, backend: backend, scope: scope, replayable: !method.clientStreaming,
+                streams: method.clientStreaming || method.serverStreaming)
         }
         self.routes = routes
         self.tokens = admission.tokens

@@ -24,7 +24,7 @@ public enum Gateway {
             backends[backend] = BackendClients(onRetire: onRetire, make: try runtime.peerClientMaker(backend))
         }
         var assembled = try assemble(backends: backends, routes: Routes.backends, scopes: Scopes.required, runtime: runtime)
-        assembled.background = Array(backends.values)
+        assembled.background += backends.values.map { $0 }
         return assembled
     }
 
@@ -62,7 +62,8 @@ public enum Gateway {
             }
         }
         return AssembledService(
-            rpcServices: [Forwarder(routes: forwarded)],
+            rpcServices: [Forwarder(routes: forwarded, openStreams: tokens.openStreams)],
+            background: [RevocationSweep(tokens: tokens, interval: TokenStore.cacheLifetime, logger: runtime.logger)],
             identity: RequestContextInterceptor(resolve: { metadata, _ in await identity.resolve(metadata) }),
             admission: [AdmissionInterceptor(admission: admission)],
             http: door, front: front)

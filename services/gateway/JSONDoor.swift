@@ -6,6 +6,7 @@ import KangyiAPI
 import KangyiPlatform
 import Logging
 import NIOCore
+import ServiceLifecycle
 import SwiftProtobuf
 
 /// JSON over HTTP for the routed services: `POST /<package.Service>/<Method>` with a body in protobuf's
@@ -16,6 +17,7 @@ import SwiftProtobuf
 public struct JSONDoor<Transport: ClientTransport>: ListeningService {
     let application: Application<RouterResponder<BasicRequestContext>>
     let boundAddress = BoundAddress()
+    let openStreams: OpenStreams
 
     /// - Parameters:
     ///   - maxBodyBytes: the largest request body accepted (the gRPC door's message limit).
@@ -32,6 +34,7 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
         let handler = Handler(
             methods: methods, types: types, identity: identity, admission: admission,
             observer: CallObserverInterceptor(logger: logger, metrics: metrics), maxBodyBytes: maxBodyBytes, logger: logger)
+        self.openStreams = admission.tokens.openStreams
         let router = Router()
         router.post(":service/:method") { request, context in try await handler.handle(request, context: context) }
         // A call's path with another method: 405 naming POST, where the router would answer 404.
@@ -46,7 +49,15 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
 
     public func listeningAddress() async throws -> String { await boundAddress.get() }
 
-    public func run() async throws { try await application.run() }
+    /// Until shutdown, when its newline-delimited streams (and every other stream through the gateway) are
+    /// ended UNAVAILABLE (``OpenStreams``): Hummingbird's drain would wait for them to the end of the budget.
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await application.run()
+        } onGracefulShutdown: { [openStreams] in
+            openStreams.endAll(with: OpenStreams.shuttingDown)
+        }
+    }
 
     struct Handler: Sendable {
         let methods: [String: (method: Routes.Method, backend: BackendClients<Transport>)]
@@ -95,7 +106,7 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
             guard !method.clientStreaming else {
                 throw RPCError(code: .unimplemented, message: "\(name) streams requests; call it over gRPC")
             }
-            _ = try await admission.admit(method: method.descriptor, metadata: metadata)
+            let holder = try await admission.admit(method: method.descriptor, metadata: metadata)
             guard let input = types[method.inputType], let output = types[method.outputType] else {
                 throw RPCError(code: .internalError, message: "no message types for \(name)")
             }
@@ -130,7 +141,12 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
             // error after the first line is the last line).
             return Response(
                 status: .ok, headers: [.contentType: "application/x-ndjson"],
-                body: ResponseBody { [self] writer in try await writeLines(of: call, as: output, method: name, to: &writer) })
+                body: ResponseBody { [self] writer in
+                    let streams = admission.tokens.openStreams
+                    let ticket = holder.map { streams.open(token: $0.id) { call.end(throwing: $0) } }
+                    defer { ticket.map(streams.close) }
+                    try await writeLines(of: call, as: output, method: name, to: &writer)
+                })
         }
 
         func writeLines(

@@ -37,6 +37,10 @@ final class RelayedCall {
     private var targetReset: HTTP2ErrorCode?
     /// The door has reset the target stream (the caller's cancellation, passed on).
     private var targetCancelled = false
+    /// A direct stream's place among its token's open streams.
+    private var openStream: OpenStreams.Ticket?
+    /// The door answered the caller itself and ended its stream (``endStream(with:)``).
+    private var endedHere = false
 
     private enum Phase { case awaitingHeaders, lookingUp, waitingForRoom, opening, relaying }
 
@@ -156,6 +160,23 @@ final class RelayedCall {
         }
     }
 
+    /// Ends a direct stream from outside (``OpenStreams``: its token revoked or expired, the gateway shutting
+    /// down): `status` to the caller, and the backend's stream cancelled.
+    private func endStream(with status: ServiceError) {
+        openStream = nil
+        guard !finished, !responseEnded, !callerClosed else { return }
+        finish(.failed(status.code, status.message))
+        endedHere = true
+        caller.send(answered ? Self.trailers(code: status.code, message: status.message)
+                             : Self.trailersOnly(code: status.code, message: status.message))
+        // The caller may still be sending (a chat, an upload): told to stop with RST_STREAM NO_ERROR after
+        // the trailers, as gRPC's HTTP/2 mapping has it. Closing the stream instead resets it CANCEL, and
+        // the caller takes the call as lost, not refused.
+        if !requestEnded { caller.send(.rstStream(.noError)) }
+        caller.flush()
+        cancelTarget(.cancel)
+    }
+
     /// Ends the call UNAVAILABLE: its trailers, or its only headers if nothing was answered yet. Logged
     /// first: the answer may close the caller's stream, which would log the call as its caller leaving.
     private func answerUnavailable(_ message: String) {
@@ -191,6 +212,12 @@ final class RelayedCall {
                 end.close()
             case .success:
                 phase = .relaying
+                if let call = direct, call.route.streams, openStream == nil {
+                    let (relayed, loop) = (NIOLoopBound(self, eventLoop: door.loop), door.loop)
+                    openStream = door.plan.tokens.openStreams.open(token: call.token) { status in
+                        loop.execute { relayed.value.endStream(with: status) }
+                    }
+                }
                 end.send(first)
                 for frame in pending { end.send(frame) }
                 pending = []
@@ -274,7 +301,7 @@ final class RelayedCall {
                     : .failed(.internalError, "the backend ended the call without a status"))
                 target?.call = nil
                 target = nil
-                if !requestEnded { caller.close() }
+                if !requestEnded, !endedHere { caller.close() }
             } else {
                 targetFailed()
             }
@@ -311,6 +338,10 @@ final class RelayedCall {
 
     /// Logs and counts a direct call once, and gives back its in-flight slot.
     private func finish(_ outcome: Outcome) {
+        if let ticket = openStream {
+            door.plan.tokens.openStreams.close(ticket)
+            openStream = nil
+        }
         guard let call = direct, !finished else { return }
         finished = true
         if call.counted { door.placement.inFlight.leave() }

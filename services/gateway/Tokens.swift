@@ -26,6 +26,8 @@ public struct TokenStore: Sendable {
     let client: DatabasePool
     let logger: Logger
     let cache = Cache()
+    /// The streams each token has open (``RevocationSweep`` ends them when it is revoked or expires).
+    let openStreams = OpenStreams()
     /// How long an answer (a holder, or "no such token") is reused.
     static let cacheLifetime: Duration = .seconds(10)
     /// How long a call waits for its token's look-up at most. While the database is away postgres-nio's
@@ -113,6 +115,20 @@ public struct TokenStore: Sendable {
         }
         cache.put(token, found)
         return found
+    }
+
+    /// Which of `ids` are live tokens (neither revoked nor expired).
+    func live(among ids: [UUID]) async throws -> Set<UUID> {
+        var live = Set<UUID>()
+        for try await id in try await client.query(
+            """
+            SELECT id FROM gateway.tokens
+            WHERE id = ANY(\(ids)) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+            """, logger: logger
+        ).decode(UUID.self) {
+            live.insert(id)
+        }
+        return live
     }
 
     private func lookUp(_ token: String) async throws -> TokenHolder? {
