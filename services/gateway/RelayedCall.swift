@@ -39,7 +39,7 @@ final class RelayedCall {
     private var targetCancelled = false
     /// A direct stream's place among its token's open streams.
     private var openStream: OpenStreams.Ticket?
-    /// The door answered the caller itself and ended its stream (``endStream(with:)``).
+    /// The door answered the caller itself and ended its stream (``answer(_:_:)``).
     private var endedHere = false
 
     private enum Phase { case awaitingHeaders, lookingUp, waitingForRoom, opening, relaying }
@@ -165,25 +165,25 @@ final class RelayedCall {
     private func endStream(with status: ServiceError) {
         openStream = nil
         guard !finished, !responseEnded, !callerClosed else { return }
-        finish(.failed(status.code, status.message))
-        endedHere = true
-        caller.send(answered ? Self.trailers(code: status.code, message: status.message)
-                             : Self.trailersOnly(code: status.code, message: status.message))
-        // The caller may still be sending (a chat, an upload): told to stop with RST_STREAM NO_ERROR after
-        // the trailers, as gRPC's HTTP/2 mapping has it. Closing the stream instead resets it CANCEL, and
-        // the caller takes the call as lost, not refused.
-        if !requestEnded { caller.send(.rstStream(.noError)) }
-        caller.flush()
+        answer(status.code, status.message)
         cancelTarget(.cancel)
     }
 
-    /// Ends the call UNAVAILABLE: its trailers, or its only headers if nothing was answered yet. Logged
-    /// first: the answer may close the caller's stream, which would log the call as its caller leaving.
-    private func answerUnavailable(_ message: String) {
-        finish(.failed(.unavailable, message))
-        caller.send(answered ? Self.trailers(code: .unavailable, message: message) : Self.trailersOnly(code: .unavailable, message: message))
+    /// Ends the call UNAVAILABLE.
+    private func answerUnavailable(_ message: String) { answer(.unavailable, message) }
+
+    /// Ends the call with a status of the door's own: its trailers, or its only headers if nothing was
+    /// answered yet. A caller still sending (an upload, a chat) is told to stop with RST_STREAM NO_ERROR
+    /// after them, as gRPC's HTTP/2 mapping has it, not by closing the stream, which resets it CANCEL: a
+    /// revoked token's upload, ended so, reached grpcio as CANCELLED (which retry policies do not retry),
+    /// not as its status. Logged first: the answer may close the caller's stream, which would log the call
+    /// as its caller leaving.
+    private func answer(_ code: RPCError.Code, _ message: String) {
+        finish(.failed(code, message))
+        endedHere = true
+        caller.send(answered ? Self.trailers(code: code, message: message) : Self.trailersOnly(code: code, message: message))
+        if !requestEnded { caller.send(.rstStream(.noError)) }
         caller.flush()
-        if !requestEnded { caller.close() }
     }
 
     private func keep(_ frame: HTTP2Frame.FramePayload) {
