@@ -92,21 +92,34 @@ final class OpenStreams: Sendable {
 /// Every `interval`, asks the database which of the tokens with a stream open are still live, and ends
 /// the streams of the rest. While the database is away nothing is ended: the streams' own backends
 /// depend on it, and a token that cannot be checked has not been shown revoked.
+///
+/// Not `repeatUntilShutdown`: shutdown cancels only the wait between rounds, so a query in flight ends as
+/// queries do, and its connection goes back to the pool, which closes last; a database that does not
+/// answer is given up on after 5 s (``TokenStore/lookUpPatience``).
 struct RevocationSweep: Service {
     let tokens: TokenStore
     let interval: Duration
     let logger: Logger
 
     func run() async throws {
-        await repeatUntilShutdown(every: interval, logger: logger, failure: "revocation sweep failed") {
-            let checked = tokens.openStreams.tokens
-            guard !checked.isEmpty else { return }
-            // A query postgres-nio holds while the database is away is left, not waited for (shutdown).
-            guard let live = try await abandoning(after: TokenStore.lookUpPatience, { try await tokens.live(among: checked) }) else {
-                return
+        while (try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }) != nil,
+            !Task.isShuttingDownGracefully
+        {
+            do {
+                try await sweep()
+            } catch {
+                logger.warning("revocation sweep failed", metadata: ["error": "\(loggableDescription(of: error))"])
             }
-            let ended = tokens.openStreams.end(allBut: live, among: checked)
-            if ended > 0 { logger.notice("streams ended: their token was revoked or has expired", metadata: ["streams": "\(ended)"]) }
         }
+    }
+
+    func sweep() async throws {
+        let checked = tokens.openStreams.tokens
+        guard !checked.isEmpty else { return }
+        guard let live = try await abandoning(after: TokenStore.lookUpPatience, { try await tokens.live(among: checked) }) else {
+            return
+        }
+        let ended = tokens.openStreams.end(allBut: live, among: checked)
+        if ended > 0 { logger.notice("streams ended: their token was revoked or has expired", metadata: ["streams": "\(ended)"]) }
     }
 }
