@@ -328,7 +328,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
-def seconds_until_closed(address, first_bytes, limit=15):
+def seconds_until_closed(address, first_bytes, limit=20):
     """Sends `first_bytes`, then answers nothing the server sends; returns how long the server kept the
     connection (None: still open after `limit`)."""
     host, port = address.rsplit(":", 1)
@@ -352,11 +352,12 @@ def test_a_peer_that_stops_answering_loses_its_connection(tmp_path):
     """grpc-swift's servers and the front door ping a silent peer and, when the ping goes unanswered, send
     GOAWAY and another ping, starting the grace period only once that one is answered: a peer that never
     answered held its connection for good (160 such, to intake and the gateway, were all still open after 7
-    minutes). Now nothing heard for keepalive + its timeout (here 1 + 1 s) closes it (``ClosesDeadConnections``;
-    its grace bound after GOAWAY is tried in the platform's Swift tests). A live caller is not cut."""
+    minutes). Now the grace after the first GOAWAY ends it whatever the peer does (``ClosesDeadConnections``),
+    here keepalive 1 s + its timeout 3 s + grace 2 s. A live caller, answering pings, is not cut."""
     from kangyi_testing import Kangyi
     from kangyi.intake.v1 import intake_pb2 as ipb
-    fresh = Kangyi(tmp_path, label="deadpeer", KANGYI_KEEPALIVE_S="1", KANGYI_KEEPALIVE_TIMEOUT_S="1")
+    fresh = Kangyi(tmp_path, label="deadpeer", KANGYI_KEEPALIVE_S="1", KANGYI_KEEPALIVE_TIMEOUT_S="3",
+                   KANGYI_CONNECTION_MAX_GRACE_S="2")
     try:
         cases = [(address, case, first) for address in (gateway(fresh)["grpc"], fresh.addresses["intake"])
                  for case, first in [("nothing", b""), ("half a preface", PREFACE[:10]),
@@ -364,7 +365,7 @@ def test_a_peer_that_stops_answering_loses_its_connection(tmp_path):
         with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
             took = dict(zip([case[:2] for case in cases],
                             pool.map(lambda case: seconds_until_closed(case[0], case[2]), cases)))
-        assert all(seconds is not None and 1.5 < seconds < 8 for seconds in took.values()), took
+        assert all(seconds is not None and 4 < seconds < 12 for seconds in took.values()), took
 
         # A caller that answers pings keeps its connection through the silences, and a watch runs on past them.
         channel = grpc.insecure_channel(gateway(fresh)["grpc"])

@@ -143,7 +143,7 @@ final class FrontDoor: ListeningService, Sendable {
                 try stream.pipeline.syncOperations.addHandler(call.caller)
             }
         }
-        try sync.addHandler(ClosesDeadConnections(silence: limits.silentConnectionLimit, grace: limits.connectionMaxGrace))
+        try sync.addHandler(ClosesDeadConnections(limits: limits))
         try sync.addHandler(management)
         try sync.addHandler(ClosesOnConnectionError())
 

@@ -9,10 +9,13 @@ import NIOHTTP2
 /// 160 such connections to intake and the gateway were all still open after 7 minutes).
 ///
 /// Between the HTTP/2 handler and the connection manager, so it sees the connection's own frames both ways:
-/// - nothing read for `silence` (the keepalive interval plus its timeout: a live peer has answered the
-///   ping sent after the interval by then) → closed;
-/// - the first GOAWAY the server sends → closed `grace` later, whatever the peer does.
-/// A read costs one store; the silence is checked by a timer every quarter of it.
+/// - the first GOAWAY the server sends (the manager's, on a ping unanswered, at the maximum age, or at
+///   shutdown) → closed `grace` later, whatever the peer does: the grace the manager meant to give;
+/// - nothing read for `silence` → closed: a net under the first rule, for a connection the manager never
+///   sends GOAWAY on. ``init(limits:)`` makes it the keepalive interval, its timeout and the grace, when the
+///   first rule has closed any connection whose peer stopped answering.
+/// A slow peer is treated as grpc-swift means to treat it: GOAWAY, and its calls the grace to finish. A
+/// read costs one store; the silence is checked by a timer every quarter of it.
 public final class ClosesDeadConnections: ChannelDuplexHandler {
     public typealias InboundIn = HTTP2Frame
     public typealias InboundOut = HTTP2Frame
@@ -33,12 +36,18 @@ public final class ClosesDeadConnections: ChannelDuplexHandler {
         self.grace = TimeAmount(grace)
     }
 
+    /// With a server's limits: the grace is the connection's maximum grace, the silence the keepalive
+    /// interval, its timeout and that grace.
+    public convenience init(limits: Settings.ServerLimits) {
+        self.init(silence: limits.silentConnectionLimit + limits.connectionMaxGrace, grace: limits.connectionMaxGrace)
+    }
+
     /// Into a connection whose HTTP/2 pipeline grpc-swift has made, right after its HTTP/2 handler.
-    public static func insert(into connection: any Channel, silence: Duration, grace: Duration) -> EventLoopFuture<Void> {
+    public static func insert(into connection: any Channel, limits: Settings.ServerLimits) -> EventLoopFuture<Void> {
         connection.eventLoop.makeCompletedFuture {
             let pipeline = connection.pipeline.syncOperations
             try pipeline.addHandler(
-                ClosesDeadConnections(silence: silence, grace: grace),
+                ClosesDeadConnections(limits: limits),
                 position: .after(try pipeline.handler(type: NIOHTTP2Handler.self)))
         }
     }

@@ -114,8 +114,7 @@ public struct GRPCServerService: ListeningService {
             config.connection.maxGraceTime = limits.connectionMaxGrace
             config.connection.flushCoalescing = FlushWindow.server
             config.channelDebuggingCallbacks.onAcceptTCPConnection = { connection in
-                ClosesDeadConnections.insert(
-                    into: connection, silence: limits.silentConnectionLimit, grace: limits.connectionMaxGrace)
+                ClosesDeadConnections.insert(into: connection, limits: limits)
             }
             config.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
                 stream.eventLoop.makeCompletedFuture {
