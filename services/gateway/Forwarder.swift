@@ -51,9 +51,7 @@ struct Forwarder<Transport: ClientTransport>: RegistrableRPCService {
             retryable: !method.clientStreaming)
         let token = Admission.admitted?.id
         return StreamingServerResponse(metadata: ForwardedMetadata.filter(headers)) { writer in
-            let ticket = token.map { openStreams.open(token: $0) { call.end(throwing: $0) } }
-            defer { ticket.map(openStreams.close) }
-            return try await call.relay(to: writer)
+            try await openStreams.relaying(call, under: token) { try await call.relay(to: writer) }
         }
     }
 

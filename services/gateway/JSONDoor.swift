@@ -142,10 +142,9 @@ public struct JSONDoor<Transport: ClientTransport>: ListeningService {
             return Response(
                 status: .ok, headers: [.contentType: "application/x-ndjson"],
                 body: ResponseBody { [self] writer in
-                    let streams = admission.tokens.openStreams
-                    let ticket = holder.map { streams.open(token: $0.id) { call.end(throwing: $0) } }
-                    defer { ticket.map(streams.close) }
-                    try await writeLines(of: call, as: output, method: name, to: &writer)
+                    try await admission.tokens.openStreams.relaying(call, under: holder?.id) {
+                        try await writeLines(of: call, as: output, method: name, to: &writer)
+                    }
                 })
         }
 

@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import KangyiPlatform
 import Logging
 import ServiceLifecycle
@@ -49,6 +50,16 @@ final class OpenStreams: Sendable {
         }
         if let closed { end(closed) }
         return ticket
+    }
+
+    /// `body`, relaying `call`'s answer, with the stream registered under `token` (nil: a service open
+    /// without one) for as long as it runs: ended from here, `call` throws the status to `body`.
+    func relaying<Transport: ClientTransport, T>(
+        _ call: BackendCall<Transport>, under token: UUID?, _ body: () async throws -> T
+    ) async throws -> T {
+        let ticket = token.map { open(token: $0) { call.end(throwing: $0) } }
+        defer { ticket.map(close) }
+        return try await body()
     }
 
     /// The stream has ended (any way): forgotten.

@@ -123,7 +123,7 @@ final class RelayedCall {
                     open(on: link, first: .headers(.init(headers: call.headers, endStream: request.endStream)))
                 } else if call.backend.isUp {
                     // Its connections stayed full: the backend is not keeping up. Nothing reached it: safe to retry.
-                    answerUnavailable("the backend is busy; retry shortly")
+                    answer(.unavailable, "the backend is busy; retry shortly")
                 } else {
                     // Its connections went down: the gateway's server takes the call, and retries.
                     finish(.handedOver)
@@ -155,7 +155,7 @@ final class RelayedCall {
                 if !handedOver { door.serverCalls.increment() }
                 open(on: link, first: first)
             } else {
-                answerUnavailable(own.isUp ? "the gateway is busy; retry shortly" : "the gateway is not ready; retry shortly")
+                answer(.unavailable, own.isUp ? "the gateway is busy; retry shortly" : "the gateway is not ready; retry shortly")
             }
         }
     }
@@ -168,9 +168,6 @@ final class RelayedCall {
         answer(status.code, status.message)
         cancelTarget(.cancel)
     }
-
-    /// Ends the call UNAVAILABLE.
-    private func answerUnavailable(_ message: String) { answer(.unavailable, message) }
 
     /// Ends the call with a status of the door's own: its trailers, or its only headers if nothing was
     /// answered yet. A caller still sending (an upload, a chat) is told to stop with RST_STREAM NO_ERROR
@@ -252,7 +249,7 @@ final class RelayedCall {
             toServer(request[0], handedOver: true)
             return
         }
-        answerUnavailable("the backend's connection was lost")
+        answer(.unavailable, "the backend's connection was lost")
     }
 
     // MARK: Flow control and closing, from ``RelayEnd``
