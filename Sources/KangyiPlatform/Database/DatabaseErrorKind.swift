@@ -4,7 +4,8 @@ import PostgresNIO
 /// can quote the values of a row (phone numbers included), so only the SQLSTATE, the constraint and the
 /// table are kept.
 public enum DatabaseErrorKind: Sendable, Equatable {
-    /// The database cannot be reached or is shutting down: retryable, UNAVAILABLE.
+    /// The database cannot be reached, is shutting down or cannot work now (``cannotWorkNow(_:)``):
+    /// retryable, UNAVAILABLE.
     case unavailable
     /// A serialization failure or deadlock: retryable, ABORTED.
     case conflict
@@ -35,13 +36,26 @@ public enum DatabaseErrorKind: Sendable, Equatable {
             let state = error.serverInfo?[.sqlState] ?? ""
             switch state {
             case "23505": self = .uniqueViolation(constraint: error.serverInfo?[.constraintName] ?? "")
-            case "40001", "40P01": self = .conflict
-            // 08: connection exception; 57P0x: shutdown / cannot connect now; 53300: too many connections.
-            case _ where state.hasPrefix("08") || state.hasPrefix("57P") || state == "53300": self = .unavailable
+            // Serialization failure, deadlock, a lock not granted in time (an operator's lock_timeout).
+            case "40001", "40P01", "55P03": self = .conflict
+            case _ where Self.cannotWorkNow(state): self = .unavailable
             default: self = .other
             }
         default:
             self = .other
+        }
+    }
+
+    /// The database cannot do anyone's work now and may later, whatever was asked: 08 connection exception;
+    /// 25006 read-only (a standby after a failover); 53 insufficient resources — a full disk, memory,
+    /// connections — but not 53400, a limit one statement exceeds; 57 operator intervention (a shutdown, a
+    /// cancelled statement); 58 system error (I/O). Not the caller's fault nor a bug: a full disk answered
+    /// INTERNAL told callers to report it, and made checkpoint reject a terminal's logs for good.
+    static func cannotWorkNow(_ state: String) -> Bool {
+        switch state.prefix(2) {
+        case "08", "57", "58": true
+        case "53": state != "53400"
+        default: state == "25006"
         }
     }
 
