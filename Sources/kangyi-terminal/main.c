@@ -148,6 +148,7 @@ int main(int argc, char **argv) {
     }
     if (!terminal || !*terminal) fail("--terminal ID is required (see --help)");
     if (max_backoff < 1 || options.idle_timeout_s < 1) fail("--max-backoff and --idle-timeout must be at least 1");
+    if (format && strcmp(format, "csv") != 0 && strcmp(format, "jsonl") != 0) fail("--format: jsonl or csv");
     char default_spool[256];
     if (!spool_dir) {
         snprintf(default_spool, sizeof default_spool, "kangyi-spool-%s", terminal);
@@ -162,27 +163,31 @@ int main(int argc, char **argv) {
     char rejected[512];
     snprintf(rejected, sizeof rejected, "%s/rejected.jsonl", spool_dir);
     options.rejected_path = rejected;
+    int status = 0; /* every way out closes the spool */
 
     if (optind < argc) {
         const char *path = argv[optind];
         FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
         if (!in) {
             fprintf(stderr, "kangyi-terminal: cannot read %s: %s\n", path, strerror(errno));
-            return 1;
+            status = 1;
+            goto done;
         }
         size_t n = strlen(path);
         input_reader reader = {
             .format = format ? (strcmp(format, "csv") == 0 ? FORMAT_CSV : FORMAT_JSONL)
                              : (n > 4 && strcmp(path + n - 4, ".csv") == 0 ? FORMAT_CSV : FORMAT_JSONL),
             .terminal_id = terminal};
-        if (format && strcmp(format, "csv") != 0 && strcmp(format, "jsonl") != 0) fail("--format: jsonl or csv");
         long added = spool_input(in, &reader, &s);
         input_reader_free(&reader);
         if (in != stdin) fclose(in);
-        if (added < 0) return 1;
+        if (added < 0) {
+            status = 1;
+            goto done;
+        }
         fprintf(stderr, "kangyi-terminal: spooled %ld logs; %zu to send\n", added, spool_pending(&s));
     }
-    if (spool_only) return 0;
+    if (spool_only) goto done;
 
     /* Upload until everything is acknowledged; back off (with jitter) after each failed attempt. */
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
@@ -192,11 +197,15 @@ int main(int argc, char **argv) {
         int64_t before = s.acked;
         upload_result result = upload_once(&options, &s);
         if (result == UPLOAD_DONE) break;
-        if (result == UPLOAD_FATAL) return 2;
+        if (result == UPLOAD_FATAL) {
+            status = 2;
+            goto done;
+        }
         if (s.acked > before) { backoff = 0.5; failures = 0; }
         if (max_attempts && ++failures >= max_attempts) {
             fprintf(stderr, "kangyi-terminal: giving up after %d attempts; %zu logs stay in the spool\n", failures, spool_pending(&s));
-            return 1;
+            status = 1;
+            goto done;
         }
         double wait = backoff * (0.5 + (double)rand() / RAND_MAX / 2);
         fprintf(stderr, "kangyi-terminal: retrying in %.1f s\n", wait);
@@ -206,6 +215,7 @@ int main(int argc, char **argv) {
     }
     spool_compact(&s);
     fprintf(stderr, "kangyi-terminal: every log acknowledged (through %" PRId64 ")\n", s.acked);
+done:
     spool_close(&s);
-    return 0;
+    return status;
 }
