@@ -121,7 +121,7 @@ public final class DatabasePool: Service, Sendable {
                     for await _ in running {}  // postgres-nio warns of a lease before its run()
                     let (logger, proofLimit) = (self.logger, Self.proofLimit)
                     let proven = try? await abandoning(after: proofLimit) {
-                        try await fresh.client.withConnection { try await $0.query("SELECT 1", logger: logger) }
+                        _ = try await fresh.client.withConnection { try await $0.query("SELECT 1", logger: logger) }
                         return true
                     }
                     if proven == true {
