@@ -12,7 +12,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import Cluster, Load, crash, figure, submission
-from kangyi_testing import KANGYI, wait_for
+from signing import signing_channel
+from kangyi_testing import KANGYI, Served, wait_for
 from kangyi.intake.v1 import intake_pb2 as ipb, intake_pb2_grpc
 from kangyi.verification.v1 import verification_pb2 as vpb, verification_pb2_grpc
 
@@ -81,6 +82,35 @@ def test_service_answers_soon_after_a_long_outage(cluster, deployment):
     figure("database away 60 s", submissions_succeed_again_s=round(succeeding, 2), acknowledged=len(load.acked), stored=rows)
     assert "database pool replaced" in intake.log_path.read_text()
     assert succeeding <= 5, f"submissions failed for {succeeding:.1f} s after the database was back"
+
+
+def test_a_service_started_before_its_database_waits_for_it(cluster, deployment, tmp_path):
+    """A city's cluster coming back after a power cut starts its services in no order. One started before
+    its database waits for it, saying so, and serves within a few seconds of the database's return — where
+    exiting at once put it in Kubernetes' crash-loop back-off, up to 5 minutes."""
+    env, url, serve = deployment
+    cluster.stop()
+    try:
+        intake = Served("intake", env, tmp_path / "intake.log")
+        intake.process = subprocess.Popen([KANGYI, "serve", "intake"], env=intake.env, stdout=subprocess.DEVNULL,
+                                          stderr=open(intake.log_path, "a"))
+        time.sleep(8)
+        assert intake.process.poll() is None, f"exited {intake.process.returncode}:\n{intake.log()[-2000:]}"
+        waiting = [line for line in intake.log().splitlines() if "waiting for it" in line]
+    finally:
+        cluster.url = cluster.start()
+    back = time.time()
+    try:
+        wait_for(lambda: intake.health() == "SERVING", seconds=15, what="serving after the database's return")
+        serving = time.time() - back
+        stub = intake_pb2_grpc.IntakeServiceStub(signing_channel(intake.address, intake.key))
+        stub.SubmitHelpRequest(submission("before-its-database", 1), timeout=5)
+    finally:
+        seconds, code = intake.terminate()
+    figure("started before its database", warnings_while_waiting=len(waiting), serving_after_return_s=round(serving, 2))
+    assert waiting, "the wait is logged"
+    assert serving <= 5, f"served {serving:.1f} s after the database's return"
+    assert code == 0
 
 
 def test_kangyi_dev_restarts_its_embedded_database(tmp_path):

@@ -67,6 +67,8 @@ public enum DatabaseErrorKind: Sendable, Equatable {
         }
         guard let error = error as? PSQLError else { return String(describing: type(of: error)) }
         var parts = ["postgres \(error.code)"]
+        // Why a connection failed (refused, timed out, unreachable): the socket's error, which carries no row.
+        if error.code == .connectionError, let underlying = error.underlying { parts.append("(\(underlying))") }
         if let info = error.serverInfo {
             for (label, field) in [("sqlstate", PSQLError.ServerInfo.Field.sqlState), ("table", .tableName),
                                    ("constraint", .constraintName), ("routine", .routine)] {

@@ -47,17 +47,46 @@ public struct MigrationRunner: Sendable {
 
     /// Applies every pending step of `migrations` (any order; sorted by schema dependency as given, then
     /// version). Returns the steps applied by this call.
+    ///
+    /// Waits for a database that cannot be reached or cannot work yet (refused connections, starting up,
+    /// too many connections: ``DatabaseErrorKind/unavailable``), trying again after 0.25 s, doubling up to
+    /// `longestPause`, with a warning each time. A process started before its database — a city's cluster
+    /// coming back after a power cut — then serves within a pause of the database's return, where exiting
+    /// put it in Kubernetes' crash-loop back-off (up to 5 minutes). Safe to repeat: each step is applied
+    /// in its own transaction and recorded in it. Any other failure ends the wait, named without values.
     @discardableResult
-    public func apply(_ migrations: [Migration], url: DatabaseURL) async throws -> [Migration] {
-        let connection = try await Database.connect(url: url, logger: logger)
-        do {
-            let applied = try await apply(migrations, on: connection)
-            try await connection.close()
-            return applied
-        } catch {
-            try? await connection.close()
-            throw error
+    public func apply(_ migrations: [Migration], url: DatabaseURL, longestPause: Duration = .seconds(2)) async throws
+        -> [Migration]
+    {
+        var pause: Duration = .milliseconds(250)
+        for attempt in 1... {
+            do {
+                let connection = try await Database.connect(url: url, logger: logger)
+                do {
+                    let applied = try await apply(migrations, on: connection)
+                    try await connection.close()
+                    return applied
+                } catch {
+                    try? await connection.close()
+                    throw error
+                }
+            } catch where DatabaseErrorKind(error) == .unavailable {
+                logger.warning(
+                    "the database cannot be reached yet; waiting for it",
+                    metadata: [
+                        "database": "\(url)", "attempt": "\(attempt)", "retry_in_s": "\(pause.inSeconds)",
+                        "error": "\(DatabaseErrorKind.redactedDescription(of: error))",
+                    ])
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, longestPause)
+            } catch let error as PSQLError {
+                // postgres-nio's own description says nothing ("Generic description to prevent accidental
+                // leakage"); this one names the SQLSTATE without values.
+                throw PlatformError(
+                    description: "the database \(url) refused: \(DatabaseErrorKind.redactedDescription(of: error))")
+            }
         }
+        fatalError("unreachable")
     }
 
     public func apply(_ migrations: [Migration], on connection: PostgresConnection) async throws -> [Migration] {
