@@ -91,9 +91,7 @@ def test_a_service_started_before_its_database_waits_for_it(cluster, deployment,
     env, url, serve = deployment
     cluster.stop()
     try:
-        intake = Served("intake", env, tmp_path / "intake.log")
-        intake.process = subprocess.Popen([KANGYI, "serve", "intake"], env=intake.env, stdout=subprocess.DEVNULL,
-                                          stderr=open(intake.log_path, "a"))
+        intake = Served("intake", env, tmp_path / "intake.log").launch()
         time.sleep(8)
         assert intake.process.poll() is None, f"exited {intake.process.returncode}:\n{intake.log()[-2000:]}"
         waiting = [line for line in intake.log().splitlines() if "waiting for it" in line]

@@ -123,9 +123,14 @@ class Served:
     def address(self):
         return f"127.0.0.1:{self.port}"
 
-    def start(self):
+    def launch(self):
+        """Starts the process without waiting for it to serve."""
         self.process = subprocess.Popen([KANGYI, "serve", self.service], env=self.env,
                                         stdout=subprocess.DEVNULL, stderr=open(self.log_path, "a"))
+        return self
+
+    def start(self):
+        self.launch()
         wait_for(lambda: self.health() == "SERVING", seconds=60, what=f"{self.service} serving")
         return self
 

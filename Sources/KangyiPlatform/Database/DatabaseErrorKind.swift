@@ -7,7 +7,7 @@ public enum DatabaseErrorKind: Sendable, Equatable {
     /// The database cannot be reached, is shutting down or cannot work now (``cannotWorkNow(_:)``):
     /// retryable, UNAVAILABLE.
     case unavailable
-    /// A serialization failure or deadlock: retryable, ABORTED.
+    /// A serialization failure, deadlock or lock timeout: retryable, ABORTED.
     case conflict
     /// A unique constraint was violated; the payload is the constraint's name.
     case uniqueViolation(constraint: String)

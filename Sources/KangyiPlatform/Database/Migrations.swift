@@ -58,8 +58,9 @@ public struct MigrationRunner: Sendable {
     public func apply(_ migrations: [Migration], url: DatabaseURL, longestPause: Duration = .seconds(2)) async throws
         -> [Migration]
     {
-        var pause: Duration = .milliseconds(250)
-        for attempt in 1... {
+        var (pause, attempt): (Duration, Int) = (.milliseconds(250), 0)
+        while true {
+            attempt += 1
             do {
                 let connection = try await Database.connect(url: url, logger: logger)
                 do {
@@ -86,7 +87,6 @@ public struct MigrationRunner: Sendable {
                     description: "the database \(url) refused: \(DatabaseErrorKind.redactedDescription(of: error))")
             }
         }
-        fatalError("unreachable")
     }
 
     public func apply(_ migrations: [Migration], on connection: PostgresConnection) async throws -> [Migration] {
